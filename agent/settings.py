@@ -1,0 +1,46 @@
+"""Runtime settings: one pydantic model, read from ONBOARD_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "onboarder"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ONBOARD_", extra="forbid")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    # Parity gate: max |logits_ov - logits_pt| with the f32 precision hint.
+    parity_tolerance: float = 1e-4
+    sandbox: Literal["auto", "local", "docker"] = "local"
+    sandbox_image: str = "onboarder-openvino:latest"
+    verify_timeout_s: float = 900.0
+    tests_timeout_s: float = 1200.0
+    max_candidates: int = 4
+    repair_attempts: int = 3
+    trust_remote_code: bool = False
+    git_timeout_s: float = 120.0
+    # Seconds a cached mirror is considered fresh before fetching again.
+    mirror_freshness_s: float = 3600.0
+
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "gpt-4o-mini"
+
+    def path(self, *parts: str) -> Path:
+        return self.data_dir.joinpath(*parts)
+
+    def public_dict(self) -> dict:
+        """Settings as plain data with secrets removed (for reports and trajectories)."""
+        data = self.model_dump(mode="json")
+        for key in list(data):
+            if "key" in key or "token" in key or "secret" in key:
+                data[key] = "***" if data[key] else None
+        return data
