@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ONBOARD_", extra="forbid")
 
     data_dir: Path = Field(default_factory=_default_data_dir)
+    # Shared caches (mirrors, sdists, tiny models, release index); defaults under data_dir.
+    cache_dir: Path | None = None
     # Parity gate: max |logits_ov - logits_pt| with the f32 precision hint.
     parity_tolerance: float = 1e-4
     sandbox: Literal["auto", "local", "docker"] = "local"
@@ -36,6 +38,10 @@ class Settings(BaseSettings):
 
     def path(self, *parts: str) -> Path:
         return self.data_dir.joinpath(*parts)
+
+    @property
+    def caches(self) -> Path:
+        return self.cache_dir or self.data_dir / "cache"
 
     def public_dict(self) -> dict:
         """Settings as plain data with secrets removed (for reports and trajectories)."""

@@ -1,0 +1,24 @@
+"""Target adapters, one module each; `get_target` is the only lookup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.errors import UserError
+
+
+def _optimum_intel(cache_dir: Path):
+    from tools.targets.optimum_intel import OptimumIntelTarget
+
+    return OptimumIntelTarget(cache_dir)
+
+
+FACTORIES = {"optimum-intel": _optimum_intel}
+
+
+def get_target(name: str, cache_dir: Path):
+    try:
+        factory = FACTORIES[name]
+    except KeyError:
+        raise UserError(f"unknown target {name!r}; known targets: {', '.join(sorted(FACTORIES))}") from None
+    return factory(cache_dir)

@@ -1,0 +1,168 @@
+"""`onboard`: the command-line face of the graph."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from pydantic import ValidationError
+
+from agent.cli_output import Progress, err, out, print_json, summary_table
+from agent.errors import EnvironmentProblem, UserError
+from agent.settings import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Onboard new Hugging Face architectures into ML frameworks, verified end to end.")
+
+DataDir = typer.Option(None, "--data-dir", help="State, caches and PR records (env ONBOARD_DATA_DIR).")
+
+
+def settings_for(data_dir: Optional[Path], **overrides) -> Settings:
+    try:
+        kwargs = {k: v for k, v in overrides.items() if v is not None}
+        if data_dir is not None:
+            kwargs["data_dir"] = data_dir.expanduser().resolve()
+        return Settings(**kwargs)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UserError(f"invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def fail(exc: Exception) -> None:
+    err.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False)
+    raise typer.Exit(getattr(exc, "exit_code", 1))
+
+
+def _finish(state: dict, how: str, as_json: bool) -> None:
+    if how == "finished_before":
+        err.print("[yellow]this request already ran to the end; showing its result (nothing repeated)[/]")
+    if as_json:
+        print_json({k: state.get(k) for k in ("thread_id", "outcome", "message", "attempts", "pr", "timings")})
+    else:
+        out.print(summary_table(state))
+    raise typer.Exit(0 if state.get("outcome") == "pr" else 1)
+
+
+@app.command()
+def run(
+    model: str = typer.Argument(..., help="model_type, path to config.json or model dir, or Hub id"),
+    target: str = typer.Option("optimum-intel", "--target", "-t"),
+    repo: Optional[str] = typer.Option(None, "--repo", help="target repository URL or local path"),
+    ref: Optional[str] = typer.Option(None, "--ref", help="branch, tag or commit of the target"),
+    sandbox: Optional[str] = typer.Option(None, "--sandbox", help="auto | local | docker"),
+    data_dir: Optional[Path] = DataDir,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Onboard MODEL into TARGET; exits 0 only when a verified PR record was produced."""
+    from agent.jobs import Request, prepare
+    from agent.runner import drive, make_deps
+
+    try:
+        settings = settings_for(data_dir, sandbox=sandbox)
+        progress = Progress()
+        job = prepare(Request(model=model, target=target, repo=repo, ref=ref, sandbox=sandbox),
+                      settings, progress.note)
+        err.print(f"[bold]thread[/] {job.thread_id}")
+        deps = make_deps(settings, job.target, progress.note)
+        state, how = drive(settings, deps, job.thread_id, job.initial_state, progress.node)
+    except (UserError, EnvironmentProblem) as exc:
+        fail(exc)
+    _finish(state, how, as_json)
+
+
+@app.command()
+def resume(thread: str, data_dir: Optional[Path] = DataDir, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Continue an interrupted run from its last finished stage."""
+    from agent.runner import drive, make_deps, stored_state
+
+    try:
+        settings = settings_for(data_dir)
+        values = stored_state(settings, thread)
+        if not values:
+            raise UserError(f"no run with thread id {thread} in {settings.data_dir}")
+        progress = Progress()
+        deps = make_deps(settings, values["request"]["target"], progress.note)
+        state, how = drive(settings, deps, thread, None, progress.node)
+    except (UserError, EnvironmentProblem) as exc:
+        fail(exc)
+    _finish(state, how, as_json)
+
+
+@app.command()
+def show(thread: str, data_dir: Optional[Path] = DataDir, as_json: bool = typer.Option(False, "--json")) -> None:
+    """The report of a run."""
+    from agent.runner import job_dir, stored_state
+
+    try:
+        settings = settings_for(data_dir)
+        report = job_dir(settings, thread) / "report.json"
+        if report.exists():
+            state = json.loads(report.read_text())
+        else:
+            state = stored_state(settings, thread)
+            if not state:
+                raise UserError(f"no run with thread id {thread} in {settings.data_dir}")
+            err.print("[yellow]run not finished: showing its last checkpoint (onboard resume to finish)[/]")
+    except UserError as exc:
+        fail(exc)
+    if as_json:
+        print_json(state)
+    else:
+        out.print(summary_table(state))
+        for line in state.get("advice") or []:
+            out.print(f"  needs change: {line}")
+
+
+@app.command()
+def prs(data_dir: Optional[Path] = DataDir, as_json: bool = typer.Option(False, "--json")) -> None:
+    """PR records produced so far."""
+    from rich.table import Table
+
+    from tools.forge import LocalForge
+
+    try:
+        settings = settings_for(data_dir)
+    except UserError as exc:
+        fail(exc)
+    records = LocalForge(settings.data_dir).records()
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in records])
+        return
+    t = Table("target", "model", "branch", "remote", "diff", "verification")
+    for r in records:
+        v = r.verification
+        t.add_row(r.target, r.model_type, r.branch, r.remote, r.diff_path,
+                  ", ".join(f"{k}={val if not isinstance(val, float) else f'{val:.1e}'}" for k, val in v.items()))
+    out.print(t)
+
+
+@app.command()
+def targets() -> None:
+    """Targets this build knows."""
+    from tools.targets import FACTORIES
+
+    for name in sorted(FACTORIES):
+        out.print(name)
+
+
+def _mount_optional(module: str) -> None:
+    try:
+        mod = __import__(module, fromlist=["register"])
+    except ImportError:
+        return
+    mod.register(app)
+
+
+for _m in ("agent.cli_analysis", "agent.cli_sandbox", "agent.cli_bench"):
+    _mount_optional(_m)
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted; `onboard resume THREAD` continues from the last finished stage")
+        sys.exit(130)

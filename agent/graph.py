@@ -1,0 +1,45 @@
+"""The onboarding graph: nodes are small functions, routing is explicit."""
+
+from __future__ import annotations
+
+import sqlite3
+from functools import partial
+from pathlib import Path
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, StateGraph
+
+from agent.deps import Deps
+from agent.nodes import change, finish, prepare
+from agent.state import OnboardState
+
+
+def _after_plan(state: OnboardState) -> str:
+    if state.get("outcome") == "already_supported":
+        return "report"
+    return "tiny" if state.get("candidates") else "report"
+
+
+def build_graph(deps: Deps, checkpointer=None):
+    g = StateGraph(OnboardState)
+    for name, fn in (("intake", prepare.intake), ("analyze", prepare.analyze), ("plan", prepare.plan),
+                     ("tiny", prepare.tiny), ("implement", change.implement), ("verify", change.verify),
+                     ("repair", change.repair), ("publish", finish.publish), ("report", finish.report)):
+        g.add_node(name, partial(fn, deps=deps))
+    g.add_edge(START, "intake")
+    g.add_edge("intake", "analyze")
+    g.add_edge("analyze", "plan")
+    g.add_conditional_edges("plan", _after_plan, ["tiny", "report"])
+    g.add_edge("tiny", "implement")
+    g.add_edge("implement", "verify")
+    g.add_conditional_edges("verify", change.after_verify, ["publish", "repair", "report"])
+    g.add_edge("repair", "implement")
+    g.add_edge("publish", "report")
+    g.add_edge("report", END)
+    return g.compile(checkpointer=checkpointer)
+
+
+def sqlite_checkpointer(path: Path) -> SqliteSaver:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), check_same_thread=False)
+    return SqliteSaver(conn)

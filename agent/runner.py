@@ -1,0 +1,77 @@
+"""Drive the graph for one job: start, resume, or report a finished run."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+from agent.deps import Deps
+from agent.graph import build_graph, sqlite_checkpointer
+from agent.settings import Settings
+from tools.forge import LocalForge
+from tools.repo import RepoManager
+from tools.targets import get_target
+
+
+def make_sandbox(settings: Settings):
+    try:
+        from sandboxes.factory import make_sandbox as factory
+    except ImportError:  # the factory arrives with the docker backend
+        from sandboxes.local import LocalSandbox
+
+        return LocalSandbox()
+    return factory(settings.sandbox, image=settings.sandbox_image)
+
+
+def make_deps(settings: Settings, target_name: str, progress) -> Deps:
+    return Deps(
+        settings=settings,
+        target=get_target(target_name, settings.caches),
+        forge=LocalForge(settings.data_dir),
+        repos=RepoManager(settings.caches, settings.git_timeout_s, settings.mirror_freshness_s),
+        sandbox_factory=lambda: make_sandbox(settings),
+        progress=progress,
+    )
+
+
+@contextmanager
+def compiled(settings: Settings, deps: Deps):
+    saver = sqlite_checkpointer(settings.path("checkpoints.sqlite"))
+    try:
+        yield build_graph(deps, saver)
+    finally:
+        saver.conn.close()
+
+
+def stored_state(settings: Settings, thread_id: str) -> dict | None:
+    path = settings.path("checkpoints.sqlite")
+    if not path.exists():
+        return None
+    saver = sqlite_checkpointer(path)
+    try:
+        tup = saver.get_tuple({"configurable": {"thread_id": thread_id}})
+        return dict(tup.checkpoint["channel_values"]) if tup else None
+    finally:
+        saver.conn.close()
+
+
+def drive(settings: Settings, deps: Deps, thread_id: str, initial: dict | None, on_node=None) -> tuple[dict, str]:
+    """Run or resume `thread_id`. Returns (final values, how: started|resumed|finished_before)."""
+    config = {"configurable": {"thread_id": thread_id}}
+    with compiled(settings, deps) as graph:
+        snap = graph.get_state(config)
+        if snap.values and not snap.next:
+            return dict(snap.values), "finished_before"
+        how = "resumed" if snap.next else "started"
+        inp = None if snap.next else initial
+        if inp is None and not snap.next:
+            raise LookupError(f"no run with thread id {thread_id}")
+        for chunk in graph.stream(inp, config, stream_mode="updates", durability="sync"):
+            for node, update in chunk.items():
+                if on_node:
+                    on_node(node, update or {})
+        return dict(graph.get_state(config).values), how
+
+
+def job_dir(settings: Settings, thread_id: str) -> Path:
+    return settings.path("jobs", thread_id)

@@ -1,0 +1,230 @@
+"""optimum-intel: export to OpenVINO IR.
+
+The registry is read from the workspace being patched (never from the
+installed package). Candidates are existing config classes to follow, ranked
+by transformers' modular lineage and then by config similarity; each one is
+written into the workspace and must pass export, f32 logits parity, greedy
+token equality and the repository's own tests before it can become a PR.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from tools.release_index import IndexUnavailable, ReleaseIndex
+from tools.targets.base import Candidate, Check, JobContext, Plan, VerifyReport
+
+MODEL_CONFIGS = "optimum/exporters/openvino/model_configs.py"
+UTILS = "optimum/exporters/openvino/utils.py"
+DOCS = "docs/source/openvino/models.mdx"
+TESTS_DIR = "tests/openvino"
+# Broadly compatible dense decoders, tried after the lineage says nothing more.
+GENERIC_DENSE_BASES = ("llama", "qwen2", "mistral", "qwen3", "gemma", "phi3", "olmo2")
+NON_DENSE = {"moe", "mla", "ssm", "linear_attention", "vlm"}
+JOB = Path(__file__).resolve().parents[2] / "sandboxes" / "jobs" / "ov_verify.py"
+
+
+def read_registry(workspace: Path) -> dict[str, str]:
+    """model_type -> config class name, from `register_in_tasks_manager` decorators."""
+    path = workspace / MODEL_CONFIGS
+    if not path.exists():
+        raise FileNotFoundError(f"{MODEL_CONFIGS} not found in {workspace}: is this optimum-intel?")
+    registry: dict[str, str] = {}
+    for node in ast.parse(path.read_text()).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for deco in node.decorator_list:
+            if (isinstance(deco, ast.Call) and getattr(deco.func, "id", "") == "register_in_tasks_manager"
+                    and deco.args and isinstance(deco.args[0], ast.Constant)):
+                registry.setdefault(deco.args[0].value, node.name)
+    return registry
+
+
+def onnx_era_types(workspace: Path) -> set[str]:
+    path = workspace / UTILS
+    if not path.exists():
+        return set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ONNX_SUPPORTED_ARCHITECTURES"
+                                                for t in node.targets):
+            try:
+                return set(ast.literal_eval(node.value))
+            except ValueError:
+                return set()
+    return set()
+
+
+@lru_cache(maxsize=64)
+def _default_keys(model_type: str) -> frozenset[str]:
+    from transformers import AutoConfig
+
+    try:
+        return frozenset(AutoConfig.for_model(model_type).to_dict())
+    except Exception:  # a base whose config cannot be built offline just scores zero
+        return frozenset()
+
+
+def _similarity(raw: dict, base: str) -> float:
+    keys, other = set(raw), _default_keys(base)
+    return len(keys & other) / max(1, len(keys | other))
+
+
+def model_display_name(model_type: str) -> str:
+    from transformers.models.auto.configuration_auto import MODEL_NAMES_MAPPING
+
+    return MODEL_NAMES_MAPPING.get(model_type, model_type.replace("_", " ").title())
+
+
+def pytest_keyword(model_type: str) -> str:
+    # parameterized turns non-identifier characters into "_" in test names.
+    return re.sub(r"\W", "_", model_type)
+
+
+class OptimumIntelTarget:
+    name = "optimum-intel"
+    default_repo = "https://github.com/huggingface/optimum-intel.git"
+    pypi_name = "optimum-intel"
+
+    def __init__(self, cache_dir: Path):
+        self.cache_dir = cache_dir
+        self._versions: dict[str, tuple[str, str]] = {}
+
+    # -- reading the workspace --------------------------------------------------
+    def supported_types(self, workspace: Path) -> set[str]:
+        return set(read_registry(workspace))
+
+    def min_transformers_version(self, model_type: str) -> tuple[str, str]:
+        """(version, how it was found); asked of the package index once per process."""
+        if model_type not in self._versions:
+            self._versions[model_type] = self._lookup_version(model_type)
+        return self._versions[model_type]
+
+    def _lookup_version(self, model_type: str) -> tuple[str, str]:
+        import transformers
+
+        try:
+            found = ReleaseIndex(self.cache_dir).first_release_with(model_type)
+            if found:
+                return found, "first transformers release on the package index that ships the model"
+        except (IndexUnavailable, OSError, ValueError) as exc:
+            reason = f"package index unavailable ({str(exc)[:120]})"
+        else:
+            reason = "model directory not found in any release on the package index"
+        return transformers.__version__, f"installed transformers version: {reason}"
+
+    def plan(self, analysis: dict, workspace: Path) -> Plan:
+        registry = read_registry(workspace)
+        features = set(analysis.get("features", []))
+        lineage = [f for f in analysis.get("lineage", []) if f in registry]
+        dense = not (features & NON_DENSE)
+        if dense and lineage:
+            situation = "S1"
+        elif lineage or dense:
+            situation = "S2"
+        else:
+            situation = "S3"
+        files = [MODEL_CONFIGS]
+        if analysis["model_type"] in onnx_era_types(workspace):
+            files.append(UTILS)
+        for rel in (DOCS, f"{TESTS_DIR}/utils_tests.py", f"{TESTS_DIR}/test_decoder.py",
+                    f"{TESTS_DIR}/test_export.py", f"{TESTS_DIR}/test_exporters_cli.py"):
+            if (workspace / rel).exists():
+                files.append(rel)
+        notes = [] if (workspace / TESTS_DIR).exists() else [
+            "workspace has no tests/ (source distribution): test registrations are skipped"]
+        checklist = [
+            "register an OpenVINO export config for the new model_type, following the closest family",
+            "set MIN_TRANSFORMERS_VERSION to the first transformers release with the model",
+            "take the type off ONNX_SUPPORTED_ARCHITECTURES if it is listed there",
+            "document it in models.mdx and register it in the decoder tests with a local tiny fixture",
+            "prove export, f32 logits parity, greedy token equality and the targeted tests",
+        ]
+        return Plan(situation=situation, files=files, checklist=checklist, notes=notes,
+                    needs_llm=situation != "S1")
+
+    def candidates(self, analysis: dict, workspace: Path, limit: int) -> list[Candidate]:
+        registry = read_registry(workspace)
+        raw = analysis.get("raw_text_config") or {}
+        seen: set[str] = set()
+        out: list[Candidate] = []
+
+        def add(base: str, why: str) -> None:
+            cls = registry.get(base)
+            if cls and cls not in seen and base != analysis["model_type"]:
+                seen.add(cls)
+                out.append(Candidate(id=f"alias:{base}", base=base, why=why, params={"base_class": cls}))
+
+        for fam in analysis.get("lineage", []):
+            add(fam, "transformers builds this model from it (modular lineage)")
+        generic = sorted(GENERIC_DENSE_BASES, key=lambda b: -_similarity(raw, b))
+        for fam in generic:
+            add(fam, f"generic dense decoder, config similarity {_similarity(raw, fam):.2f}")
+        return out[:limit]
+
+    # -- writing ------------------------------------------------------------------
+    def apply(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
+              facts: dict | None = None) -> tuple[list[str], list[str]]:
+        from tools.targets.optimum_intel_patch import PatchSpec, write_patch
+
+        version, _ = self.min_transformers_version(analysis["model_type"])
+        spec = PatchSpec(
+            model_type=analysis["model_type"],
+            base_class=candidate.params["base_class"],
+            min_transformers_version=version,
+            display_name=model_display_name(analysis["model_type"]),
+            tiny_config=tiny_fixture_config(ctx.tiny_dir),
+            expected_sdpa=(facts or {}).get("sdpa_ops"),
+        )
+        result = write_patch(workspace, spec)
+        return result.files, result.notes + [f"skipped: {s}" for s in result.skipped]
+
+    def display_name(self, model_type: str) -> str:
+        return model_display_name(model_type)
+
+    def pr_title(self, analysis: dict, candidate: Candidate) -> str:
+        return f"[OpenVINO] Add support for {self.display_name(analysis['model_type'])}"
+
+    # -- verification -------------------------------------------------------------
+    def verify(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
+               sandbox, run_tests: bool) -> VerifyReport:
+        from tools.targets.verify_runner import run_job
+
+        parity = run_job(sandbox, JOB, workspace, ctx, {"phase": "parity"}, ctx.timeout_s)
+        checks = [Check(**c) for c in parity["checks"]]
+        timings = dict(parity.get("timings", {}))
+        failed = [c for c in checks if c.status == "failed"]
+        if not failed and run_tests and (workspace / TESTS_DIR).exists():
+            sdpa = next((c.metrics.get("sdpa_ops") for c in checks if c.name == "export"), None)
+            files, _ = self.apply(candidate, analysis, workspace, ctx, facts={"sdpa_ops": sdpa})
+            selections = [[f, pytest_keyword(analysis["model_type"])] for f in sorted(set(files))
+                          if f.startswith(f"{TESTS_DIR}/test_")]
+            if not selections:
+                checks.append(Check(name="tests", status="failed",
+                                    detail="the patch registered the model in no test file"))
+            else:
+                tests = run_job(sandbox, JOB, workspace, ctx, {"phase": "tests", "tests": selections},
+                                ctx.tests_timeout_s)
+                checks += [Check(**c) for c in tests["checks"]]
+                timings.update(tests.get("timings", {}))
+        elif not (workspace / TESTS_DIR).exists():
+            checks.append(Check(name="tests", status="skipped",
+                                detail="workspace has no tests/ (source distribution)"))
+        failed = [c for c in checks if c.status == "failed"]
+        return VerifyReport(passed=not failed, checks=checks, timings=timings,
+                            first_failure=f"{failed[0].name}: {failed[0].detail}" if failed else "")
+
+
+def tiny_fixture_config(tiny_dir: Path) -> dict:
+    """The tiny config as the fixture should write it: only what differs from defaults."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(tiny_dir)
+    data = config.to_diff_dict()
+    for key in ("transformers_version", "_name_or_path", "dtype", "torch_dtype"):
+        data.pop(key, None)
+    data["model_type"] = config.model_type
+    return json.loads(json.dumps(data))

@@ -1,0 +1,57 @@
+"""Run a target's verification job in a sandbox and read back its JSON report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sandboxes.base import Limits, Mount
+from tools.targets.base import JobContext
+
+
+def run_job(sandbox, job: Path, workspace: Path, ctx: JobContext, spec: dict, timeout_s: float) -> dict:
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    m_ws = Mount(workspace.resolve(), "/workspace", read_only=False)
+    m_tiny = Mount(ctx.tiny_dir.resolve(), "/tiny", read_only=True)
+    m_out = Mount(ctx.work_dir.resolve(), "/out", read_only=False)
+    m_job = Mount(job.parent.resolve(), "/job", read_only=True)
+    phase = spec["phase"]
+    full = {
+        "workspace": sandbox.inside(m_ws),
+        "tiny_dir": sandbox.inside(m_tiny),
+        "out_dir": sandbox.inside(m_out),
+        "model_type": ctx.model_type,
+        "tolerance": ctx.parity_tolerance,
+        "max_new_tokens": 8,
+        **spec,
+    }
+    spec_file = ctx.work_dir / f"spec-{phase}.json"
+    spec_file.write_text(json.dumps(full, indent=2))
+    env = {
+        "PYTHONPATH": sandbox.inside(m_ws),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    cmd = [sandbox.python, f"{sandbox.inside(m_job)}/{job.name}", f"{sandbox.inside(m_out)}/{spec_file.name}"]
+    result = sandbox.run(cmd, mounts=[m_ws, m_tiny, m_out, m_job], env=env, workdir=m_out,
+                         limits=Limits(timeout_s=timeout_s))
+    (ctx.work_dir / f"job-{phase}.log").write_text(
+        f"$ {' '.join(cmd)}\n[status {result.status}, exit {result.exit_code}, "
+        f"{result.duration_s:.1f}s, backend {result.backend}]\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
+    for line in reversed(result.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                report = json.loads(line)
+                report.setdefault("timings", {})[f"sandbox:{phase}"] = result.duration_s
+                return report
+            except ValueError:
+                break
+    tail = " ".join(result.stderr.strip().splitlines()[-3:])[-500:]
+    return {
+        "checks": [{"name": f"sandbox:{phase}", "status": "failed",
+                    "detail": f"job ended with {result.status} (exit {result.exit_code}) and no report: {tail}",
+                    "metrics": {}}],
+        "timings": {f"sandbox:{phase}": result.duration_s},
+    }
