@@ -53,6 +53,7 @@ def run(
     repo: Optional[str] = typer.Option(None, "--repo", help="target repository URL or local path"),
     ref: Optional[str] = typer.Option(None, "--ref", help="branch, tag or commit of the target"),
     sandbox: Optional[str] = typer.Option(None, "--sandbox", help="auto | local | docker"),
+    reference: list[str] = typer.Option([], "--reference", help="reference PR number or revision (repeatable)"),
     data_dir: Optional[Path] = DataDir,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -63,8 +64,8 @@ def run(
     try:
         settings = settings_for(data_dir, sandbox=sandbox)
         progress = Progress()
-        job = prepare(Request(model=model, target=target, repo=repo, ref=ref, sandbox=sandbox),
-                      settings, progress.note)
+        job = prepare(Request(model=model, target=target, repo=repo, ref=ref, sandbox=sandbox,
+                              references=reference), settings, progress.note)
         err.print(f"[bold]thread[/] {job.thread_id}")
         deps = make_deps(settings, job.target, progress.note)
         state, how = drive(settings, deps, job.thread_id, job.initial_state, progress.node)
@@ -156,7 +157,7 @@ def _mount_optional(module: str) -> None:
     mod.register(app)
 
 
-for _m in ("agent.cli_analysis", "agent.cli_sandbox", "agent.cli_bench"):
+for _m in ("agent.cli_analysis", "agent.cli_sandbox", "agent.cli_bench", "agent.cli_references"):
     _mount_optional(_m)
 
 

@@ -10,26 +10,29 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from agent.deps import Deps
-from agent.nodes import change, finish, prepare
+from agent.nodes import change, finish, prepare, references
 from agent.state import OnboardState
 
 
 def _after_plan(state: OnboardState) -> str:
     if state.get("outcome") == "already_supported":
         return "report"
-    return "tiny" if state.get("candidates") else "report"
+    return "references" if state.get("candidates") else "report"
 
 
 def build_graph(deps: Deps, checkpointer=None):
     g = StateGraph(OnboardState)
-    for name, fn in (("intake", prepare.intake), ("analyze", prepare.analyze), ("plan", prepare.plan),
-                     ("tiny", prepare.tiny), ("implement", change.implement), ("verify", change.verify),
-                     ("repair", change.repair), ("publish", finish.publish), ("report", finish.report)):
+    nodes = (("intake", prepare.intake), ("analyze", prepare.analyze), ("plan", prepare.plan),
+             ("references", references.references), ("tiny", prepare.tiny),
+             ("implement", change.implement), ("verify", change.verify), ("repair", change.repair),
+             ("publish", finish.publish), ("report", finish.report))
+    for name, fn in nodes:
         g.add_node(name, partial(fn, deps=deps))
     g.add_edge(START, "intake")
     g.add_edge("intake", "analyze")
     g.add_edge("analyze", "plan")
-    g.add_conditional_edges("plan", _after_plan, ["tiny", "report"])
+    g.add_conditional_edges("plan", _after_plan, ["references", "report"])
+    g.add_edge("references", "tiny")
     g.add_edge("tiny", "implement")
     g.add_edge("implement", "verify")
     g.add_conditional_edges("verify", change.after_verify, ["publish", "repair", "report"])

@@ -25,6 +25,7 @@ class Request(BaseModel):
     repo: str | None = None
     ref: str | None = None
     sandbox: str | None = None
+    references: list[str] = []  # PR numbers ("#123" or "123") or revisions; empty = automatic
 
 
 class Job(BaseModel):

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     tests_timeout_s: float = 1200.0
     max_candidates: int = 4
     repair_attempts: int = 3
+    reference_count: int = 3
     trust_remote_code: bool = False
     git_timeout_s: float = 120.0
     # Seconds a cached mirror is considered fresh before fetching again.

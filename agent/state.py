@@ -18,6 +18,7 @@ class OnboardState(TypedDict, total=False):
     workspace: dict[str, Any]  # tools.repo.Workspace as data
     analysis: dict[str, Any]
     plan: dict[str, Any]
+    references: list[dict[str, Any]]  # bounded summaries; raw diffs stay on disk
     tiny: dict[str, Any]
     candidates: list[dict[str, Any]]
     candidate_index: int

@@ -42,7 +42,7 @@ def publish(state: OnboardState, deps: Deps) -> dict:
         attempts=state.get("attempts", []), files=state["patch"]["files"],
         notes=state["patch"].get("notes", []), remote=str(deps.settings.path("remotes", f"{target.name}.git")),
         branch=branch, test_commands=_test_commands(checks), thread_id=state["thread_id"],
-        timings=state.get("timings", {}), tokens=0,
+        timings=state.get("timings", {}), tokens=0, references=state.get("references", []),
     )
     summary = {c["name"]: c["status"] for c in checks}
     parity = next((c for c in checks if c["name"] == "logits_parity"), None)

@@ -90,8 +90,13 @@ class OptimumIntelTarget:
     pypi_name = "optimum-intel"
 
     def __init__(self, cache_dir: Path):
+        from tools.targets import optimum_intel_refs
+
         self.cache_dir = cache_dir
         self._versions: dict[str, tuple[str, str]] = {}
+        self.references = optimum_intel_refs.OptimumIntelReferences()
+        self.kind_of = optimum_intel_refs.kind_of
+        self.base_of = optimum_intel_refs.base_of
 
     # -- reading the workspace --------------------------------------------------
     def supported_types(self, workspace: Path) -> set[str]:
