@@ -42,6 +42,7 @@ def verify(state: OnboardState, deps: Deps) -> dict:
     cand = current(state)
     ctx = job_context(state, deps)
     deps.progress(f"verifying {cand.id} in the {deps.sandbox.name} sandbox")
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
     report = deps.target.verify(cand, state["analysis"], ws, ctx, deps.sandbox, run_tests=True)
     diff_path = ctx.work_dir / "change.diff"
     diff_path.write_text(diff_against(ws, state["workspace"]["base_rev"]))
