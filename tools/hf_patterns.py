@@ -193,7 +193,7 @@ def sliding_window(t: dict, layers: list[str]) -> int | None:
 
 def moe_info(t: dict, n: int | None) -> dict | None:
     experts = first_int(t, "n_routed_experts", "num_local_experts", "num_experts", "moe_num_experts")
-    if not experts or experts < 2 or t.get("enable_moe_block") is False:
+    if not experts or experts < 2 or t.get("enable_moe_block") is False or t.get("is_moe") is False:
         return None
     shared = first_int(t, "n_shared_experts", "num_shared_experts")
     if shared is None:
@@ -203,8 +203,9 @@ def moe_info(t: dict, n: int | None) -> dict | None:
     freq = t.get("moe_layer_freq")
     if first_dense is None and isinstance(freq, list):
         first_dense = next((i for i, x in enumerate(freq) if x), len(freq))
-    if first_dense is None and isinstance(t.get("mlp_only_layers"), list) and t["mlp_only_layers"]:
-        first_dense = None  # a scattered list, reported as is below
+    kinds = t.get("mlp_layer_types")
+    if first_dense is None and isinstance(kinds, list) and kinds:
+        first_dense = next((i for i, x in enumerate(kinds) if x != "dense"), len(kinds))
     router_bias = bool(t.get("use_routing_bias") or t.get("router_bias") or t.get("topk_method") == "noaux_tc"
                        or t.get("moe_router_enable_expert_bias"))
     return {

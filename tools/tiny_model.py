@@ -140,8 +140,9 @@ def _build_into(out: Path, raw: dict, analysis: Analysis, *, seed: int, max_para
     model.eval()
     n = sum(p.numel() for p in model.parameters())
     if n > max_params:
+        part, size = _largest_part(model)
         raise TinyModelError(f"tiny {raw['model_type']} has {n:,} parameters, over the budget of {max_params:,}; "
-                             f"a size key this builder does not know is probably still large")
+                             f"largest part {part} ({size:,}): a size this builder cannot shrink")
     out.mkdir(parents=True)
     try:
         model.save_pretrained(out, safe_serialization=True)
@@ -185,6 +186,14 @@ def _fit_config(cls, config):
         sub.architectures = [cls.__name__]
         return sub
     return config
+
+
+def _largest_part(model) -> tuple[str, int]:
+    sizes: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        part = ".".join(name.split(".")[:3])
+        sizes[part] = sizes.get(part, 0) + p.numel()
+    return max(sizes.items(), key=lambda kv: kv[1]) if sizes else ("?", 0)
 
 
 def _text_config(config):

@@ -4,6 +4,10 @@ Tiny means a few thousand-wide tensors instead of billions of parameters; identi
 model_type and architectures, every kind of layer the original has, the same attention shape (explicit
 head_dim, GQA/MQA/MHA), experts routed the same way, MLA ranks, MTP and windows still exercised by a short
 sequence. Families spell sizes differently, so every rule below names all spellings it knows.
+
+Multi-token prediction: the count is kept at 1 in the tiny config so the analysis still sees the feature,
+but transformers 5.5 builds no MTP modules for any family (checkpoints' `mtp.*` weights are ignored on load),
+so the tiny model has no MTP weights either. Mamba CUDA kernels are switched off: tiny models run on CPU.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ def shrink_config(raw: dict, analysis=None, *, max_seq: int = 64) -> dict:
     for k in DROP_KEYS:
         out.pop(k, None)
     key = analysis.text_config_key
+    _fill_class_defaults(out, key)
     if key:
-        out[key] = shrink_text(out[key], max_seq=max_seq, parent=out)
+        out[key] = shrink_text(out[key], max_seq=max_seq)
         for k in DROP_KEYS:
             out[key].pop(k, None)
         if isinstance(out.get("vision_config"), dict):
@@ -60,7 +65,34 @@ def shrink_config(raw: dict, analysis=None, *, max_seq: int = 64) -> dict:
     return out
 
 
-def shrink_text(t: dict, *, max_seq: int = 64, parent: dict | None = None) -> dict:
+def _fill_class_defaults(out: dict, key: str | None) -> None:
+    """What a raw config omits, transformers fills from class defaults at full size (a whole default vision
+    tower, special ids far beyond the tiny vocabulary); make those explicit so they get shrunk too."""
+    try:
+        from transformers import CONFIG_MAPPING
+
+        cls = CONFIG_MAPPING[out["model_type"]]
+    except (ImportError, KeyError):
+        return
+    subs = getattr(cls, "sub_configs", None) or {}
+    for name, sub_cls in subs.items():
+        if name not in out and name != key and name in ("vision_config", "audio_config"):
+            try:
+                out[name] = {k: v for k, v in sub_cls().to_dict().items() if k not in DROP_KEYS}
+            except Exception:  # noqa: BLE001 - generic sub-config slots cannot be defaulted; leave them
+                pass
+    text_cls = subs.get(key, cls) if key else cls
+    text = out[key] if key else out
+    try:
+        defaults = text_cls()
+    except Exception:  # noqa: BLE001
+        return
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if name not in text and getattr(defaults, name, None) is not None:
+            text[name] = getattr(defaults, name)
+
+
+def shrink_text(t: dict, *, max_seq: int = 64) -> dict:
     t = copy.deepcopy(t)
     orig = copy.deepcopy(t)
     hidden0 = int_of(orig, *HIDDEN_KEYS)
@@ -160,10 +192,6 @@ def _shrink_moe(t: dict, orig: dict) -> None:
         t["mlp_only_layers"] = [0]
 
 
-def tiny_layer_count(t: dict, pattern: list[str]) -> int:
-    return max(2, len(_compressed(pattern)))
-
-
 def _compressed(pattern: list[str]) -> list[str]:
     """One layer of each kind, in order of first appearance (the attention kind last when the family puts
     its full-attention layer at the end of each period, as interval configs do)."""
@@ -250,7 +278,11 @@ def _shrink_layers(t: dict, orig: dict, max_seq: int) -> None:
     nl = t.get("num_hidden_layers", n)
     for k, v in list(t.items()):  # other per-layer lists follow the new depth
         if isinstance(v, list) and len(v) == (pat.num_layers(orig) or -1) and len(v) > nl and k != "layer_types":
-            t[k] = [INTER if k in INTER_KEYS else x for x in v[:nl]]
+            if all(isinstance(x, str) for x in v):  # kinds (mlp_layer_types): keep one of each
+                names = _compressed(v)
+                t[k] = (names + [names[-1]] * nl)[:nl]
+            else:
+                t[k] = [INTER if k in INTER_KEYS else x for x in v[:nl]]
     if isinstance(orig.get("moe_layers"), list):  # llama4: explicit indices of the MoE layers
         every = len(orig["moe_layers"]) >= (pat.num_layers(orig) or 0)
         t["moe_layers"] = list(range(t.get("num_hidden_layers", n))) if every else [n - 1]
@@ -269,8 +301,18 @@ def _shrink_rope(t: dict, orig: dict) -> None:
             continue
         for sub in ([p] + [v for v in p.values() if isinstance(v, dict)]):
             set_present(sub, ("original_max_position_embeddings",), lambda v: ORIG_POS)
+            kind = sub.get("rope_type", sub.get("type"))
+            if kind == "yarn" and isinstance(sub.get("factor"), (int, float)) and sub["factor"] > 1:
+                # yarn reads max/original as its scaling ratio: keep that ratio equal to the factor
+                for k in POS_KEYS:
+                    if isinstance(t.get(k), int):
+                        t[k] = max(t[k], int(ORIG_POS * sub["factor"]))
             if isinstance(sub.get("mrope_section"), list):
-                sub["mrope_section"] = _split(head // 2, sub["mrope_section"])
+                # sections cover the rotary half-dims, which may be a fraction of the head (partial rotary)
+                sections = sub["mrope_section"]
+                head0 = int_of(orig, "head_dim") or (int_of(orig, *HIDDEN_KEYS) or 2) // (int_of(orig, *HEAD_KEYS) or 1)
+                share = min(1.0, sum(sections) / max(1, head0 // 2))
+                sub["mrope_section"] = _split(max(len(sections), round(head // 2 * share)), sections)
     set_present(t, ("rotary_dim",), lambda v: max(2, head // 2) if v < (int_of(orig, "head_dim") or v + 1) else head)
 
 

@@ -141,4 +141,5 @@ def shrink_vision(v: dict, *, text_hidden: int | None) -> dict:
     if isinstance(v.get("deepstack_visual_indexes"), list) and v["deepstack_visual_indexes"]:
         v["deepstack_visual_indexes"] = [0]
     set_present(v, ("num_position_embeddings",), lambda x: 64)
+    set_present(v, ("projector_input_dim", "projector_output_dim", "vision_output_dim"), lambda x: HIDDEN)
     return v

@@ -178,9 +178,9 @@ def _attach_router_hooks(model, num_experts: int | None, top_k: int):
         for o in outs:
             if not isinstance(o, torch.Tensor) or o.numel() == 0:
                 continue
-            if o.dtype in (torch.int64, torch.int32) and int(o.max()) < num_experts and o.dim() >= 1 \
-                    and o.shape[-1] == top_k:
-                routed.update(int(x) for x in o.flatten().tolist())
+            if o.dtype in (torch.int64, torch.int32) and o.dim() >= 1 and o.shape[-1] == top_k:
+                # ids past num_experts are "zero" (identity) experts some families add
+                routed.update(int(x) for x in o.flatten().tolist() if 0 <= x < num_experts)
                 return
         for o in outs:
             if isinstance(o, torch.Tensor) and o.is_floating_point() and o.dim() >= 2 and o.shape[-1] == num_experts:
@@ -191,8 +191,8 @@ def _attach_router_hooks(model, num_experts: int | None, top_k: int):
         # fused expert modules receive the chosen indices as an integer tensor argument
         for a in list(args) + list(kwargs.values()):
             if isinstance(a, torch.Tensor) and a.dtype in (torch.int64, torch.int32) and a.numel() \
-                    and 0 <= int(a.min()) and int(a.max()) < num_experts:
-                routed.update(int(x) for x in a.flatten().tolist())
+                    and 0 <= int(a.min()) and a.shape[-1] == top_k:
+                routed.update(int(x) for x in a.flatten().tolist() if x < num_experts)
 
     for name, mod in model.named_modules():
         last = name.rsplit(".", 1)[-1]
