@@ -7,9 +7,14 @@ ask the sandbox where each mount appears (`inside`).
 
 from __future__ import annotations
 
+import os
+import signal
+import stat
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Iterator, Literal, Protocol, runtime_checkable
 
 Status = Literal["ok", "error", "timeout", "killed", "infra_error"]
 
@@ -30,6 +35,9 @@ class Limits:
     file_size_mb: int = 4096
     tmp_size_mb: int = 2048
     output_bytes: int = 256_000  # per stream, head + tail kept
+    # Kill when neither stream has printed for this long (a hung import, a
+    # deadlocked test); None disables it. Separate from the hard timeout.
+    idle_timeout_s: float | None = None
 
 
 @dataclass
@@ -42,10 +50,19 @@ class Result:
     truncated: bool = False
     backend: str = ""
     files: dict[str, Path] = field(default_factory=dict)
+    reason: str = ""  # why a run ended abnormally: which timeout, OOM, refused start
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+class UnsafeMount(ValueError):
+    """A mount that would hand the command a way out (engine socket, /)."""
+
+
+class SandboxUnavailable(RuntimeError):
+    """The requested backend cannot run here (no engine, no image)."""
 
 
 @runtime_checkable
@@ -65,7 +82,65 @@ class Sandbox(Protocol):
         workdir: Mount | None = None,
         limits: Limits | None = None,
     ) -> Result:
-        """Run `cmd`; never raises for failures of the command itself."""
+        """Run `cmd`; never raises for failures of the command itself.
+
+        Backends may also carry `warning: str | None` (weaker isolation).
+        """
+
+
+# Engine sockets a command must never reach: with one, it can start a
+# privileged container and own the host.
+ENGINE_SOCKETS = (
+    "/var/run/docker.sock", "/run/docker.sock", "/run/onboarder-docker.sock",
+    "/run/containerd/containerd.sock", "/run/podman/podman.sock",
+)
+
+
+def _engine_sockets() -> set[str]:
+    paths = set(ENGINE_SOCKETS)
+    host = os.environ.get("DOCKER_HOST", "")
+    if host.startswith("unix://"):
+        paths.add(host[len("unix://"):])
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        paths.add(os.path.join(os.environ["XDG_RUNTIME_DIR"], "docker.sock"))
+    return paths | {os.path.realpath(p) for p in paths}
+
+
+def check_mount(mount: Mount) -> None:
+    """Refuse mounts exposing an engine socket (directly or via a parent dir)."""
+    if not str(mount.target).startswith("/"):
+        raise UnsafeMount(f"mount target must be absolute: {mount.target!r}")
+    real = os.path.realpath(mount.source)
+    if real == "/":
+        raise UnsafeMount("refusing to mount the host root")
+    try:
+        if stat.S_ISSOCK(os.stat(real).st_mode):
+            raise UnsafeMount(f"refusing to mount a socket: {mount.source}")
+    except FileNotFoundError:
+        pass  # the backend reports a missing source as an infra error
+    for sock in _engine_sockets():
+        if sock == real or sock.startswith(real + "/"):
+            raise UnsafeMount(f"refusing {mount.source}: it exposes the engine socket {sock}")
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit for the duration, so `finally` blocks
+    (container removal, process-group kill) run when a supervisor stops us.
+    Only where Python would otherwise die silently: main thread, default handler."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def bound_output(data: bytes, limit: int) -> tuple[str, bool]:

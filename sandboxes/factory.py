@@ -1,0 +1,60 @@
+"""Pick a sandbox backend: docker when an engine answers and has the image,
+else local (with a warning that it is weaker)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Literal
+
+from sandboxes.base import Sandbox, SandboxUnavailable
+from sandboxes.images import DEFAULT_IMAGE
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["auto", "local", "docker"]
+
+
+def engine_status(image: str | None = None, ping_timeout_s: float = 2.0) -> tuple[object | None, str]:
+    """(client, "") when the engine answers (and has `image`, if given), else (None, why)."""
+    where = os.environ.get("DOCKER_HOST") or "the default socket"
+    try:
+        import docker
+    except ImportError:
+        return None, "the docker SDK is not installed"
+    try:
+        # A short timeout for the probe only: a wedged daemon must not stall `auto`.
+        client = docker.from_env(version="auto", timeout=ping_timeout_s)
+        client.ping()
+    except Exception as exc:
+        return None, f"no Docker engine answers at {where} ({type(exc).__name__})"
+    if image:
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            return None, f"image {image} is missing (build it: onboard sandbox build)"
+        except Exception as exc:
+            return None, f"engine at {where} failed to list images ({exc})"
+    return client, ""
+
+
+def make_sandbox(kind: Kind = "auto", image: str = DEFAULT_IMAGE, *, ping_timeout_s: float = 2.0,
+                 python: str | None = None) -> Sandbox:
+    """`python` overrides the interpreter used inside (docker: `python`, local: ours)."""
+    from sandboxes.local import LocalSandbox
+
+    if kind == "local":
+        return LocalSandbox(python=python)
+    if kind not in ("auto", "docker"):
+        raise ValueError(f"unknown sandbox kind {kind!r} (auto, local or docker)")
+    client, why = engine_status(image, ping_timeout_s)
+    if client is not None:
+        from sandboxes.docker import DockerSandbox
+
+        # The probe client's short timeout would cut real calls (create on a
+        # busy daemon); DockerSandbox makes its own.
+        return DockerSandbox(image, python=python or "python")
+    if kind == "docker":
+        raise SandboxUnavailable(f"docker sandbox unavailable: {why}")
+    log.warning("sandbox: falling back to local: %s", why)
+    return LocalSandbox(python=python)
