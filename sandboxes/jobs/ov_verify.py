@@ -137,7 +137,30 @@ def parity(spec: dict) -> dict:
                          f"{length} tokens (sliding window {window or 'none'}): max |Δ| {worst_long:.3g}",
                          max_abs_diff=worst_long, length=length, window=window, first_divergence=first_long))
     timings["parity"] = time.monotonic() - t
+    if spec.get("measure_int8") and all(c["status"] == "passed" for c in checks):
+        t = time.monotonic()
+        checks.append(int8_weights(tiny, out / "ir-int8"))
+        timings["int8_export"] = time.monotonic() - t
     return {"checks": checks, "timings": timings}
+
+
+def int8_weights(tiny: Path, ir_dir: Path) -> dict:
+    """Export as `--weight-format int8` does and count 8-bit weight outputs the way the
+    repository's tests do (utils_tests.get_num_quantized_nodes): the registration needs it."""
+    try:
+        import openvino as ov
+
+        from optimum.exporters.openvino import main_export
+        from optimum.intel import OVConfig, OVWeightQuantizationConfig
+
+        main_export(model_name_or_path=str(tiny), output=str(ir_dir), task="text-generation-with-past",
+                    ov_config=OVConfig(quantization_config=OVWeightQuantizationConfig(bits=8)))
+        model = ov.Core().read_model(ir_dir / "openvino_model.xml")
+        n = sum(1 for op in model.get_ops() for i in range(op.get_output_size())
+                if op.get_output_element_type(i).get_type_name() in ("i8", "u8"))
+    except Exception as exc:  # informative only: a failure here must not fail parity
+        return _check("int8_weights", "skipped", f"int8 export failed: {_first_error(exc)}")
+    return _check("int8_weights", "passed", f"{n} int8 weight tensors in the int8 export", per_model={"model": n})
 
 
 SUMMARY = re.compile(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)")
@@ -146,15 +169,19 @@ SUMMARY = re.compile(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|x
 def tests(spec: dict) -> dict:
     ws = Path(spec["workspace"])
     checks, timings = [], {}
+    # PYTHONPATH (site/ + workspace) comes from the runner; -p onboard_select keeps this model's tests.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(ws), os.environ.get("PYTHONPATH", "")])}
-    for test_file, keyword in spec.get("tests", []):
+           "ONBOARD_SELECT_MODEL": spec["model_type"]}
+    for test_file in spec.get("tests", []):
         t = time.monotonic()
         path = ws / test_file
-        cmd = [sys.executable, "-m", "pytest", path.name, "-k", keyword, "-q", "-p", "no:cacheprovider",
-               "-x", "--no-header", "-rfE"]
+        cmd = [sys.executable, "-m", "pytest", path.name, "-p", "onboard_select", "-q", "-p", "no:cacheprovider",
+               "-x", "--no-header", "-rA"]
         res = subprocess.run(cmd, cwd=path.parent, env=env, capture_output=True, text=True)
         tail = (res.stdout + res.stderr).strip().splitlines()[-40:]
+        # "-rA" lists every outcome; the ids let a reviewer rerun exactly what passed.
+        passed_ids = [f"{Path(test_file).parent}/{line.split()[1]}" for line in res.stdout.splitlines()
+                      if line.startswith("PASSED ")][:50]
         counts = {}
         for line in reversed(tail):
             found = SUMMARY.findall(line)
@@ -163,11 +190,13 @@ def tests(spec: dict) -> dict:
                 break
         ran = counts.get("passed", 0) + counts.get("failed", 0) + counts.get("error", 0)
         ok = res.returncode == 0 and counts.get("passed", 0) > 0
-        detail = f"pytest {test_file} -k {keyword}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+        detail = f"pytest {test_file} (tests of {spec['model_type']}): " + ", ".join(
+            f"{v} {k}" for k, v in counts.items())
         if ran == 0:
             ok, detail = False, detail + " (selection ran no test)"
         checks.append(_check(f"tests:{test_file}", "passed" if ok else "failed", detail,
-                             counts=counts, returncode=res.returncode, tail="\n".join(tail[-25:])))
+                             counts=counts, returncode=res.returncode, passed_ids=passed_ids,
+                             tail="\n".join(tail[-25:])))
         timings[f"tests:{test_file}"] = time.monotonic() - t
     return {"checks": checks, "timings": timings}
 

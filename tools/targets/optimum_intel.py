@@ -22,6 +22,8 @@ MODEL_CONFIGS = "optimum/exporters/openvino/model_configs.py"
 UTILS = "optimum/exporters/openvino/utils.py"
 DOCS = "docs/source/openvino/models.mdx"
 TESTS_DIR = "tests/openvino"
+# The installed optimum-intel registers its CLI command from here too; only the workspace may.
+WORKSPACE_ONLY = ("optimum.commands.register",)
 # Broadly compatible dense decoders, tried after the lineage says nothing more.
 GENERIC_DENSE_BASES = ("llama", "qwen2", "mistral", "qwen3", "gemma", "phi3", "olmo2")
 NON_DENSE = {"moe", "mla", "ssm", "linear_attention", "vlm"}
@@ -183,6 +185,7 @@ class OptimumIntelTarget:
             display_name=model_display_name(analysis["model_type"]),
             tiny_config=tiny_fixture_config(ctx.tiny_dir),
             expected_sdpa=(facts or {}).get("sdpa_ops"),
+            expected_int8=(facts or {}).get("int8_weights"),
         )
         result = write_patch(workspace, spec)
         return result.files, result.notes + [f"skipped: {s}" for s in result.skipped]
@@ -198,21 +201,26 @@ class OptimumIntelTarget:
                sandbox, run_tests: bool) -> VerifyReport:
         from tools.targets.verify_runner import run_job
 
-        parity = run_job(sandbox, JOB, workspace, ctx, {"phase": "parity"}, ctx.timeout_s)
+        # With tests to register, the int8 export is measured too: test_exporters_cli needs its count.
+        parity = run_job(sandbox, JOB, workspace, ctx,
+                         {"phase": "parity", "measure_int8": run_tests and (workspace / TESTS_DIR).exists()},
+                         ctx.timeout_s,
+                         workspace_only=WORKSPACE_ONLY)
         checks = [Check(**c) for c in parity["checks"]]
         timings = dict(parity.get("timings", {}))
         failed = [c for c in checks if c.status == "failed"]
         if not failed and run_tests and (workspace / TESTS_DIR).exists():
             sdpa = next((c.metrics.get("sdpa_ops") for c in checks if c.name == "export"), None)
-            files, _ = self.apply(candidate, analysis, workspace, ctx, facts={"sdpa_ops": sdpa})
-            selections = [[f, pytest_keyword(analysis["model_type"])] for f in sorted(set(files))
-                          if f.startswith(f"{TESTS_DIR}/test_")]
+            int8 = next((c.metrics.get("per_model") for c in checks if c.name == "int8_weights"), None)
+            files, _ = self.apply(candidate, analysis, workspace, ctx,
+                                  facts={"sdpa_ops": sdpa, "int8_weights": int8})
+            selections = [f for f in sorted(set(files)) if f.startswith(f"{TESTS_DIR}/test_")]
             if not selections:
                 checks.append(Check(name="tests", status="failed",
                                     detail="the patch registered the model in no test file"))
             else:
                 tests = run_job(sandbox, JOB, workspace, ctx, {"phase": "tests", "tests": selections},
-                                ctx.tests_timeout_s)
+                                ctx.tests_timeout_s, workspace_only=WORKSPACE_ONLY)
                 checks += [Check(**c) for c in tests["checks"]]
                 timings.update(tests.get("timings", {}))
         elif not (workspace / TESTS_DIR).exists():

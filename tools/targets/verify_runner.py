@@ -9,7 +9,10 @@ from sandboxes.base import Limits, Mount
 from tools.targets.base import JobContext
 
 
-def run_job(sandbox, job: Path, workspace: Path, ctx: JobContext, spec: dict, timeout_s: float) -> dict:
+def run_job(sandbox, job: Path, workspace: Path, ctx: JobContext, spec: dict, timeout_s: float,
+            workspace_only: tuple[str, ...] = ()) -> dict:
+    """`workspace_only`: namespace packages whose installed copies must be hidden behind the
+    workspace's (see sandboxes/jobs/site/sitecustomize.py)."""
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     m_ws = Mount(workspace.resolve(), "/workspace", read_only=False)
     m_tiny = Mount(ctx.tiny_dir.resolve(), "/tiny", read_only=True)
@@ -28,7 +31,10 @@ def run_job(sandbox, job: Path, workspace: Path, ctx: JobContext, spec: dict, ti
     spec_file = ctx.work_dir / f"spec-{phase}.json"
     spec_file.write_text(json.dumps(full, indent=2))
     env = {
-        "PYTHONPATH": sandbox.inside(m_ws),
+        # site/ first: its sitecustomize and pytest plugin apply to every process of the job.
+        "PYTHONPATH": f"{sandbox.inside(m_job)}/site:{sandbox.inside(m_ws)}",
+        "ONBOARD_WORKSPACE": sandbox.inside(m_ws),
+        "ONBOARD_WORKSPACE_ONLY": ",".join(workspace_only),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1",
