@@ -36,6 +36,25 @@ def fail(exc: Exception) -> None:
     raise typer.Exit(getattr(exc, "exit_code", 1))
 
 
+def crash(exc: Exception, settings: Settings | None, thread: str | None) -> None:
+    """An unexpected error: one line for the user, the traceback in a file (state is checkpointed)."""
+    import time
+    import traceback
+
+    where = ""
+    if settings is not None:
+        log = settings.path("logs", f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{thread or 'run'}.log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("".join(traceback.format_exception(exc)))
+        where = f"; traceback in {log}"
+    hint = f"; `onboard resume {thread}` retries from the last finished stage" if thread else ""
+    from rich.markup import escape
+
+    err.print(f"[red]internal error:[/red] {escape(f'{type(exc).__name__}: {exc}{where}{hint}')}",
+              soft_wrap=True, highlight=False)
+    raise typer.Exit(1)
+
+
 def _finish(state: dict, how: str, as_json: bool) -> None:
     if how == "finished_before":
         err.print("[yellow]this request already ran to the end; showing its result (nothing repeated)[/]")
@@ -61,16 +80,20 @@ def run(
     from agent.jobs import Request, prepare
     from agent.runner import drive, make_deps
 
+    settings, thread = None, None
     try:
         settings = settings_for(data_dir, sandbox=sandbox)
         progress = Progress()
         job = prepare(Request(model=model, target=target, repo=repo, ref=ref, sandbox=sandbox,
                               references=reference), settings, progress.note)
+        thread = job.thread_id
         err.print(f"[bold]thread[/] {job.thread_id}")
         deps = make_deps(settings, job.target, progress.note)
         state, how = drive(settings, deps, job.thread_id, job.initial_state, progress.node)
     except (UserError, EnvironmentProblem) as exc:
         fail(exc)
+    except Exception as exc:  # noqa: BLE001 - the user gets one line and a log, never a traceback
+        crash(exc, settings, thread)
     _finish(state, how, as_json)
 
 
@@ -89,6 +112,8 @@ def resume(thread: str, data_dir: Optional[Path] = DataDir, as_json: bool = type
         state, how = drive(settings, deps, thread, None, progress.node)
     except (UserError, EnvironmentProblem) as exc:
         fail(exc)
+    except Exception as exc:  # noqa: BLE001
+        crash(exc, locals().get("settings"), thread)
     _finish(state, how, as_json)
 
 
@@ -157,7 +182,8 @@ def _mount_optional(module: str) -> None:
     mod.register(app)
 
 
-for _m in ("agent.cli_analysis", "agent.cli_sandbox", "agent.cli_bench", "agent.cli_references"):
+for _m in ("agent.cli_analysis", "agent.cli_sandbox", "agent.cli_bench", "agent.cli_references",
+           "agent.cli_llm", "agent.cli_serve", "agent.cli_nightly"):
     _mount_optional(_m)
 
 
