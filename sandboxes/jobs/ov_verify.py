@@ -145,22 +145,23 @@ def parity(spec: dict) -> dict:
 
 
 def int8_weights(tiny: Path, ir_dir: Path) -> dict:
-    """Export as `--weight-format int8` does and count 8-bit weight outputs the way the
-    repository's tests do (utils_tests.get_num_quantized_nodes): the registration needs it."""
-    try:
-        import openvino as ov
+    """`optimum-cli export openvino --weight-format int8`, exactly as users and the repository's
+    CLI tests run it, then 8-bit weight outputs counted the way its tests count them
+    (utils_tests.get_num_quantized_nodes): the test registration needs that number."""
+    cli = Path(sys.executable).with_name("optimum-cli")
+    cmd = [str(cli) if cli.exists() else "optimum-cli", "export", "openvino", "--model", str(tiny),
+           "--task", "text-generation-with-past", "--weight-format", "int8", str(ir_dir)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        tail = " ".join((res.stderr or res.stdout).strip().splitlines()[-2:])[-400:]
+        return _check("int8_weights", "failed", f"optimum-cli int8 export failed: {tail}")
+    import openvino as ov
 
-        from optimum.exporters.openvino import main_export
-        from optimum.intel import OVConfig, OVWeightQuantizationConfig
-
-        main_export(model_name_or_path=str(tiny), output=str(ir_dir), task="text-generation-with-past",
-                    ov_config=OVConfig(quantization_config=OVWeightQuantizationConfig(bits=8)))
-        model = ov.Core().read_model(ir_dir / "openvino_model.xml")
-        n = sum(1 for op in model.get_ops() for i in range(op.get_output_size())
-                if op.get_output_element_type(i).get_type_name() in ("i8", "u8"))
-    except Exception as exc:  # informative only: a failure here must not fail parity
-        return _check("int8_weights", "skipped", f"int8 export failed: {_first_error(exc)}")
-    return _check("int8_weights", "passed", f"{n} int8 weight tensors in the int8 export", per_model={"model": n})
+    model = ov.Core().read_model(ir_dir / "openvino_model.xml")
+    n = sum(1 for op in model.get_ops() for i in range(op.get_output_size())
+            if op.get_output_element_type(i).get_type_name() in ("i8", "u8"))
+    return _check("int8_weights", "passed", f"optimum-cli int8 export: {n} 8-bit weight outputs",
+                  per_model={"model": n})
 
 
 SUMMARY = re.compile(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)")
