@@ -71,5 +71,62 @@ def bench_s1(
         raise typer.Exit(1)
 
 
+def _verify_seconds(settings, model: str, target: str, repo: Optional[str], sandbox: str) -> tuple[float, str]:
+    from agent.jobs import Request, prepare
+    from agent.runner import drive, make_deps
+
+    scratch = Path(tempfile.mkdtemp(prefix="onboard-bench-"))
+    try:
+        run = settings.model_copy(update={"data_dir": scratch, "cache_dir": settings.caches, "sandbox": sandbox})
+        job = prepare(Request(model=model, target=target, repo=repo, sandbox=sandbox), run)
+        state, _ = drive(run, make_deps(run, job.target, lambda m: None), job.thread_id, job.initial_state)
+        last = max((k for k in state.get("timings", {}) if k.startswith("verify[")), default=None)
+        return (state["timings"][last] if last else float("nan")), state.get("outcome", "?")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@bench.command("sandbox")
+def bench_sandbox_cmd(
+    runs: int = typer.Option(10, "--runs", help="trivial commands per backend"),
+    model: str = typer.Argument("cwm", help="model whose verification job is timed on both backends"),
+    target: str = typer.Option("optimum-intel", "--target"),
+    repo: Optional[str] = typer.Option(None, "--repo"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    skip_job: bool = typer.Option(False, "--skip-job", help="only the per-command overhead"),
+) -> None:
+    """Per-command overhead (create → remove) and the verification job, docker vs local."""
+    from agent.cli import fail, settings_for
+    from agent.errors import EnvironmentProblem, UserError
+    from sandboxes.bench import bench_sandbox
+
+    settings = settings_for(data_dir)
+    numbers = bench_sandbox(runs=runs, image=settings.sandbox_image)
+    table = Table("measure", "local", "docker", title=f"bench sandbox ({runs} runs of `true`, median)")
+    b = numbers["backends"]
+
+    def cell(kind: str, key: str = "median_s") -> str:
+        row = b.get(kind, {})
+        return f"{row[key]:.3f} s" if key in row else (row.get("skipped") or row.get("error") or "-")[:60]
+
+    table.add_row("per command (median)", cell("local"), cell("docker"))
+    table.add_row("per command (p90)", cell("local", "p90_s"), cell("docker", "p90_s"))
+    jobs = {}
+    if not skip_job:
+        for kind in ("local", "docker"):
+            if "skipped" in b.get(kind, {}):
+                continue
+            try:
+                jobs[kind] = _verify_seconds(settings, model, target, repo, kind)
+            except (UserError, EnvironmentProblem) as exc:
+                fail(exc)
+        table.add_row(f"verification job ({model})",
+                      *(f"{jobs[k][0]:.1f} s ({jobs[k][1]})" if k in jobs else "-" for k in ("local", "docker")))
+    out.print(table)
+    if "local" in jobs and "docker" in jobs and jobs["local"][0] > 0:
+        out.print(f"docker / local, verification job: {jobs['docker'][0] / jobs['local'][0]:.2f}x; "
+                  f"docker overhead per command: {numbers.get('docker_over_local_s', float('nan')):+.3f} s")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench, name="bench")
