@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.deps import Deps
 from agent.graph import build_graph, sqlite_checkpointer
 from agent.settings import Settings
-from tools.forge import LocalForge
+from tools.forge import Forge, LocalForge
 from tools.repo import RepoManager
 from tools.targets import get_target
 
@@ -23,11 +23,19 @@ def make_sandbox(settings: Settings):
     return factory(settings.sandbox, image=settings.sandbox_image)
 
 
-def make_deps(settings: Settings, target_name: str, progress) -> Deps:
+def select_forge(settings: Settings) -> Forge:
+    """GitHub when ONBOARD_GITHUB_* names credentials and repositories; the local forge otherwise."""
+    from tools.github_forge import GitHubConfig, GitHubForge
+
+    config = GitHubConfig()
+    return GitHubForge(config, settings.data_dir) if config.configured else LocalForge(settings.data_dir)
+
+
+def make_deps(settings: Settings, target_name: str, progress, forge: Forge | None = None) -> Deps:
     return Deps(
         settings=settings,
         target=get_target(target_name, settings.caches),
-        forge=LocalForge(settings.data_dir),
+        forge=forge or select_forge(settings),
         repos=RepoManager(settings.caches, settings.git_timeout_s, settings.mirror_freshness_s),
         sandbox_factory=lambda: make_sandbox(settings),
         progress=progress,
@@ -55,8 +63,15 @@ def stored_state(settings: Settings, thread_id: str) -> dict | None:
         saver.conn.close()
 
 
-def drive(settings: Settings, deps: Deps, thread_id: str, initial: dict | None, on_node=None) -> tuple[dict, str]:
-    """Run or resume `thread_id`. Returns (final values, how: started|resumed|finished_before)."""
+def drive(settings: Settings, deps: Deps, thread_id: str, initial: dict | None, on_node=None,
+          resume=None) -> tuple[dict, str]:
+    """Run or resume `thread_id`. Returns (values, how: started|resumed|finished_before|interrupted).
+
+    `resume` is the answer to a pending interrupt (the approval before publish); "interrupted"
+    means the run stopped at one and waits for that answer.
+    """
+    from langgraph.types import Command
+
     config = {"configurable": {"thread_id": thread_id}}
     with compiled(settings, deps) as graph:
         snap = graph.get_state(config)
@@ -64,13 +79,17 @@ def drive(settings: Settings, deps: Deps, thread_id: str, initial: dict | None, 
             return dict(snap.values), "finished_before"
         how = "resumed" if snap.next else "started"
         inp = None if snap.next else initial
+        # A resume answer only goes to a pending interrupt; a run killed after it passed resumes plainly.
+        if resume is not None and any(task.interrupts for task in snap.tasks):
+            inp = Command(resume=resume)
         if inp is None and not snap.next:
             raise LookupError(f"no run with thread id {thread_id}")
         for chunk in graph.stream(inp, config, stream_mode="updates", durability="sync"):
             for node, update in chunk.items():
                 if on_node:
                     on_node(node, update or {})
-        return dict(graph.get_state(config).values), how
+        final = graph.get_state(config)
+        return dict(final.values), ("interrupted" if final.next else how)
 
 
 def job_dir(settings: Settings, thread_id: str) -> Path:

@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+from langgraph.types import interrupt
+
 from agent.deps import Deps
 from agent.nodes.change import current
 from agent.state import OnboardState
@@ -15,21 +17,45 @@ from tools.modular import redefined_classes
 
 
 def _test_commands(checks: list[dict]) -> list[str]:
+    """One pytest command per test file, naming exactly the tests that passed."""
     out = []
     for c in checks:
         if c["name"].startswith("tests:"):
-            path = c["name"].split(":", 1)[1]
-            out.append(f"pytest {path} -k {c['detail'].split(' -k ', 1)[1].split(':')[0]}")
+            ids = (c.get("metrics") or {}).get("passed_ids") or []
+            out.append("pytest " + (" ".join(f'"{i}"' for i in ids) if ids else c["name"].split(":", 1)[1]))
     return out
 
 
+def _gate(state: OnboardState) -> dict | None:
+    """The request's publish mode: auto (CLI, issues, nightly), approval (chat-ops), dry_run.
+
+    Nothing with side effects runs before `interrupt()`: this node restarts from its top on resume.
+    """
+    mode = state.get("request", {}).get("publish", "auto")
+    if mode == "dry_run":
+        return {"outcome": "dry_run", "message": "verified; dry run, nothing published"}
+    if mode == "approval":
+        checks = state.get("verification", {}).get("checks", [])
+        decision = interrupt({"question": "publish this verified change?", "thread_id": state["thread_id"],
+                              "checks": {c["name"]: c["status"] for c in checks}})
+        if not (isinstance(decision, dict) and decision.get("approved") is True):
+            who = decision.get("by", "a reviewer") if isinstance(decision, dict) else "a reviewer"
+            return {"outcome": "rejected", "message": f"verified; publication declined by {who}"}
+    return None
+
+
 def publish(state: OnboardState, deps: Deps) -> dict:
+    stop = _gate(state)
+    if stop is not None:
+        return stop
     t = time.monotonic()
     analysis, cand = state["analysis"], current(state)
     target = deps.target
     version, version_source = target.min_transformers_version(analysis["model_type"])
     branch = branch_name(target.name, analysis["model_type"])
     checks = state["verification"]["checks"]
+    public_remote = getattr(deps.forge, "public_remote", None)  # the GitHub forge's clone URL
+    remote = public_remote(target.name) if public_remote else str(deps.settings.path("remotes", f"{target.name}.git"))
     body = render(
         "templates/pr_body.md.j2",
         display_name=target.display_name(analysis["model_type"]),
@@ -40,7 +66,7 @@ def publish(state: OnboardState, deps: Deps) -> dict:
         workspace_note=state["workspace"].get("note") or state["workspace"]["origin"],
         tiny=state["tiny"], tolerance=deps.settings.parity_tolerance, checks=checks,
         attempts=state.get("attempts", []), files=state["patch"]["files"],
-        notes=state["patch"].get("notes", []), remote=str(deps.settings.path("remotes", f"{target.name}.git")),
+        notes=state["patch"].get("notes", []), remote=remote,
         branch=branch, test_commands=_test_commands(checks), thread_id=state["thread_id"],
         timings=state.get("timings", {}), tokens=0, references=state.get("references", []),
     )
@@ -83,7 +109,7 @@ def _refusal(state: OnboardState) -> tuple[str, str, list[str]]:
 def report(state: OnboardState, deps: Deps) -> dict:
     outcome = state.get("outcome")
     update: dict = {}
-    if outcome not in ("pr", "already_supported"):
+    if outcome not in ("pr", "already_supported", "dry_run", "rejected"):
         outcome, message, advice = _refusal(state)
         if outcome == "needs_llm" and not deps.settings.llm_base_url:
             message += ("; an implementer must change the model's forward for export — configure an "

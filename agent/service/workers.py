@@ -1,0 +1,182 @@
+"""Worker threads: claim a job, authorise it, run it, tell the trigger how it went.
+
+The runner and the notifier are Protocols so tests can swap the graph for a
+scripted runner while the queue, the GitHub forge and the comments stay real.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Callable, Literal, Protocol
+
+from pydantic import BaseModel
+
+from agent.service.queue import Job, JobQueue
+
+log = logging.getLogger(__name__)
+
+
+class Cancelled(Exception):
+    pass
+
+
+class RunResult(BaseModel):
+    status: Literal["done", "awaiting_approval"]
+    thread_id: str = ""
+    outcome: str = ""
+    message: str = ""
+    pr_url: str = ""
+
+
+class JobRunner(Protocol):
+    def run(self, job: Job, resume: dict | None, on_stage: Callable[[str], None],
+            on_thread: Callable[[str], None]) -> RunResult: ...
+
+
+class Notifier(Protocol):
+    def progress(self, job: Job, text: str) -> None: ...
+
+    def final(self, job: Job, text: str) -> None: ...
+
+
+Authorizer = Callable[[str, str], bool]  # (repo, login) -> may this person run commands there?
+
+
+def final_text(job: Job) -> str:
+    head = f"Onboarder job `{job.id}` ({job.request.get('model')} → {job.request.get('target')})"
+    if job.status == "cancelled":
+        return f"{head}: cancelled."
+    if job.status == "failed":
+        return f"{head} failed: {job.message}\nNothing was published."
+    if job.outcome == "pr":
+        return f"{head}: verified; pull request {job.pr_url}"
+    show = f"\nReport: `onboard show {job.thread_id}`" if job.thread_id else ""
+    return f"{head}: {job.outcome or 'finished'} — {job.message}{show}"
+
+
+class WorkerPool:
+    def __init__(self, queue: JobQueue, runner: JobRunner, notifier: Notifier, *, concurrency: int = 1,
+                 authorizer: Authorizer | None = None, redact: Callable[[str], str] = lambda s: s,
+                 poll_s: float = 1.0, renotify_s: float = 30.0, max_runs: int = 5):
+        self.queue, self.runner, self.notifier = queue, runner, notifier
+        self.concurrency, self.authorizer, self.redact = concurrency, authorizer, redact
+        self.poll_s, self.renotify_s, self.max_runs = poll_s, renotify_s, max_runs
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._last_flush = 0.0
+        self._flush_lock = threading.Lock()
+
+    # --- lifecycle ---
+    def start(self) -> list[str]:
+        """Requeue what a previous process left running, then start the threads."""
+        resumed = self.queue.recover()
+        if resumed:
+            log.info("resuming %d unfinished job(s): %s", len(resumed), ", ".join(resumed))
+        for i in range(self.concurrency):
+            t = threading.Thread(target=self._loop, args=(f"worker-{i}",), daemon=True, name=f"onboard-worker-{i}")
+            t.start()
+            self._threads.append(t)
+        return resumed
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout)
+
+    def wake(self) -> None:
+        """Something changed (a new job, an approval, a cancel): claim and notify without waiting."""
+        self._last_flush = 0.0
+        self._wake.set()
+
+    def _loop(self, name: str) -> None:
+        while not self._stop.is_set():
+            self.flush_notifications()
+            job = self.queue.claim(name)
+            if job is None:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+                continue
+            try:
+                self.process(job)
+            except Exception:  # e.g. the queue file is locked too long: the job stays running until restart
+                log.exception("worker %s lost job %s", name, job.id)
+
+    # --- one job ---
+    def process(self, job: Job) -> Job:
+        auth = job.request.get("authorize")
+        if auth:
+            try:
+                allowed = self.authorizer is not None and self.authorizer(auth["repo"], auth["login"])
+            except Exception as exc:  # unknown is not yes; no comment either, the sender is unverified
+                log.warning("job %s: permission lookup failed: %s", job.id, self.redact(str(exc)))
+                return self.queue.update(job.id, status="failed", notified=1,
+                                         message=self.redact(f"permission check failed: {exc}")[:500])
+            if not allowed:
+                # Say nothing on the issue: answering strangers' commands is a spam channel.
+                log.info("job %s: %s has no write permission on %s; dropped", job.id, auth["login"], auth["repo"])
+                return self.queue.update(job.id, status="unauthorized", notified=1,
+                                         message=f"{auth['login']} may not run commands on {auth['repo']}")
+        if job.runs > self.max_runs:
+            # A job that killed its process every time must not take the service down on every start.
+            return self._final(self.queue.update(job.id, status="failed",
+                                                 message=f"gave up after {self.max_runs} runs"))
+        resume = json.loads(job.approval) if job.approval else None
+        self._progress(job, "resuming" if job.runs > 1 else "started")
+        try:
+            result = self.runner.run(job, resume, lambda stage: self._stage(job, stage),
+                                     lambda tid: self.queue.update(job.id, thread_id=tid))
+        except Cancelled:
+            job = self.queue.update(job.id, status="cancelled", message="cancelled")
+        except Exception as exc:  # the job fails, the worker lives on
+            log.warning("job %s failed: %s", job.id, self.redact(f"{type(exc).__name__}: {exc}"))
+            job = self.queue.update(job.id, status="failed", message=self.redact(str(exc))[:1000])
+        else:
+            if result.status == "awaiting_approval":
+                job = self.queue.update(job.id, status="awaiting_approval", stage="review", approval="",
+                                        thread_id=result.thread_id, message=self.redact(result.message))
+                self._progress(job, f"verified; waiting for approval: `/onboard approve {job.id}` "
+                                    f"(or `/onboard cancel {job.id}`)")
+                return job
+            job = self.queue.update(job.id, status="done", outcome=result.outcome, thread_id=result.thread_id,
+                                    message=self.redact(result.message)[:1000], pr_url=result.pr_url, approval="")
+        return self._final(job)
+
+    def _stage(self, job: Job, stage: str) -> None:
+        current = self.queue.get(job.id)
+        if current is not None and current.cancel_requested:
+            raise Cancelled()
+        self.queue.update(job.id, stage=stage)
+        self._progress(job, f"stage `{stage}` done")
+
+    def _progress(self, job: Job, text: str) -> None:
+        try:
+            self.notifier.progress(job, self.redact(text))
+        except Exception as exc:  # progress is best effort; the final message is retried
+            log.warning("progress for job %s not sent: %s", job.id, self.redact(str(exc)))
+
+    def _final(self, job: Job) -> Job:
+        try:
+            self.notifier.final(job, self.redact(final_text(job)))
+        except Exception as exc:
+            log.warning("final message for job %s not sent (will retry): %s", job.id, self.redact(str(exc)))
+            return job
+        return self.queue.update(job.id, notified=1)
+
+    def flush_notifications(self, force: bool = False) -> None:
+        """Send final messages a dead process or a failed call left unsent (idempotent per job)."""
+        now = time.monotonic()
+        if not force and now - self._last_flush < self.renotify_s:
+            return
+        if not self._flush_lock.acquire(blocking=False):
+            return
+        try:
+            self._last_flush = now
+            for job in self.queue.unnotified():
+                self._final(job)
+        finally:
+            self._flush_lock.release()
