@@ -119,7 +119,7 @@ def report(state: OnboardState, deps: Deps) -> dict:
     final = {**state, **update}
     job_dir = Path(state["job_dir"])
     doc = {k: final.get(k) for k in ("thread_id", "outcome", "message", "advice", "model_type", "plan",
-                                      "tiny", "attempts", "pr", "timings", "workspace")}
+                                      "tiny", "attempts", "verification", "pr", "timings", "workspace")}
     doc["request"] = {k: v for k, v in state.get("request", {}).items() if k != "mirror"}
     doc["analysis"] = {k: v for k, v in state.get("analysis", {}).items() if k != "raw_text_config"}
     (job_dir / "report.json").write_text(json.dumps(doc, indent=2, default=str))
