@@ -14,8 +14,12 @@ def run_job(sandbox, job: Path, workspace: Path, ctx: JobContext, spec: dict, ti
     """`workspace_only`: namespace packages whose installed copies must be hidden behind the
     workspace's (see sandboxes/jobs/site/sitecustomize.py)."""
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    m_ws = Mount(workspace.resolve(), "/workspace", read_only=False)
+    # The job writes only here; a container runs as another uid than ours, so the dir is opened to it.
+    ctx.work_dir.chmod(0o777)
+    # Read-only: the job verifies the patch, it must not be able to change it.
+    m_ws = Mount(workspace.resolve(), "/workspace", read_only=True)
     m_tiny = Mount(ctx.tiny_dir.resolve(), "/tiny", read_only=True)
+    _readable_by_all(ctx.tiny_dir)
     m_out = Mount(ctx.work_dir.resolve(), "/out", read_only=False)
     m_job = Mount(job.parent.resolve(), "/job", read_only=True)
     phase = spec["phase"]
@@ -61,3 +65,12 @@ def run_job(sandbox, job: Path, workspace: Path, ctx: JobContext, spec: dict, ti
                     "metrics": {}}],
         "timings": {f"sandbox:{phase}": result.duration_s},
     }
+
+
+def _readable_by_all(root: Path) -> None:
+    # safetensors saves 0600; a container's uid could not read the model.
+    for path in [root, *root.rglob("*")]:
+        mode = path.stat().st_mode
+        want = mode | 0o444 | (0o111 if path.is_dir() else 0)
+        if want != mode:
+            path.chmod(want)
