@@ -10,7 +10,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from agent.deps import Deps
-from agent.nodes import change, finish, prepare, references
+from agent.nodes import change, finish, implement_llm, prepare, references
 from agent.state import OnboardState
 
 
@@ -25,7 +25,8 @@ def build_graph(deps: Deps, checkpointer=None):
     nodes = (("intake", prepare.intake), ("analyze", prepare.analyze), ("plan", prepare.plan),
              ("references", references.references), ("tiny", prepare.tiny),
              ("implement", change.implement), ("verify", change.verify), ("repair", change.repair),
-             ("publish", finish.publish), ("report", finish.report))
+             ("llm_implement", implement_llm.implement),
+             ("publish", finish.publish), ("report", implement_llm.report))
     for name, fn in nodes:
         g.add_node(name, partial(fn, deps=deps))
     g.add_edge(START, "intake")
@@ -35,7 +36,9 @@ def build_graph(deps: Deps, checkpointer=None):
     g.add_edge("references", "tiny")
     g.add_edge("tiny", "implement")
     g.add_edge("implement", "verify")
-    g.add_conditional_edges("verify", change.after_verify, ["publish", "repair", "report"])
+    g.add_conditional_edges("verify", partial(implement_llm.after_verify, deps=deps),
+                            ["publish", "repair", "llm_implement", "report"])
+    g.add_conditional_edges("llm_implement", implement_llm.after_llm, ["verify", "report"])
     g.add_edge("repair", "implement")
     g.add_edge("publish", "report")
     g.add_edge("report", END)

@@ -29,3 +29,5 @@ class OnboardState(TypedDict, total=False):
     outcome: str  # pr | refused | needs_llm | already_supported | error
     message: str
     timings: Annotated[dict[str, float], merge]
+    # LLM implementer: rounds done, last exit status, usage, trajectory path (the conversation is on disk)
+    llm: dict[str, Any]

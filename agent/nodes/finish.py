@@ -26,6 +26,16 @@ def _test_commands(checks: list[dict]) -> list[str]:
     return out
 
 
+def _llm_summary(state: OnboardState) -> dict | None:
+    """Tokens, steps and the trajectory path when the LLM implementer wrote (part of) the change."""
+    llm = state.get("llm") or {}
+    if not llm:
+        return None
+    usage = llm.get("usage") or {}
+    return {"tokens": usage.get("total_tokens", 0), "steps": usage.get("steps", 0),
+            "cost": usage.get("cost_usd"), "model": llm.get("model", ""), "trajectory": llm.get("trajectory", "")}
+
+
 def _gate(state: OnboardState) -> dict | None:
     """The request's publish mode: auto (CLI, issues, nightly), approval (chat-ops), dry_run.
 
@@ -68,7 +78,8 @@ def publish(state: OnboardState, deps: Deps) -> dict:
         attempts=state.get("attempts", []), files=state["patch"]["files"],
         notes=state["patch"].get("notes", []), remote=remote,
         branch=branch, test_commands=_test_commands(checks), thread_id=state["thread_id"],
-        timings=state.get("timings", {}), tokens=0, references=state.get("references", []),
+        timings=state.get("timings", {}), references=state.get("references", []),
+        llm=_llm_summary(state),
     )
     summary = {c["name"]: c["status"] for c in checks}
     parity = next((c for c in checks if c["name"] == "logits_parity"), None)
