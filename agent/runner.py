@@ -43,6 +43,34 @@ def make_deps(settings: Settings, target_name: str, progress, forge: Forge | Non
 
 
 @contextmanager
+def thread_lock(settings: Settings, thread_id: str):
+    """One process per thread: a second `run`/`resume` of a live thread would edit the same worktree."""
+    import fcntl
+    import os
+
+    from agent.errors import UserError
+
+    path = settings.path("locks", f"{thread_id}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise UserError(f"thread {thread_id} is already running (pid {holder}); wait for it or stop it "
+                            "first") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
 def compiled(settings: Settings, deps: Deps):
     saver = sqlite_checkpointer(settings.path("checkpoints.sqlite"))
     try:
@@ -73,7 +101,7 @@ def drive(settings: Settings, deps: Deps, thread_id: str, initial: dict | None, 
     from langgraph.types import Command
 
     config = {"configurable": {"thread_id": thread_id}}
-    with compiled(settings, deps) as graph:
+    with thread_lock(settings, thread_id), compiled(settings, deps) as graph:
         snap = graph.get_state(config)
         if snap.values and not snap.next:
             return dict(snap.values), "finished_before"

@@ -38,6 +38,14 @@ from sandboxes.output import OutputBuffer, last_activity
 
 log = logging.getLogger(__name__)
 
+PR_SET_PDEATHSIG = 1
+try:
+    import ctypes
+
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux/glibc: the process-group kill still applies
+    _prctl = None
+
 _unshare_cache: dict[int | None, bool] = {}
 
 
@@ -132,6 +140,9 @@ class LocalSandbox:
         drop = _drop_to(self.user)
 
         def pre() -> None:
+            if _prctl is not None:
+                # Die with the caller: a SIGKILLed run must not leave its job running unsupervised.
+                _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             pid = str(os.getpid()).encode()
             for f in procs_files:
                 fd = os.open(f, os.O_WRONLY)

@@ -147,3 +147,19 @@ def test_killed_during_verify_resumes_without_redoing_edits(env):
     assert how == "resumed" and state["outcome"] == "pr"
     assert target.applied == ["alias:a"]  # implement finished before the kill: not repeated
     assert len(LocalForge(settings.data_dir).records()) == 1
+
+
+def test_a_live_thread_cannot_be_driven_twice(tmp_path):
+    from agent.errors import UserError
+    from agent.runner import thread_lock
+    from agent.settings import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    with thread_lock(settings, "t1"):
+        with pytest.raises(UserError, match="already running"):
+            with thread_lock(settings, "t1"):
+                pass
+        with thread_lock(settings, "t2"):  # other threads are independent
+            pass
+    with thread_lock(settings, "t1"):  # released when the holder finishes
+        pass

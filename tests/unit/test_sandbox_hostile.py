@@ -259,3 +259,30 @@ def test_workspace_mode_is_untouched(workspace, box):
     before = stat.S_IMODE(workspace.stat().st_mode)
     box.run(["true"], mounts=[ws_mount(workspace)], limits=Limits(timeout_s=30))
     assert stat.S_IMODE(workspace.stat().st_mode) == before
+
+
+def test_local_job_dies_with_a_killed_caller(workspace):
+    """The caller is SIGKILLed mid-run (no finally runs): its sandboxed command must not live on."""
+    import subprocess
+    import sys
+
+    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
+              "from pathlib import Path\nfrom sandboxes.local import LocalSandbox\nfrom sandboxes.base import Limits\n"
+              f"LocalSandbox(python={SYSTEM_PYTHON!r}).run([{SYSTEM_PYTHON!r}, '-c', "
+              f"\"import os, time; open({str(workspace / 'pid')!r}, 'w').write(str(os.getpid())); time.sleep(600)\"], "
+              "limits=Limits(timeout_s=600))\n")
+    caller = subprocess.Popen([sys.executable, "-c", script])
+    pid_file = workspace / "pid"
+    for _ in range(100):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    pid = int(pid_file.read_text())
+    assert _alive(pid)
+    caller.kill()
+    caller.wait()
+    for _ in range(50):
+        if not _alive(pid):
+            break
+        time.sleep(0.1)
+    assert not _alive(pid), f"sandboxed pid {pid} outlived its SIGKILLed caller"
