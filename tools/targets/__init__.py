@@ -13,7 +13,13 @@ def _optimum_intel(cache_dir: Path):
     return OptimumIntelTarget(cache_dir)
 
 
-FACTORIES = {"optimum-intel": _optimum_intel}
+def _flashinfer_bench(cache_dir: Path):
+    from tools.targets.flashinfer_bench import FlashInferBenchTarget
+
+    return FlashInferBenchTarget(cache_dir)
+
+
+FACTORIES = {"optimum-intel": _optimum_intel, "flashinfer-bench": _flashinfer_bench}
 
 
 def get_target(name: str, cache_dir: Path):

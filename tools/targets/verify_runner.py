@@ -68,7 +68,10 @@ def run_job(sandbox, job: Path, workspace: Path, ctx: JobContext, spec: dict, ti
 
 
 def _readable_by_all(root: Path) -> None:
-    # safetensors saves 0600; a container's uid could not read the model.
+    # safetensors saves 0600; a container's uid could not read the model. Only a tiny-model dir
+    # (it carries the builder's marker) is touched: never an arbitrary directory a caller passed.
+    if not (root / "onboard_tiny.json").is_file():
+        return
     for path in [root, *root.rglob("*")]:
         mode = path.stat().st_mode
         want = mode | 0o444 | (0o111 if path.is_dir() else 0)
