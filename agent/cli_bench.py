@@ -21,7 +21,7 @@ def _stage_rows(state: dict) -> list[tuple[str, float]]:
     t = state.get("timings", {})
     rows = [("analyze", t.get("analyze", 0.0)), ("tiny build", t.get("tiny", 0.0))]
     last = max((k for k in t if k.startswith("verify[")), default=None)
-    if last:
+    if last and state.get("attempts"):
         report = json.loads(Path(state["attempts"][-1]["report"]).read_text())
         vt = report.get("timings", {})
         rows += [("export", vt.get("export", 0.0)), ("parity", vt.get("parity", 0.0)),
@@ -56,13 +56,14 @@ def bench_s1(
         deps = make_deps(settings, job.target, lambda m: None)
         state, _ = drive(settings, deps, job.thread_id, job.initial_state)
         total = time.monotonic() - start
+        rows = _stage_rows(state)  # reads the reports in scratch: before it is removed
     except UserError as exc:
         fail(exc)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     table = Table("stage", "seconds", title=f"bench s1 {model} → {target} ({state.get('outcome')})")
     table.add_row("prepare (workspace, config)", f"{prepared:.2f}")
-    for name, secs in _stage_rows(state):
+    for name, secs in rows:
         table.add_row(name, f"{secs:.2f}")
     table.add_row("[bold]end to end[/]", f"[bold]{total:.2f}[/]")
     out.print(table)
