@@ -1,4 +1,5 @@
-"""The FlashInfer-Bench target on a miniature checkout: entry, models.ts, coverage, dataset, verification."""
+"""The FlashInfer-Bench target on a miniature checkout: apply, plan, verify. The semantic, tsc and dataset
+tests are here too: they judge what apply wrote into that git checkout."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 from tools.targets import flashinfer_bench as fb
 from tools.targets import flashinfer_bench_model as fbm
 from tools.targets.base import JobContext
+from tools.targets.flashinfer_bench_checks import semantic_problems, tsc_check
+from tools.targets.flashinfer_bench_dataset import load_dataset
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "flashinfer_bench"
 TOY = {"model_type": "toy", "architectures": ["ToyForCausalLM"], "hidden_size": 64, "num_hidden_layers": 3,
@@ -68,30 +71,6 @@ class FakeSandbox:
         return self._inner.run(*a, **kw)
 
 
-# -- models.ts ------------------------------------------------------------------------------------------
-
-
-def test_render_is_prettier_shaped_and_round_trips(ws, target):
-    entry, _, _ = fb.build_entry(target.sglang_index(), analysis(), target.parallel)
-    text = fb.upsert_entry((ws / fb.MODELS_TS).read_text(), entry)
-    assert ";" not in fb.render_entry(entry)
-    assert max(len(line) for line in text.splitlines()) <= fb.PRINT_WIDTH
-    entries = fb.read_entries(text, strict=True)
-    assert [e["id"] for e in entries] == ["toy-1b", entry["id"]]
-    assert entries[1]["modules"] == entry["modules"]
-    assert text.rstrip().endswith("export default models")
-    # a second upsert replaces in place, never duplicates
-    again = fb.upsert_entry(text, {**entry, "description": "changed"})
-    assert [e["id"] for e in fb.read_entries(again)] == ["toy-1b", entry["id"]] and "changed" in again
-
-
-def test_long_definition_lists_wrap_one_per_line():
-    entry = {"id": "x", "name": "X", "description": "d", "modules": {
-        "attn": {"count": 1, "type": "layer", "definitions": ["a" * 40, "b" * 40, "c" * 40]}}}
-    lines = fb.render_entry(entry).splitlines()
-    assert '        definitions: [' in lines and f'          "{"a" * 40}",' in lines
-
-
 # -- semantic check: the corruptions the issue names must fail ------------------------------------------
 
 
@@ -106,11 +85,11 @@ def applied(ws, target, tmp_path):
 def test_semantic_accepts_the_generated_entry(ws, target, applied):
     a, cand, _, _ = applied
     known = set(target.dataset(ws)[0]) | {p.stem for p in (ws / fb.DEFS_DIR).rglob("*.json")}
-    problems = fb.semantic_problems((ws / fb.MODELS_TS).read_text(), cand.params["id"], a, known)
+    problems = semantic_problems((ws / fb.MODELS_TS).read_text(), cand.params["id"], a, known)
     # only the page-size-64 attention names lack a template in this dataset; the tree itself is sound
     assert len(problems) == 2 and all("_ps64 " in p for p in problems), problems
     known |= {"gqa_paged_prefill_causal_h4_kv2_d16_ps64", "gqa_paged_decode_h4_kv2_d16_ps64"}
-    assert fb.semantic_problems((ws / fb.MODELS_TS).read_text(), cand.params["id"], a, known) == []
+    assert semantic_problems((ws / fb.MODELS_TS).read_text(), cand.params["id"], a, known) == []
 
 
 @pytest.mark.parametrize("corrupt,expect", [
@@ -124,7 +103,7 @@ def test_semantic_rejects_corruptions(ws, target, applied, corrupt, expect):
     a, cand, _, _ = applied
     text = corrupt((ws / fb.MODELS_TS).read_text())
     known = set(target.dataset(ws)[0]) | {p.stem for p in (ws / fb.DEFS_DIR).rglob("*.json")}
-    problems = fb.semantic_problems(text, cand.params["id"], a, known)
+    problems = semantic_problems(text, cand.params["id"], a, known)
     assert any(expect in p for p in problems), problems
 
 
@@ -132,7 +111,7 @@ def test_semantic_rejects_corruptions(ws, target, applied, corrupt, expect):
 
 
 def test_dataset_comes_from_the_committed_tree_never_from_this_change(ws, target, applied):
-    data, source = fb.load_dataset(ws, None)
+    data, source = load_dataset(ws, None)
     assert set(data) == {"rmsnorm_h64", "gqa_ragged_prefill_causal_h4_kv2_d16"} and "tree" in source
     assert (ws / fb.DEFS_DIR / "gemm").is_dir()  # written by apply, still not "the dataset"
 
@@ -141,9 +120,9 @@ def test_dataset_from_history_when_the_tree_dropped_it(ws):
     shutil.rmtree(ws / "flashinfer_trace")
     git(ws, "add", "-A")
     git(ws, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "move dataset to the hub")
-    data, source = fb.load_dataset(ws, None)
+    data, source = load_dataset(ws, None)
     assert "rmsnorm_h64" in data and "history" in source
-    assert fb.load_dataset(ws, str(FIXTURES / "repo" / fb.DEFS_DIR))[1].startswith("dataset directory")
+    assert load_dataset(ws, str(FIXTURES / "repo" / fb.DEFS_DIR))[1].startswith("dataset directory")
 
 
 def test_apply_writes_entry_definitions_and_coverage(ws, applied, tmp_path):
@@ -213,11 +192,11 @@ def _node_modules() -> Path | None:
 
 @pytest.mark.skipif(_node_modules() is None, reason="node + typescript + zod not installed (npm install into a cache)")
 def test_tsc_passes_the_entry_and_fails_a_bad_type(ws, target, applied, tmp_path):
-    check = fb.tsc_check(ws, _node_modules(), tmp_path / "tsc", FakeSandbox())
+    check = tsc_check(ws, _node_modules(), tmp_path / "tsc", FakeSandbox())
     assert check.status == "passed", check.detail
     ts = ws / fb.MODELS_TS
     ts.write_text('type: "leaf",'.join(ts.read_text().rsplit('type: "layer",', 1)))
-    bad = fb.tsc_check(ws, _node_modules(), tmp_path / "tsc", FakeSandbox())
+    bad = tsc_check(ws, _node_modules(), tmp_path / "tsc", FakeSandbox())
     assert bad.status == "failed" and "error TS" in bad.detail
 
 
