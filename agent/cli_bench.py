@@ -129,5 +129,47 @@ def bench_sandbox_cmd(
                   f"docker overhead per command: {numbers.get('docker_over_local_s', float('nan')):+.3f} s")
 
 
+@bench.command("tiny")
+def bench_tiny_cmd(
+    types: list[str] = typer.Argument(None, help="model types (default with --all: every causal-LM type)"),
+    all_types: bool = typer.Option(False, "--all", help="every model_type with a causal-LM class"),
+    workers: int = typer.Option(1, "--workers", "-j"),
+    timeout: float = typer.Option(240.0, "--timeout", help="seconds per type"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    fresh: bool = typer.Option(True, "--fresh/--warm", help="build into an empty cache (default) or reuse"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Tiny-model coverage: build + validate per type, median/max build time, peak RSS."""
+    from agent.cli import fail, settings_for
+    from agent.errors import UserError
+    from tools.bench_tiny import bench_tiny_all
+
+    if not all_types and not types:
+        fail(UserError("name model types or pass --all"))
+    settings = settings_for(data_dir)
+    cache = Path(tempfile.mkdtemp(prefix="onboard-bench-tiny-")) if fresh else settings.caches / "tiny"
+
+    def progress(row: dict) -> None:
+        err.print(f"  {row['model_type']:<28} {row['status']:<8} {row.get('seconds', 0):6.1f}s "
+                  f"{(row.get('reason') or '')[:90]}", highlight=False, markup=False)
+
+    try:
+        result = bench_tiny_all(cache, None if all_types else types, timeout_s=timeout, workers=workers,
+                                progress=progress)
+    finally:
+        if fresh:
+            shutil.rmtree(cache, ignore_errors=True)
+    if as_json:
+        print(json.dumps({k: v for k, v in result.items() if k != "rows"} | {"rows": result["rows"]}, indent=2))
+        return
+    table = Table("measure", "value", title="bench tiny")
+    for key in ("total", "ok", "failed", "excluded", "coverage", "median_seconds", "max_seconds",
+                "median_build_seconds", "max_build_seconds", "peak_rss_mb", "wall_seconds"):
+        table.add_row(key, str(result.get(key)))
+    out.print(table)
+    for name, why in {**result["failures"], **result["exclusions"]}.items():
+        out.print(f"  {name}: {why}", highlight=False, markup=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench, name="bench")
