@@ -1,0 +1,89 @@
+"""Status assignment from the states the graph leaves behind (shapes as agent/nodes write them)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.nightly.status import STATUSES, Row, from_state, skipped, timeout
+
+
+def attempt(cand: str, passed: bool = False, diff: float | None = None, failure: str = "", div=None) -> dict:
+    return {"candidate": cand, "passed": passed, "first_failure": failure, "max_abs_diff": diff,
+            "first_divergence": div, "report": "/r.json", "diff": "/d.diff"}
+
+
+def state(situation: str = "S1", attempts=(), outcome: str | None = None, **extra) -> dict:
+    return {"thread_id": "t-1", "plan": {"situation": situation}, "analysis": {"kind": "dense"},
+            "attempts": list(attempts), "timings": {"tiny": 1.5, "verify[0]": 12.0},
+            **({"outcome": outcome} if outcome else {}), **extra}
+
+
+def test_pr_names_the_passing_base_and_its_parity():
+    s = state(attempts=[attempt("alias:llama", diff=0.5, failure="logits_parity: x"),
+                        attempt("alias:qwen2", passed=True, diff=2e-7)],
+              outcome="pr", pr={"url": "file:///r.git#b", "json_path": "/prs/t/m.json"}, message="ok")
+    row = from_state("m", s, llm_configured=False)
+    assert (row.status, row.base, row.max_abs_diff, row.pr_path) == ("pr", "qwen2", 2e-7, "/prs/t/m.json")
+    assert row.stages == {"tiny": 1.5, "verify[0]": 12.0} and row.situation == "S1"
+
+
+def test_s1_divergence_is_parity_failed_with_best_candidate():
+    s = state(attempts=[attempt("alias:llama", diff=0.57, failure="logits_parity: max 0.57",
+                                div={"prompt": 1, "position": 3}),
+                        attempt("alias:qwen2", failure="export: KeyError 'x'"),
+                        attempt("alias:mistral", diff=0.2, failure="logits_parity: max 0.2")],
+              outcome="needs_llm")
+    row = from_state("m", s, llm_configured=False)
+    assert row.status == "parity_failed" and row.base == "mistral" and row.max_abs_diff == 0.2
+    assert "0.2" in row.detail
+
+
+def test_s1_export_failure_carries_the_first_actionable_error():
+    s = state(attempts=[attempt("alias:llama", failure="export: ValueError: rope type yarn")], outcome="refused")
+    row = from_state("m", s, llm_configured=False)
+    assert row.status == "export_failed" and "rope type yarn" in row.detail and row.max_abs_diff is None
+
+
+@pytest.mark.parametrize("situation", ["S2", "S3"])
+def test_s2_s3_without_endpoint_need_the_llm(situation):
+    s = state(situation, attempts=[attempt("alias:llama", diff=0.3, failure="logits_parity: 0.3")],
+              outcome="needs_llm")
+    row = from_state("m", s, llm_configured=False)
+    assert row.status == "needs_llm" and row.base == "llama" and situation in row.detail
+
+
+def test_s2_with_an_endpoint_is_judged_by_its_checks():
+    s = state("S2", attempts=[attempt("alias:llama", diff=0.3, failure="logits_parity: 0.3")], outcome="needs_llm")
+    assert from_state("m", s, llm_configured=True).status == "parity_failed"
+
+
+def test_crashes_map_to_the_stage_that_failed():
+    early = from_state("m", {}, llm_configured=False, error={"node": "tiny", "message": "TinyModelError: boom"})
+    assert early.status == "tiny_failed" and early.detail.startswith("tiny: TinyModelError")
+    prep = from_state("m", {}, llm_configured=False, error={"node": "prepare", "message": "cannot build config"})
+    assert prep.status == "tiny_failed"
+    late = from_state("m", state(), llm_configured=False, error={"node": "verify", "message": "OSError"})
+    assert late.status == "export_failed"
+
+
+def test_already_supported_and_no_candidates():
+    assert from_state("m", state(outcome="already_supported"), llm_configured=False).status == "skipped"
+    none = from_state("m", state("S1", outcome="refused", message="no candidate could be tried"),
+                      llm_configured=True)
+    assert none.status == "needs_llm" and "no candidate" in none.detail
+
+
+def test_closed_set():
+    assert timeout("m", 240, "verify").status == "timeout"
+    assert "240 s" in timeout("m", 240, "verify").detail
+    assert skipped("m", "why").detail == "why"
+    with pytest.raises(ValueError):
+        Row(model_type="m", status="error")
+    assert len(STATUSES) == 7
+
+
+def test_tokens_come_from_the_llm_usage():
+    s = state("S2", attempts=[attempt("llm:llama#0", diff=0.3, failure="logits_parity: 0.3")], outcome="refused",
+              llm={"usage": {"total_tokens": 1234}, "status": "submitted"})
+    row = from_state("m", s, llm_configured=True)
+    assert row.tokens == 1234 and row.status == "parity_failed"
