@@ -34,6 +34,7 @@ class JobSpec(BaseModel):
     inputs: Inputs
     out_dir: Path  # the run's jobs/ dir: <type>.progress.json and <type>.result.json
     llm_configured: bool = False
+    threads: int | None = None  # cores per job: K parallel jobs must not each take every core
 
 
 def progress_path(out_dir: Path, model_type: str) -> Path:
@@ -70,6 +71,9 @@ def main(spec: JobSpec) -> None:
     _die_with_parent()
     _sigterm_exits()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if spec.threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(var, str(spec.threads))
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     store = AttemptStore(spec.settings.data_dir, spec.target)
     start = time.monotonic()

@@ -10,6 +10,8 @@ and the forge upserts PR records by target + model type.
 
 from __future__ import annotations
 
+import os
+
 import sqlite3
 import time
 from collections import deque
@@ -213,7 +215,8 @@ def _process_launcher(target, opts: Options, settings: Settings, nightly: Nightl
         # Git workspaces are pinned to tonight's revision; an sdist workspace has only one.
         spec = JobSpec(model_type=t, target=target.name, repo=opts.repo,
                        ref=ws.base_rev if ws.source == "git" else None, settings=job_settings,
-                       inputs=inputs, out_dir=out_dir, llm_configured=llm)
+                       inputs=inputs, out_dir=out_dir, llm_configured=llm,
+                       threads=max(1, (os.cpu_count() or 1) // max(1, opts.jobs)))
         return workers.ProcessHandle(ctx, spec, nightly.per_type_timeout_s)
     return launch
 

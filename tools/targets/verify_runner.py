@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from sandboxes.base import Limits, Mount
 from tools.targets.base import JobContext
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def run_job(sandbox, job: Path, workspace: Path, ctx: JobContext, spec: dict, timeout_s: float,
@@ -44,6 +47,8 @@ def run_job(sandbox, job: Path, workspace: Path, ctx: JobContext, spec: dict, ti
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
+    # Thread counts are not secrets: parallel jobs (nightly --jobs K) divide the cores through these.
+    env.update({k: os.environ[k] for k in THREAD_VARS if k in os.environ})
     cmd = [sandbox.python, f"{sandbox.inside(m_job)}/{job.name}", f"{sandbox.inside(m_out)}/{spec_file.name}"]
     result = sandbox.run(cmd, mounts=[m_ws, m_tiny, m_out, m_job], env=env, workdir=m_out,
                          limits=Limits(timeout_s=timeout_s))
