@@ -36,8 +36,9 @@ class Job(BaseModel):
     initial_state: dict
 
 
-def thread_id_for(target: str, model_type: str, config_hash: str, base_rev: str) -> str:
-    key = f"{target}|{model_type}|{config_hash}|{base_rev}"
+def thread_id_for(target: str, model_type: str, config_hash: str, base_rev: str, with_llm: bool = False) -> str:
+    # With an LLM endpoint the same request can end differently (needs_llm → a PR), so it is another run.
+    key = f"{target}|{model_type}|{config_hash}|{base_rev}" + ("|llm" if with_llm else "")
     return f"{target}-{model_type}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
@@ -83,7 +84,9 @@ def prepare(request: Request, settings: Settings, progress=lambda m: None) -> Jo
     mirror, ws = resolve_workspace(target, request, settings, repos)
     if ws.note:
         progress(ws.note)
-    tid = thread_id_for(target.name, model_type, config_hash, ws.base_rev)
+    from agent.llm_settings import settings as llm_settings
+
+    tid = thread_id_for(target.name, model_type, config_hash, ws.base_rev, with_llm=llm_settings().configured)
     job_dir = settings.path("jobs", tid)
     job_dir.mkdir(parents=True, exist_ok=True)
     config_path = job_dir / "config.json"

@@ -163,3 +163,9 @@ def test_a_live_thread_cannot_be_driven_twice(tmp_path):
             pass
     with thread_lock(settings, "t1"):  # released when the holder finishes
         pass
+
+
+def test_an_llm_endpoint_makes_a_new_run_of_the_same_request():
+    plain = thread_id_for("optimum-intel", "jetmoe", "h", "rev")
+    assert plain == thread_id_for("optimum-intel", "jetmoe", "h", "rev")
+    assert thread_id_for("optimum-intel", "jetmoe", "h", "rev", with_llm=True) != plain
