@@ -184,7 +184,7 @@ def _node_modules() -> Path | None:
     import os
 
     # typescript + zod come from the npm registry into a cache; CI without them skips, visibly
-    for cand in (Path(os.environ.get("FIB_ONBOARD_NODE_MODULES", "/nonexistent")), Path("/tmp/fib-cache/npm/node_modules")):
+    for cand in (Path(os.environ.get("ONBOARD_FIB_NODE_MODULES", "/nonexistent")), Path("/tmp/fib-cache/npm/node_modules")):
         if (cand / "typescript").is_dir() and (cand / "zod").is_dir() and shutil.which("node"):
             return cand
     return None

@@ -13,12 +13,14 @@ SGLang module tree), names, entry, models_ts, defs and templates, dataset, cover
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
-from tools.targets import flashinfer_bench_defs as defs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from sandboxes.jobs import fib_verify as job
+from tools.targets import flashinfer_bench_defs as defs
 from tools.targets import flashinfer_bench_model as fbm
 from tools.targets.base import Candidate, Check, JobContext, Plan, VerifyReport
 from tools.targets.flashinfer_bench_checks import semantic_problems, tsc_check
@@ -28,16 +30,21 @@ from tools.targets.flashinfer_bench_entry import build_entry, referenced, sampli
 from tools.targets.flashinfer_bench_models_ts import MODELS_TS, read_entries, upsert_entry
 from tools.targets.flashinfer_bench_names import parse_name
 
-SCHEMA_DIR = "web/apps/web/lib/schemas"
 ATTENTION_LAYERS = {"full_attention", "attention", "sliding_attention", "chunked_attention"}
 JOB = Path(job.__file__)
 
 
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
+class FlashInferBenchSettings(BaseSettings):
+    """ONBOARD_FIB_TP / _EP (parallelism the names are computed for), _DATASET (Definition dataset dir),
+    _SGLANG (a models dir or wheel instead of the one fetched), _NODE_MODULES (TypeScript + zod)."""
+
+    model_config = SettingsConfigDict(env_prefix="ONBOARD_FIB_")
+
+    tp: int = Field(1, ge=1)
+    ep: int = Field(1, ge=1)
+    dataset: str | None = None
+    sglang: str | None = None
+    node_modules: str | None = None
 
 
 class FlashInferBenchTarget:
@@ -48,12 +55,12 @@ class FlashInferBenchTarget:
 
     def __init__(self, cache_dir: Path, parallel: fbm.Parallel | None = None, dataset: str | None = None,
                  sglang: str | None = None, node_modules: str | None = None):
-        # Overrides come from the environment until the CLI carries target options (--tp, --ep, --dataset).
+        env = FlashInferBenchSettings()
         self.cache_dir = Path(cache_dir) / "flashinfer-bench"
-        self.parallel = parallel or fbm.Parallel(_env_int("FIB_ONBOARD_TP", 1), _env_int("FIB_ONBOARD_EP", 1))
-        self.dataset_path = dataset or os.environ.get("FIB_ONBOARD_DATASET")
-        self.sglang = sglang or os.environ.get("FIB_ONBOARD_SGLANG")
-        explicit = node_modules or os.environ.get("FIB_ONBOARD_NODE_MODULES")
+        self.parallel = parallel or fbm.Parallel(env.tp, env.ep)
+        self.dataset_path = dataset or env.dataset
+        self.sglang = sglang or env.sglang
+        explicit = node_modules or env.node_modules
         self.node_modules = explicit or str(self.cache_dir / "npm" / "node_modules")
         self.fetch_node_modules = not explicit  # an explicit path is used as given, never installed into
         self._index: dict | None = None
