@@ -84,9 +84,9 @@ def prepare(request: Request, settings: Settings, progress=lambda m: None) -> Jo
     mirror, ws = resolve_workspace(target, request, settings, repos)
     if ws.note:
         progress(ws.note)
-    from agent.llm_settings import settings as llm_settings
+    from agent.llm_settings import LLMSettings
 
-    tid = thread_id_for(target.name, model_type, config_hash, ws.base_rev, with_llm=llm_settings().configured)
+    tid = thread_id_for(target.name, model_type, config_hash, ws.base_rev, with_llm=LLMSettings().configured)
     job_dir = settings.path("jobs", tid)
     job_dir.mkdir(parents=True, exist_ok=True)
     config_path = job_dir / "config.json"

@@ -62,7 +62,9 @@ def publish(state: OnboardState, deps: Deps) -> dict:
     analysis, cand = state["analysis"], current(state)
     target = deps.target
     version, version_source = target.min_transformers_version(analysis["model_type"])
-    branch = branch_name(target.name, analysis["model_type"])
+    # One PR per (target, key): the model type for most targets; one per checkpoint where entries are.
+    key = target.record_key(analysis) if hasattr(target, "record_key") else analysis["model_type"]
+    branch = branch_name(target.name, key)
     checks = state["verification"]["checks"]
     public_remote = getattr(deps.forge, "public_remote", None)  # the GitHub forge's clone URL
     remote = public_remote(target.name) if public_remote else str(deps.settings.path("remotes", f"{target.name}.git"))
@@ -88,7 +90,7 @@ def publish(state: OnboardState, deps: Deps) -> dict:
     record = deps.forge.publish(
         worktree=Path(state["workspace"]["path"]), base_rev=state["workspace"]["base_rev"], branch=branch,
         title=target.pr_title(analysis, cand), body=body, target=target.name,
-        model_type=analysis["model_type"], thread_id=state["thread_id"], verification=summary)
+        model_type=key, thread_id=state["thread_id"], verification=summary)
     deps.progress(f"PR record {record.json_path} (branch {branch})")
     return {"pr": record.model_dump(mode="json"), "outcome": "pr",
             "message": f"verified and published: {record.url}",

@@ -86,3 +86,7 @@ class Target(Protocol):
     def pr_title(self, analysis: dict, candidate: Candidate) -> str: ...
 
     def min_transformers_version(self, model_type: str) -> tuple[str, str]: ...
+
+    # Optional: `record_key(analysis) -> str` names the PR (branch, record) when one model type can
+    # yield several independent changes (FlashInfer-Bench: one models.ts entry per checkpoint size).
+    # Without it the key is the model type.

@@ -26,7 +26,7 @@ from tools.targets.base import Candidate, Check, JobContext, Plan, VerifyReport
 from tools.targets.flashinfer_bench_checks import semantic_problems, tsc_check
 from tools.targets.flashinfer_bench_coverage import COVERAGE, coverage_section, upsert_coverage
 from tools.targets.flashinfer_bench_dataset import DEFS_DIR, changed_definitions, load_dataset
-from tools.targets.flashinfer_bench_entry import build_entry, referenced, sampling_names
+from tools.targets.flashinfer_bench_entry import build_entry, model_id, referenced, sampling_names
 from tools.targets.flashinfer_bench_models_ts import MODELS_TS, read_entries, upsert_entry
 from tools.targets.flashinfer_bench_names import parse_name
 
@@ -107,6 +107,10 @@ class FlashInferBenchTarget:
 
     def display_name(self, model_type: str) -> str:
         return model_type
+
+    def record_key(self, analysis: dict) -> str:
+        # Llama-3.1-8B and -70B share a model_type but are two entries, two PRs.
+        return model_id(analysis)[0]
 
     def pr_title(self, analysis: dict, candidate: Candidate) -> str:
         return f"[models] Add {candidate.params.get('name', analysis['model_type'])} entry and kernel definitions"
