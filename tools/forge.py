@@ -54,11 +54,47 @@ def branch_name(target: str, model_type: str) -> str:
     return f"onboard/{target}/{model_type}"
 
 
+class RecordStore:
+    """PR records on disk, `prs/<target>/<key>.{md,diff,json}`: what every forge writes and `onboard prs`
+    reads. Writing is an upsert: the JSON twin is replaced atomically and its revision counts up."""
+
+    def __init__(self, data_dir: Path):
+        self.root = data_dir
+
+    def dir(self, target: str) -> Path:
+        return self.root / "prs" / target
+
+    def find(self, target: str, model_type: str) -> PRRecord | None:
+        path = self.dir(target) / f"{model_type}.json"
+        return PRRecord.model_validate_json(path.read_text()) if path.exists() else None
+
+    def records(self) -> list[PRRecord]:
+        return [PRRecord.model_validate_json(p.read_text()) for p in sorted((self.root / "prs").glob("*/*.json"))]
+
+    def write(self, *, target: str, model_type: str, body: str, diff: str, **fields) -> PRRecord:
+        out = self.dir(target)
+        out.mkdir(parents=True, exist_ok=True)
+        body_path, diff_path, json_path = (out / f"{model_type}{ext}" for ext in (".md", ".diff", ".json"))
+        previous = self.find(target, model_type)
+        now = time.time()
+        record = PRRecord(target=target, model_type=model_type, body_path=str(body_path),
+                          diff_path=str(diff_path), json_path=str(json_path),
+                          created_at=previous.created_at if previous else now, updated_at=now,
+                          revision=(previous.revision + 1) if previous else 1, **fields)
+        body_path.write_text(body)
+        diff_path.write_text(diff + "\n")
+        tmp = json_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record.model_dump(mode="json"), indent=2))
+        tmp.replace(json_path)
+        return record
+
+
 class LocalForge:
     name = "local"
 
     def __init__(self, data_dir: Path):
         self.root = data_dir
+        self.store = RecordStore(data_dir)
 
     def _remote(self, target: str) -> Path:
         path = self.root / "remotes" / f"{target}.git"
@@ -67,18 +103,11 @@ class LocalForge:
             git.Repo.init(path, bare=True)
         return path
 
-    def _record_dir(self, target: str) -> Path:
-        return self.root / "prs" / target
-
     def find(self, target: str, model_type: str) -> PRRecord | None:
-        path = self._record_dir(target) / f"{model_type}.json"
-        if not path.exists():
-            return None
-        return PRRecord.model_validate_json(path.read_text())
+        return self.store.find(target, model_type)
 
     def records(self) -> list[PRRecord]:
-        base = self.root / "prs"
-        return [PRRecord.model_validate_json(p.read_text()) for p in sorted(base.glob("*/*.json"))]
+        return self.store.records()
 
     def publish(self, *, worktree, base_rev, branch, title, body, target, model_type, thread_id,
                 verification) -> PRRecord:
@@ -89,23 +118,6 @@ class LocalForge:
         remote = self._remote(target)
         repo.git.push("-q", "--force", str(remote), f"HEAD:refs/heads/{branch}", env=GIT_ENV)
         diff = repo.git.diff(base_rev, head, "--no-color", "--no-ext-diff")
-
-        out = self._record_dir(target)
-        out.mkdir(parents=True, exist_ok=True)
-        body_path, diff_path, json_path = (out / f"{model_type}{ext}" for ext in (".md", ".diff", ".json"))
-        previous = self.find(target, model_type)
-        now = time.time()
-        record = PRRecord(
-            target=target, model_type=model_type, title=title, branch=branch, remote=str(remote),
-            base_rev=base_rev, head_rev=head, url=f"file://{remote}#{branch}",
-            body_path=str(body_path), diff_path=str(diff_path), json_path=str(json_path),
-            thread_id=thread_id, verification=verification,
-            created_at=previous.created_at if previous else now, updated_at=now,
-            revision=(previous.revision + 1) if previous else 1,
-        )
-        body_path.write_text(body)
-        diff_path.write_text(diff + "\n")
-        tmp = json_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record.model_dump(mode="json"), indent=2))
-        tmp.replace(json_path)
-        return record
+        return self.store.write(target=target, model_type=model_type, body=body, diff=diff, title=title,
+                                branch=branch, remote=str(remote), base_rev=base_rev, head_rev=head,
+                                url=f"file://{remote}#{branch}", thread_id=thread_id, verification=verification)

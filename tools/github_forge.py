@@ -8,9 +8,7 @@ never part of a remote URL, an argv, a log line, a record or the state.
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
 
 import git
@@ -18,7 +16,7 @@ from github import Auth, Github, GithubException, GithubRetry
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tools.forge import PRRecord
+from tools.forge import PRRecord, RecordStore
 from tools.repo import GIT_ENV, commit_all
 
 log = logging.getLogger(__name__)
@@ -117,16 +115,16 @@ class GitHubForge:
                  auth: Auth.Auth | None = None):
         self.config = config
         self.root = data_dir
+        self.store = RecordStore(data_dir)
         self._auth = auth or make_auth(config)
         self.client = client or make_client(config, self._auth)
 
     # --- Forge protocol ---
     def find(self, target: str, model_type: str) -> PRRecord | None:
-        path = self._record_dir(target) / f"{model_type}.json"
-        return PRRecord.model_validate_json(path.read_text()) if path.exists() else None
+        return self.store.find(target, model_type)
 
     def records(self) -> list[PRRecord]:
-        return [PRRecord.model_validate_json(p.read_text()) for p in sorted((self.root / "prs").glob("*/*.json"))]
+        return self.store.records()
 
     def publish(self, *, worktree, base_rev, branch, title, body, target, model_type, thread_id,
                 verification) -> PRRecord:
@@ -203,25 +201,8 @@ class GitHubForge:
             return pr
         return None
 
-    def _record_dir(self, target: str) -> Path:
-        return self.root / "prs" / target
-
-    def _write_record(self, *, target, model_type, body, diff, **fields) -> PRRecord:
-        out = self._record_dir(target)
-        out.mkdir(parents=True, exist_ok=True)
-        body_path, diff_path, json_path = (out / f"{model_type}{ext}" for ext in (".md", ".diff", ".json"))
-        previous = self.find(target, model_type)
-        now = time.time()
-        record = PRRecord(target=target, model_type=model_type, body_path=str(body_path),
-                          diff_path=str(diff_path), json_path=str(json_path),
-                          created_at=previous.created_at if previous else now, updated_at=now,
-                          revision=(previous.revision + 1) if previous else 1, **fields)
-        body_path.write_text(body)
-        diff_path.write_text(diff + "\n")
-        tmp = json_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record.model_dump(mode="json"), indent=2))
-        tmp.replace(json_path)
-        return record
+    def _write_record(self, **fields) -> PRRecord:
+        return self.store.write(**fields)
 
 
 class GitHubIssues:
