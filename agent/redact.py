@@ -8,6 +8,7 @@ message the model wrote.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Any
@@ -34,6 +35,8 @@ class Redactor:
                 s = s.replace(v, MASK)
         return s
 
+    __call__ = text
+
     def data(self, obj: Any) -> Any:
         if isinstance(obj, str):
             return self.text(obj)
@@ -42,3 +45,43 @@ class Redactor:
         if isinstance(obj, (list, tuple)):
             return [self.data(v) for v in obj]
         return obj
+
+
+_active: list[Redactor] = []
+_installed = False
+
+
+def install(redactor: Redactor) -> None:
+    """Redact every log record at creation, whichever logger or handler (uvicorn's, pytest's) sees it.
+
+    Logger- and handler-level filters miss records from child loggers or handlers added later;
+    the record factory sees them all.
+    """
+    global _installed
+    _active.append(redactor)
+    if _installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs):
+        record = previous(*args, **kwargs)
+        if not _active:
+            return record
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the logging module's problem, not ours
+            return record
+        clean = message
+        for r in _active:
+            clean = r.text(clean)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _installed = True
+
+
+def uninstall(redactor: Redactor) -> None:
+    if redactor in _active:
+        _active.remove(redactor)
