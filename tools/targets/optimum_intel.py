@@ -1,8 +1,9 @@
 """optimum-intel: export to OpenVINO IR.
 
 The registry is read from the workspace being patched (never from the
-installed package). Candidates are existing config classes to follow, ranked
-by transformers' modular lineage and then by config similarity; each one is
+installed package). Candidates pair an existing config class to follow (ranked
+by transformers' modular lineage, then by config similarity) with the patch
+patterns whose preconditions hold (optimum_intel_patterns*.py); each one is
 written into the workspace and must pass export, f32 logits parity, greedy
 token equality and the repository's own tests before it can become a PR.
 """
@@ -12,8 +13,9 @@ from __future__ import annotations
 import ast
 import json
 import re
-from functools import lru_cache
 from pathlib import Path
+
+from packaging.version import Version
 
 from tools.release_index import IndexUnavailable, ReleaseIndex
 from tools.targets.base import Candidate, Check, JobContext, Plan, VerifyReport
@@ -24,8 +26,6 @@ DOCS = "docs/source/openvino/models.mdx"
 TESTS_DIR = "tests/openvino"
 # The installed optimum-intel registers its CLI command from here too; only the workspace may.
 WORKSPACE_ONLY = ("optimum.commands.register",)
-# Broadly compatible dense decoders, tried after the lineage says nothing more.
-GENERIC_DENSE_BASES = ("llama", "qwen2", "mistral", "qwen3", "gemma", "phi3", "olmo2")
 NON_DENSE = {"moe", "mla", "ssm", "linear_attention", "vlm"}
 JOB = Path(__file__).resolve().parents[2] / "sandboxes" / "jobs" / "ov_verify.py"
 
@@ -58,21 +58,6 @@ def onnx_era_types(workspace: Path) -> set[str]:
             except ValueError:
                 return set()
     return set()
-
-
-@lru_cache(maxsize=64)
-def _default_keys(model_type: str) -> frozenset[str]:
-    from transformers import AutoConfig
-
-    try:
-        return frozenset(AutoConfig.for_model(model_type).to_dict())
-    except Exception:  # a base whose config cannot be built offline just scores zero
-        return frozenset()
-
-
-def _similarity(raw: dict, base: str) -> float:
-    keys, other = set(raw), _default_keys(base)
-    return len(keys & other) / max(1, len(keys | other))
 
 
 def model_display_name(model_type: str) -> str:
@@ -154,30 +139,24 @@ class OptimumIntelTarget:
                     needs_llm=situation != "S1")
 
     def candidates(self, analysis: dict, workspace: Path, limit: int) -> list[Candidate]:
-        registry = read_registry(workspace)
-        raw = analysis.get("raw_text_config") or {}
-        seen: set[str] = set()
-        out: list[Candidate] = []
+        from tools.targets.optimum_intel_patterns_search import search
 
-        def add(base: str, why: str) -> None:
-            cls = registry.get(base)
-            if cls and cls not in seen and base != analysis["model_type"]:
-                seen.add(cls)
-                out.append(Candidate(id=f"alias:{base}", base=base, why=why, params={"base_class": cls}))
-
-        for fam in analysis.get("lineage", []):
-            add(fam, "transformers builds this model from it (modular lineage)")
-        generic = sorted(GENERIC_DENSE_BASES, key=lambda b: -_similarity(raw, b))
-        for fam in generic:
-            add(fam, f"generic dense decoder, config similarity {_similarity(raw, fam):.2f}")
-        return out[:limit]
+        return search(analysis, workspace, read_registry(workspace), limit)
 
     # -- writing ------------------------------------------------------------------
     def apply(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
               facts: dict | None = None) -> tuple[list[str], list[str]]:
         from tools.targets.optimum_intel_patch import PatchSpec, write_patch
+        from tools.targets.optimum_intel_patterns import PatternContext, combined_edit
 
         version, _ = self.min_transformers_version(analysis["model_type"])
+        edit = combined_edit(PatternContext(analysis, workspace, candidate.params["base_class"]),
+                             candidate.patterns)
+        pattern_notes = [edit.note] if edit.note else []
+        if edit.min_transformers and Version(edit.min_transformers) > Version(version):
+            pattern_notes.append(f"MIN_TRANSFORMERS_VERSION raised from {version} to {edit.min_transformers}: "
+                                 "the applied patterns need it")
+            version = edit.min_transformers
         spec = PatchSpec(
             model_type=analysis["model_type"],
             base_class=candidate.params["base_class"],
@@ -186,9 +165,10 @@ class OptimumIntelTarget:
             tiny_config=tiny_fixture_config(ctx.tiny_dir),
             expected_sdpa=(facts or {}).get("sdpa_ops"),
             expected_int8=(facts or {}).get("int8_weights"),
+            class_attrs=edit.class_attrs, imports=edit.imports, patchers=edit.patchers,
         )
         result = write_patch(workspace, spec)
-        return result.files, result.notes + [f"skipped: {s}" for s in result.skipped]
+        return result.files, pattern_notes + result.notes + [f"skipped: {s}" for s in result.skipped]
 
     def display_name(self, model_type: str) -> str:
         return model_display_name(model_type)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from tools.source_edit import Edit, EditError, Src, edit_file, insert_block, insert_bullet, insert_element, \
     literal_keys, remove_element, render, top_level_names
+from tools.targets.optimum_intel_patterns_edit import MODEL_PATCHER, insert_import
 
 MODEL_CONFIGS = "optimum/exporters/openvino/model_configs.py"
 UTILS = "optimum/exporters/openvino/utils.py"
@@ -42,6 +43,14 @@ _TASK_MAPPINGS = {
 _FIXTURE_NEEDS = {"json", "tempfile", "Path", "torch"}
 
 
+class PatcherBlock(BaseModel):
+    """A patcher class a pattern adds to model_patcher.py, right after the class it subclasses."""
+
+    name: str
+    after: str
+    source: str
+
+
 class PatchSpec(BaseModel):
     model_type: str
     base_class: str
@@ -50,7 +59,10 @@ class PatchSpec(BaseModel):
     tiny_config: dict
     expected_sdpa: int | None
     class_attrs: dict[str, str] = Field(default_factory=dict)
-    patcher_source: str | None = None  # reserved for later patterns
+    # what the patterns add besides class attributes: (module, name) imports into model_configs.py (names
+    # it already has are left alone) and patcher classes for model_patcher.py
+    imports: list[tuple[str, str]] = Field(default_factory=list)
+    patchers: list[PatcherBlock] = Field(default_factory=list)
     # int8 weights per exported submodel, e.g. {"model": 16}: test_exporters_cli's int8 test needs it for
     # every model registered there, so without it that file is left alone
     expected_int8: dict[str, int] | None = None
@@ -414,12 +426,36 @@ def _register_tests(workspace: Path, spec: PatchSpec, result: PatchResult) -> No
              "SUPPORTED_ARCHITECTURES"), ("text-generation-with-past", mt))
 
 
+# -- pattern code -------------------------------------------------------------------------------------
+
+def _write_pattern_code(workspace: Path, spec: PatchSpec, result: PatchResult) -> None:
+    """Patchers and imports the registration's class attributes refer to; written first so the
+    registration block's names check finds them. Unlike the optional edits, a failure here is fatal:
+    a config class naming a patcher that is not there would not import."""
+    if not spec.imports and not spec.patchers:
+        return
+    configs = workspace / MODEL_CONFIGS
+    if not configs.exists():
+        raise FileNotFoundError(f"{MODEL_CONFIGS} not found in {workspace}: is this optimum-intel?")
+    owned = any(mt == spec.model_type for rs in _registrations(ast.parse(configs.read_text("utf-8"))).values()
+                for mt, _ in rs)
+    if owned:
+        return  # _register_config leaves an existing registration alone, so nothing would use them
+    for block in spec.patchers:
+        _record(result, MODEL_PATCHER, edit_file(workspace / MODEL_PATCHER, insert_block, block.source,
+                                                 after=block.after))
+    for module, name in spec.imports:
+        if name not in _module_names(configs.read_text(encoding="utf-8")):
+            _record(result, MODEL_CONFIGS, edit_file(configs, insert_import, module, name))
+
+
 # -- entry point --------------------------------------------------------------------------------------
 
 def write_patch(workspace: Path, spec: PatchSpec) -> PatchResult:
     """Onboard `spec.model_type` into the optimum-intel checkout at `workspace`."""
     workspace = Path(workspace)
     result = PatchResult(files=[], notes=[], skipped=[])
+    _write_pattern_code(workspace, spec, result)
     tasks = _register_config(workspace, spec, result)
     if spec.model_type in (_keys(workspace / UTILS, "ONNX_SUPPORTED_ARCHITECTURES") or []):
         _try(result, workspace, UTILS, remove_element, "ONNX_SUPPORTED_ARCHITECTURES", spec.model_type)
