@@ -211,3 +211,11 @@ def test_generated_fixture_builds_a_tiny_model_offline(ws, tmp_path):
     facts = json.loads(out.stdout.strip().splitlines()[-1])
     assert facts["same"] and (facts["bos"], facts["eos"], facts["pad"]) == (5, 7, 7)
     assert facts["max_id"] < 512 and facts["logits"][-1] == 512
+
+
+def test_fixture_config_of_a_text_sub_config_without_auto_mapping(tmp_path):
+    from tools.targets.optimum_intel import tiny_fixture_config
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "emu3_text_model", "hidden_size": 16,
+                                                      "transformers_version": "5.5.4"}))
+    assert tiny_fixture_config(tmp_path) == {"model_type": "emu3_text_model", "hidden_size": 16}
