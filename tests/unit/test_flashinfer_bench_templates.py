@@ -10,7 +10,7 @@ import pytest
 from tools.targets import flashinfer_bench_defs as defs
 from sandboxes.jobs import fib_verify as job
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "flashinfer-bench" / "definitions"
+SHARED = Path(__file__).resolve().parents[1] / "data" / "flashinfer_bench" / "definitions"
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"real upstream Definitions not present at {SHARED}")

@@ -12,7 +12,7 @@ import pytest
 from tools.hf_config import Analysis, ConfigError, analyze, load_config, modular_lineage
 from tools.hf_patterns import layer_pattern
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hf_configs"
+SHARED = Path(__file__).resolve().parents[1] / "data" / "hf_configs"  # copies of published configs
 EXPECTED = json.loads((Path(__file__).resolve().parents[1] / "data" / "expected_analysis.json").read_text())
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared data not found at {SHARED}")
 

@@ -11,7 +11,7 @@ from tools.hf_config import ConfigError, analyze, load_config
 from tools.tiny_model import MARKER, TinyModelError, build_tiny, check_invariants, validate_tiny
 from tools.tiny_shrink import shrink_config
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hf_configs"
+SHARED = Path(__file__).resolve().parents[1] / "data" / "hf_configs"  # copies of published configs
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared data not found at {SHARED}")
 MAX_SEQ = 64
 
