@@ -89,7 +89,19 @@ class RecordStore:
         return record
 
 
-class LocalForge:
+class StoredRecords:
+    """`find` and `records` of the Forge protocol, for forges that keep their records in a RecordStore."""
+
+    store: RecordStore
+
+    def find(self, target: str, model_type: str) -> PRRecord | None:
+        return self.store.find(target, model_type)
+
+    def records(self) -> list[PRRecord]:
+        return self.store.records()
+
+
+class LocalForge(StoredRecords):
     name = "local"
 
     def __init__(self, data_dir: Path):
@@ -102,12 +114,6 @@ class LocalForge:
             path.parent.mkdir(parents=True, exist_ok=True)
             git.Repo.init(path, bare=True)
         return path
-
-    def find(self, target: str, model_type: str) -> PRRecord | None:
-        return self.store.find(target, model_type)
-
-    def records(self) -> list[PRRecord]:
-        return self.store.records()
 
     def publish(self, *, worktree, base_rev, branch, title, body, target, model_type, thread_id,
                 verification) -> PRRecord:

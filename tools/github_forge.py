@@ -16,7 +16,7 @@ from github import Auth, Github, GithubException, GithubRetry
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tools.forge import PRRecord, RecordStore
+from tools.forge import PRRecord, RecordStore, StoredRecords
 from tools.repo import GIT_ENV, commit_all
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def _says(exc: GithubException, words: str) -> bool:
     return any(words in m.lower() for m in messages)
 
 
-class GitHubForge:
+class GitHubForge(StoredRecords):
     name = "github"
 
     def __init__(self, config: GitHubConfig, data_dir: Path, client: Github | None = None,
@@ -119,13 +119,7 @@ class GitHubForge:
         self._auth = auth or make_auth(config)
         self.client = client or make_client(config, self._auth)
 
-    # --- Forge protocol ---
-    def find(self, target: str, model_type: str) -> PRRecord | None:
-        return self.store.find(target, model_type)
-
-    def records(self) -> list[PRRecord]:
-        return self.store.records()
-
+    # --- Forge protocol (find/records come from StoredRecords) ---
     def publish(self, *, worktree, base_rev, branch, title, body, target, model_type, thread_id,
                 verification) -> PRRecord:
         repo = git.Repo(worktree)
