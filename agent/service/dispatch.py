@@ -60,7 +60,9 @@ class Dispatcher:
             # Chat waits for a human before publishing unless told not to; issues publish directly.
             publish = "dry_run" if cmd.dry_run else ("approval" if source == "chat" and not cmd.approve else "auto")
             request = {"model": cmd.model, "target": cmd.target, "publish": publish, "by": user,
-                       "authorize": authorize}
+                       "authorize": authorize,
+                       # Untrusted: it reaches an LLM prompt only as a quoted block, never a shell.
+                       ("chat_text" if source == "chat" else "issue_text"): self.redact(text)[:4000]}
             job, created = self.queue.enqueue(trigger_key=trigger_key, subject=f"{cmd.target}|{cmd.model}",
                                               source=source, request=request, reply=reply)
             if created:

@@ -43,6 +43,9 @@ class GraphRunner:
             prepared = prepare(request, self.settings, progress)
             thread_id, initial = prepared.thread_id, prepared.initial_state
             initial["request"]["publish"] = req.get("publish", "auto")
+            for key in ("issue_text", "chat_text"):  # quoted into the LLM prompt as untrusted data
+                if req.get(key):
+                    initial["request"][key] = req[key]
             on_thread(thread_id)
         forge = self.forge_factory() if self.forge_factory else None
         deps = make_deps(self.settings, req["target"], progress, forge=forge)

@@ -60,6 +60,7 @@ def test_github_valid_forged_and_replayed(client):
     jobs = client.service.queue.list()
     assert len(jobs) == 1 and jobs[0].request["publish"] == "auto"
     assert jobs[0].request["authorize"] == {"repo": "acme/x", "login": "alice"}
+    assert jobs[0].request["issue_text"] == "/onboard llama"  # carried to the LLM prompt as quoted data
 
 
 def test_github_other_label_and_bad_command_create_nothing(client):
@@ -83,6 +84,7 @@ def test_slack_signed_old_and_forged(client):
     again = client.post("/chatops", **slack_request(SLACK_SECRET, form))  # Slack retry: same trigger_id
     assert not again.json()["created"] and again.json()["job"]["id"] == r.json()["job"]["id"]
     assert client.service.queue.list()[0].request["publish"] == "approval"
+    assert client.service.queue.list()[0].request["chat_text"] == "llama"
 
 
 def test_slack_approve_flag_publishes_directly_and_help(client):
