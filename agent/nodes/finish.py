@@ -62,6 +62,11 @@ def publish(state: OnboardState, deps: Deps) -> dict:
     analysis, cand = state["analysis"], current(state)
     target = deps.target
     version, version_source = target.min_transformers_version(analysis["model_type"])
+    written = (target.written_min_version(Path(state["workspace"]["path"]), analysis["model_type"])
+               if hasattr(target, "written_min_version") else None)
+    if written and written != version:
+        version_source = f"raised by the applied patterns (first release that ships the model: {version})"
+        version = written
     # One PR per (target, key): the model type for most targets; one per checkpoint where entries are.
     key = target.record_key(analysis) if hasattr(target, "record_key") else analysis["model_type"]
     branch = branch_name(target.name, key)

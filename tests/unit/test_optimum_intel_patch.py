@@ -219,3 +219,12 @@ def test_fixture_config_of_a_text_sub_config_without_auto_mapping(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "emu3_text_model", "hidden_size": 16,
                                                       "transformers_version": "5.5.4"}))
     assert tiny_fixture_config(tmp_path) == {"model_type": "emu3_text_model", "hidden_size": 16}
+
+
+def test_written_min_version_reads_what_the_patch_wrote(ws, tmp_path):
+    from tools.targets.optimum_intel import OptimumIntelTarget
+
+    write_patch(ws, spec("toy_lm", display_name="ToyLM", min_transformers_version="4.99.0"))
+    target = OptimumIntelTarget(tmp_path / "cache")
+    assert target.written_min_version(ws, "toy_lm") == "4.99.0"
+    assert target.written_min_version(ws, "not_registered") is None

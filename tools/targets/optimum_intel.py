@@ -95,6 +95,23 @@ class OptimumIntelTarget:
             self._versions[model_type] = self._lookup_version(model_type)
         return self._versions[model_type]
 
+    def written_min_version(self, workspace: Path, model_type: str) -> str | None:
+        """MIN_TRANSFORMERS_VERSION of the class the patch registered: a pattern may have raised it
+        above the first release that ships the model, and the PR must state what the code says."""
+        from tools.targets.optimum_intel_patch import _registrations
+        from tools.targets.optimum_intel_patterns_edit import resolved_attrs
+
+        try:
+            tree = ast.parse((workspace / MODEL_CONFIGS).read_text(encoding="utf-8"))
+        except (OSError, SyntaxError):
+            return None
+        for cls, regs in _registrations(tree).items():
+            if any(mt == model_type for mt, _ in regs):
+                expr = resolved_attrs(workspace, cls, ("MIN_TRANSFORMERS_VERSION",)).get("MIN_TRANSFORMERS_VERSION")
+                if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+                    return expr.value
+        return None
+
     def _lookup_version(self, model_type: str) -> tuple[str, str]:
         import transformers
 
