@@ -174,17 +174,15 @@ def targets() -> None:
         out.print(name)
 
 
-def _mount_optional(module: str) -> None:
-    try:
-        mod = __import__(module, fromlist=["register"])
-    except ImportError:
-        return
-    mod.register(app)
+def _mount_commands() -> None:
+    # Command groups live in their own modules; an import error there must fail loudly, not hide them.
+    from agent import cli_analysis, cli_bench, cli_llm, cli_nightly, cli_references, cli_sandbox, cli_serve
+
+    for mod in (cli_analysis, cli_sandbox, cli_bench, cli_references, cli_llm, cli_serve, cli_nightly):
+        mod.register(app)
 
 
-for _m in ("agent.cli_analysis", "agent.cli_sandbox", "agent.cli_bench", "agent.cli_references",
-           "agent.cli_llm", "agent.cli_serve", "agent.cli_nightly"):
-    _mount_optional(_m)
+_mount_commands()
 
 
 def main() -> None:  # pragma: no cover - console script entry
