@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.source_edit import literal_keys
+from tools.source_literals import literal_keys
 from tools.targets.optimum_intel_patch import (FIXTURE_HELPER, PatchSpec, _registrations, config_class_name,
                                                fixture_function_source, write_patch)
 

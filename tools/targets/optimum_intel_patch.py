@@ -19,8 +19,8 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, Field
 
-from tools.source_edit import Edit, EditError, Src, edit_file, insert_block, insert_bullet, insert_element, \
-    literal_keys, remove_element, render, top_level_names
+from tools.source_edit import Edit, EditError, Src, edit_file, insert_block, insert_bullet, top_level_names
+from tools.source_literals import insert_element, literal_keys, remove_element, render
 from tools.targets.optimum_intel_patterns_edit import MODEL_PATCHER, insert_import
 
 MODEL_CONFIGS = "optimum/exporters/openvino/model_configs.py"
