@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tools.source_literals import literal_keys
-from tools.targets.optimum_intel_patch import (FIXTURE_HELPER, PatchSpec, _registrations, config_class_name,
-                                               fixture_function_source, write_patch)
+from tools.targets.optimum_intel_fixture import FIXTURE_HELPER, fixture_function_source
+from tools.targets.optimum_intel_patch import PatchSpec, _registrations, config_class_name, write_patch
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "optimum_intel"
 CONFIGS = "optimum/exporters/openvino/model_configs.py"
