@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,9 +33,7 @@ class Settings(BaseSettings):
     # Seconds a cached mirror is considered fresh before fetching again.
     mirror_freshness_s: float = 3600.0
 
-    llm_base_url: str | None = None
-    llm_api_key: SecretStr | None = None
-    llm_model: str = "gpt-4o-mini"
+    # The LLM endpoint (ONBOARD_LLM_*) is configured in agent/llm_settings.py, its one home.
 
     def path(self, *parts: str) -> Path:
         return self.data_dir.joinpath(*parts)

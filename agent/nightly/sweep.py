@@ -154,13 +154,10 @@ class SweepResult:
 
 
 def llm_configured(settings: Settings) -> bool:
-    """Is an LLM endpoint configured for the implementer (its own settings, else the graph's)?"""
-    try:
-        from agent.llm_settings import LLMSettings
+    """Is an LLM endpoint configured for the implementer?"""
+    from agent.llm_settings import LLMSettings
 
-        return bool(LLMSettings().configured)
-    except Exception:  # noqa: BLE001 - no LLM module or invalid LLM settings: the graph runs without one
-        return bool(settings.llm_base_url)
+    return LLMSettings().configured
 
 
 def enable_wal(path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from langgraph.types import interrupt
 
 from agent.deps import Deps
+from agent.llm_settings import LLMSettings
 from agent.nodes.change import current
 from agent.state import OnboardState
 from prompts import render
@@ -129,7 +130,7 @@ def report(state: OnboardState, deps: Deps) -> dict:
     update: dict = {}
     if outcome not in ("pr", "already_supported", "dry_run", "rejected"):
         outcome, message, advice = _refusal(state)
-        if outcome == "needs_llm" and not deps.settings.llm_base_url:
+        if outcome == "needs_llm" and not LLMSettings().configured:
             message += ("; an implementer must change the model's forward for export — configure an "
                         "OpenAI-compatible endpoint (ONBOARD_LLM_BASE_URL, ONBOARD_LLM_API_KEY) to let the "
                         "LLM implementer try")

@@ -24,6 +24,7 @@ from agent.service import github_webhook, slack
 from agent.service.dispatch import Dispatcher, body_key, loads
 from agent.service.notify import CallbackChannel, GitHubChannel, Notifier
 from agent.service.queue import JobQueue
+from agent.llm_settings import LLMSettings
 from agent.redact import Redactor, install, uninstall
 from agent.service.service_settings import ServiceSettings, endpoint_status
 from agent.service.workers import JobRunner, WorkerPool
@@ -52,7 +53,8 @@ def build_service(settings: Settings, svc: ServiceSettings, gh: GitHubConfig, *,
     from tools.targets import FACTORIES
 
     queue = JobQueue(svc.queue_path or settings.path("service", "jobs.sqlite"))
-    llm_key = [settings.llm_api_key.get_secret_value()] if settings.llm_api_key else []
+    llm = LLMSettings()
+    llm_key = [llm.api_key.get_secret_value()] if llm.api_key else []
     redact = Redactor(extra=svc.secrets() + gh.secrets() + llm_key)
     if issues is None and gh.has_credentials:
         issues = GitHubIssues(gh)

@@ -9,9 +9,10 @@ def test_same_variables_as_the_main_settings(monkeypatch):
     monkeypatch.setenv("ONBOARD_LLM_API_KEY", "sk-abcdef")
     monkeypatch.setenv("ONBOARD_LLM_MODEL", "local-model")
     monkeypatch.setenv("ONBOARD_LLM_MAX_COST_USD", "0.5")
-    s, main = LLMSettings(), Settings()
-    assert s.configured and s.base_url == main.llm_base_url and s.model == main.llm_model == "local-model"
-    assert s.api_key.get_secret_value() == main.llm_api_key.get_secret_value()
+    s = LLMSettings()
+    Settings()  # the main settings accept the LLM variables being set (they are not its fields)
+    assert s.configured and s.base_url == "http://127.0.0.1:9/v1" and s.model == "local-model"
+    assert s.api_key.get_secret_value() == "sk-abcdef"
     assert s.max_cost_usd == 0.5
     public = s.public_dict()
     assert public["api_key"] == "***" and "sk-abcdef" not in str(public)
