@@ -53,6 +53,24 @@ def _divergence(pt, ov, mask, tol):
     return worst, first
 
 
+def _as_generate_feeds(model, inputs: dict) -> dict:
+    """inputs plus the position ids transformers' generate() would pass with them.
+
+    A bare forward counts positions from 0 on every row (or, for RoBERTa-style embeddings, from
+    padding_idx + 1), while generate(), and OVModelForCausalLM after it, count them from each row's first
+    real token. Rotary models cannot tell the two apart; models with absolute position embeddings can, so
+    the reference forward gets what generate() would give it, and both sides see the same positions."""
+    import inspect
+
+    if "position_ids" in inputs or getattr(model.config, "is_encoder_decoder", False):
+        return inputs
+    if "position_ids" not in inspect.signature(model.forward).parameters:
+        return inputs
+    mask = inputs["attention_mask"]
+    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as generate() builds them
+    return {**inputs, "position_ids": positions}
+
+
 def parity(spec: dict) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -94,7 +112,7 @@ def parity(spec: dict) -> dict:
     gen = dict(do_sample=False, max_new_tokens=int(spec.get("max_new_tokens", 8)),
                min_new_tokens=int(spec.get("max_new_tokens", 8)), pad_token_id=tok.pad_token_id)
 
-    batch = tok(PROMPTS, return_tensors="pt", padding=True)
+    batch = _as_generate_feeds(pt_model, dict(tok(PROMPTS, return_tensors="pt", padding=True)))
     with torch.no_grad():
         pt_logits = pt_model(**batch).logits
     ov_logits = torch.as_tensor(ov_model(**batch).logits)
@@ -116,9 +134,10 @@ def parity(spec: dict) -> dict:
     checks.append(_check("greedy_tokens", "failed" if mismatches else "passed",
                          f"{len(PROMPTS)} prompts x {gen['max_new_tokens']} tokens",
                          mismatches=mismatches))
+    plain = {k: v for k, v in batch.items() if k != "position_ids"}  # generate() makes its own
     with torch.no_grad():
-        a = pt_model.generate(**batch, **gen).tolist()
-    b = ov_model.generate(**batch, **gen).tolist()
+        a = pt_model.generate(**plain, **gen).tolist()
+    b = ov_model.generate(**plain, **gen).tolist()
     checks.append(_check("batch_left_padding", "passed" if a == b else "failed",
                          "batch of 2, left padded, greedy", equal=a == b))
 
@@ -128,7 +147,7 @@ def parity(spec: dict) -> dict:
     length = max(48, 2 * int(window) + 8)
     gen_ids = torch.Generator().manual_seed(0)
     ids = torch.randint(3, min(int(cfg.vocab_size), len(tok)) - 1, (1, length), generator=gen_ids)
-    long = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    long = _as_generate_feeds(pt_model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
     with torch.no_grad():
         pt_long = pt_model(**long).logits
     ov_long = torch.as_tensor(ov_model(**long).logits)
