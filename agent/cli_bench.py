@@ -172,4 +172,7 @@ def bench_tiny_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    from agent.cli_bench_references import bench_references
+
+    bench.command("references")(bench_references)
     app.add_typer(bench, name="bench")

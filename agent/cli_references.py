@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from agent.cli_output import out, print_json
+from agent.cli_output import err, out, print_json
 
 
 def references_command(
@@ -22,28 +22,28 @@ def references_command(
     """Show the reference changes chosen for MODEL, with scores and extracted patterns."""
     from agent.cli import fail, settings_for
     from agent.errors import UserError
-    from agent.jobs import Request, resolve_workspace
     from agent.nodes.references import summarise
     from tools.hf_config import analyze, load_config
-    from tools.reference import select
     from tools.repo import RepoManager
     from tools.targets import get_target
 
     try:
         settings = settings_for(data_dir)
         tgt = get_target(target, settings.caches)
+        if tgt.references is None:
+            raise UserError(f"target {target} keeps no reference changes in git history")
+        repos = RepoManager(settings.caches, settings.git_timeout_s, settings.mirror_freshness_s, on_note=_note)
+        # The repository first: a bad --repo fails in a second, before transformers is imported.
+        url, mirror = _mirror(repos, repo or tgt.default_repo)
         analysis = analyze(load_config(model).raw).model_dump(mode="json")
-        repos = RepoManager(settings.caches, settings.git_timeout_s, settings.mirror_freshness_s)
-        mirror, ws = resolve_workspace(tgt, Request(model=model, target=target, repo=repo), settings, repos)
-        refs = select(mirror, tgt.references, analysis, settings.caches, k=settings.reference_count,
-                      kind_of=tgt.kind_of, base_of=tgt.base_of, explicit=reference or None)
+        refs = _select_or_reclone(repos, url, mirror, tgt, analysis, settings, reference)
     except UserError as exc:
         fail(exc)
     if as_json:
         print_json([summarise(r) for r in refs])
         return
     if not refs:
-        out.print(f"no earlier model additions found in {ws.origin} ({ws.source})")
+        out.print(f"no earlier model additions found in {url}")
     for r in refs:
         t = Table(title=f"{r.ref} {r.subject}  score {r.score}", show_header=False, title_justify="left")
         t.add_row("why", ", ".join(r.why))
@@ -53,6 +53,50 @@ def references_command(
             if value:
                 t.add_row(key, str(value)[:400])
         out.print(t)
+
+
+def _note(message: str) -> None:
+    from rich.markup import escape
+
+    err.print(f"[yellow]note:[/yellow] {escape(message)}", soft_wrap=True, highlight=False)
+
+
+def _mirror(repos, repo: str) -> tuple[str, Path]:
+    from agent.errors import UserError
+    from tools.repo import RepoUnavailable, normalise_repo
+
+    url = normalise_repo(repo)
+    try:
+        return url, repos.mirror(url)
+    except RepoUnavailable as exc:
+        # No package-index fallback here: a source distribution has no history to learn from.
+        raise UserError(f"{exc} (references need the repository's git history)") from None
+
+
+def _select_or_reclone(repos, url: str, mirror: Path, tgt, analysis: dict, settings, reference: list[str]):
+    """Select; a git failure while reading the mirror's history means a corrupt mirror the
+    cheap health check missed (a damaged object deep in history): re-clone once and retry."""
+    import git
+
+    from agent.errors import UserError
+    from tools.reference import select
+    from tools.repo import RepoUnavailable, git_reason
+
+    def run(m: Path):
+        return select(m, tgt.references, analysis, settings.caches, k=settings.reference_count,
+                      kind_of=tgt.kind_of, base_of=tgt.base_of, explicit=reference or None)
+
+    try:
+        return run(mirror)
+    except git.GitCommandError as exc:
+        try:
+            mirror = repos.mirror(url, corrupt=git_reason(exc))
+        except RepoUnavailable as again:
+            raise UserError(f"the mirror of {url} is corrupt and cloning it again failed: {again}") from None
+    try:
+        return run(mirror)
+    except git.GitCommandError as exc:
+        raise UserError(f"reading the history of {url} failed even after a fresh clone: {git_reason(exc)}") from None
 
 
 def register(app: typer.Typer) -> None:

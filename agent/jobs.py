@@ -79,7 +79,7 @@ def prepare(request: Request, settings: Settings, progress=lambda m: None) -> Jo
     model_type = raw["model_type"]
     config_hash = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:12]
 
-    repos = RepoManager(settings.caches, settings.git_timeout_s, settings.mirror_freshness_s)
+    repos = RepoManager(settings.caches, settings.git_timeout_s, settings.mirror_freshness_s, on_note=progress)
     progress(f"resolving {target.name} workspace")
     mirror, ws = resolve_workspace(target, request, settings, repos)
     if ws.note:

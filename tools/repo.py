@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ from agent.errors import UserError
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GIT_SSH_COMMAND": "ssh -oBatchMode=yes"}
 BOT = ("Onboarder", "onboarder@localhost")
+log = logging.getLogger(__name__)
 
 
 class RepoUnavailable(RuntimeError):
@@ -43,6 +45,15 @@ class Workspace(BaseModel):
 def _slug(url: str) -> str:
     tail = url.rstrip("/").split("/")[-1].removesuffix(".git") or "repo"
     return f"{tail}-{hashlib.sha256(url.encode()).hexdigest()[:10]}"
+
+
+def git_reason(exc: git.GitCommandError) -> str:
+    """The line of git's stderr that says what went wrong (its first `fatal:` or `error:`)."""
+    lines = [ln.strip() for ln in (exc.stderr or "").replace("stderr:", "").strip(" '\n").splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.lower().startswith(("fatal:", "error:")):
+            return ln.split(":", 1)[1].strip()
+    return lines[-1] if lines else f"git exited with {exc.status}"
 
 
 def normalise_repo(repo: str) -> str:
@@ -77,39 +88,68 @@ def commit_all(repo: git.Repo, message: str) -> str:
 
 
 class RepoManager:
-    def __init__(self, data_dir: Path, timeout_s: float = 120.0, freshness_s: float = 3600.0):
+    def __init__(self, data_dir: Path, timeout_s: float = 120.0, freshness_s: float = 3600.0, on_note=None):
         self.root = data_dir
+        self.on_note = on_note or log.warning  # a face that shows notes itself passes its printer
         self.timeout = timeout_s
         self.freshness = freshness_s
+        self.notes: list[str] = []  # what the user should hear about, e.g. a mirror re-cloned
 
     # -- mirrors ---------------------------------------------------------------
-    def mirror(self, url: str) -> Path:
-        """A bare mirror of `url`, cloned once and fetched when stale."""
+    def mirror(self, url: str, *, corrupt: str | None = None) -> Path:
+        """A bare mirror of `url`, cloned once and fetched when stale.
+
+        A mirror that fails its health check, or that the caller found `corrupt`
+        while reading it, is removed and cloned again; `notes` says so.
+        """
         path = self.root / "mirrors" / f"{_slug(url)}.git"
         with _locked(path.with_suffix(".lock")):
-            if path.exists() and not self._healthy(path):
+            problem = corrupt or (self._problem(path) if path.exists() else None)
+            if path.exists() and problem:
                 shutil.rmtree(path)  # corrupt mirror: start again rather than fail forever
+                self.notes.append(f"mirror {path.name} was corrupt ({problem}); re-cloned from {url}")
+                self.on_note(self.notes[-1])
             try:
                 if not path.exists():
                     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".clone-"))
-                    git.Repo.clone_from(url, tmp, mirror=True, env=GIT_ENV, kill_after_timeout=self.timeout)
+                    try:
+                        # no_hardlinks: a local source must never share object files with a mirror
+                        # we may delete or repair.
+                        git.Repo.clone_from(url, tmp, mirror=True, no_hardlinks=True, env=GIT_ENV,
+                                            kill_after_timeout=self.timeout)
+                    except BaseException:
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        raise
                     tmp.rename(path)
                     (path / "onboarder-fetched").write_text(str(time.time()))
                 elif time.time() - self._fetched_at(path) > self.freshness:
                     git.Repo(path).git.fetch("--prune", "origin", env=GIT_ENV, kill_after_timeout=self.timeout)
                     (path / "onboarder-fetched").write_text(str(time.time()))
             except git.GitCommandError as exc:
-                reason = (exc.stderr or str(exc)).strip().splitlines()
-                raise RepoUnavailable(f"cannot reach {url}: {reason[-1] if reason else exc}") from exc
+                raise RepoUnavailable(f"cannot reach {url}: {git_reason(exc)}") from exc
         return path
 
+    @classmethod
+    def _healthy(cls, path: Path) -> bool:
+        return cls._problem(path) is None
+
     @staticmethod
-    def _healthy(path: Path) -> bool:
+    def _problem(path: Path) -> str | None:
+        """Why the repository at `path` is unusable, or None.
+
+        Reading HEAD's commit and tree opens the packs they live in, which catches a
+        garbage HEAD, lost refs and truncated or overwritten pack files cheaply
+        (a full fsck would cost seconds on every call).
+        """
         try:
-            git.Repo(path).git.rev_parse("--verify", "HEAD")
-            return True
-        except (git.GitError, git.exc.NoSuchPathError, ValueError):
-            return False
+            repo = git.Repo(path)
+            repo.git.rev_parse("--verify", "--quiet", "HEAD^{commit}")
+            repo.git.cat_file("-e", "HEAD^{tree}")
+            return None
+        except git.GitCommandError as exc:
+            return git_reason(exc)
+        except (git.GitError, ValueError, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}"[:200]
 
     @staticmethod
     def _fetched_at(path: Path) -> float:

@@ -26,6 +26,10 @@ def references(state: OnboardState, deps: Deps) -> dict:
     profile = getattr(deps.target, "references", None)
     if profile is None:
         return {"references": [], "timings": {"references": 0.0}}
+    if state.get("workspace", {}).get("source") == "sdist":
+        # One synthetic commit registers every model at once: no history to learn from.
+        deps.progress("references: none (the workspace is a source distribution, without git history)")
+        return {"references": [], "timings": {"references": 0.0}}
     mirror = Path(state["request"]["mirror"])
     refs = select(mirror, profile, state["analysis"], deps.settings.caches, k=deps.settings.reference_count,
                   kind_of=deps.target.kind_of, base_of=deps.target.base_of,

@@ -43,6 +43,7 @@ def test_corrupt_mirror_is_recloned(upstream, tmp_path):
     (mirror / "HEAD").write_text("garbage")
     mirror2 = rm.mirror(str(upstream))
     assert rm.resolve(mirror2, None)
+    assert len(rm.notes) == 1 and "was corrupt" in rm.notes[0] and "re-cloned" in rm.notes[0]
 
 
 def test_unreachable_and_unknown_ref(tmp_path, upstream):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import Path
 
 from unidiff import PatchSet
 
@@ -94,3 +95,21 @@ def base_of(model_type: str) -> tuple[str, ...]:
         return tuple(modular_lineage(model_type))
     except Exception:
         return ()
+
+
+def _facts_cache_key() -> str:
+    # The answers depend on the installed transformers and on how tools.hf_config reads a
+    # config; either changing must invalidate the on-disk cache tools.reference keeps.
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        tf = version("transformers")
+    except PackageNotFoundError:
+        tf = "none"
+    src = Path(__file__).resolve().parents[1] / "hf_config.py"
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:10] if src.exists() else "none"
+    return f"transformers-{tf}-hf_config-{digest}"
+
+
+kind_of.cache_key = base_of.cache_key = _facts_cache_key()
