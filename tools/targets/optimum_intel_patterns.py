@@ -272,9 +272,11 @@ ONNX_REMOVAL = Pattern("onnx_fallback_removal", "take the type off ONNX_SUPPORTE
 def registry() -> dict[str, Pattern]:
     """Every pattern by name, in the order their edits are merged."""
     from tools.targets.optimum_intel_patterns_moe import FLAT_OUTPUT, MOE_BATCHED_MM
+    from tools.targets.optimum_intel_patterns_moe_granite import GRANITE_EXPERTS
+    from tools.targets.optimum_intel_patterns_moe_grouped import GROUPED_GEMM
 
-    return {p.name: p for p in (MOE_BATCHED_MM, FLAT_OUTPUT, PKV_GENERATOR, MLA_PKV_GENERATOR, NORMALIZED_CONFIG,
-                                ONNX_REMOVAL)}
+    return {p.name: p for p in (MOE_BATCHED_MM, FLAT_OUTPUT, GRANITE_EXPERTS, GROUPED_GEMM, PKV_GENERATOR,
+                                MLA_PKV_GENERATOR, NORMALIZED_CONFIG, ONNX_REMOVAL)}
 
 
 def applicable(ctx: PatternContext) -> list[tuple[str, str]]:

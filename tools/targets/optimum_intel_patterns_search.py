@@ -19,8 +19,12 @@ from tools.targets.base import Candidate
 from tools.targets.optimum_intel_patterns import PatternContext, applicable
 from tools.targets.optimum_intel_patterns_edit import max_transformers_version
 from tools.targets.optimum_intel_patterns_moe import FLAT_OUTPUT, MOE_BATCHED_MM
+from tools.targets.optimum_intel_patterns_moe_granite import GRANITE_EXPERTS
+from tools.targets.optimum_intel_patterns_moe_grouped import GROUPED_GEMM
 
 GENERIC_DENSE_BASES = ("llama", "qwen2", "mistral", "qwen3", "gemma", "phi3", "olmo2")
+# patterns that make experts traceable: a base is tried with them first, then as a plain alias
+MOE_PATTERNS = (MOE_BATCHED_MM.name, FLAT_OUTPUT.name, GRANITE_EXPERTS.name, GROUPED_GEMM.name)
 
 
 @lru_cache(maxsize=64)
@@ -84,9 +88,9 @@ def search(analysis: dict, workspace: Path, registry: dict[str, str], limit: int
         reasons = "; ".join(f"{n}: {r}" for n, r in found)
         full = Candidate(id=_cid(base, names), base=base, patterns=names, params={"base_class": cls},
                          why=f"{why}; patterns — {reasons}" if found else why)
-        if MOE_BATCHED_MM.name in names:
+        if set(names) & set(MOE_PATTERNS):
             first.append(full)
-            rest = [n for n in names if n not in (MOE_BATCHED_MM.name, FLAT_OUTPUT.name)]
+            rest = [n for n in names if n not in MOE_PATTERNS]
             fallback.append(Candidate(id=_cid(base, rest), base=base, patterns=rest, params={"base_class": cls},
                                       why=f"{why}; without the MoE pattern, as a fallback"))
         else:
