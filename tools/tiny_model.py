@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from tools.hf_config import Analysis, ConfigError, analyze
 from tools.tiny_shrink import shrink_config
 
-BUILDER_VERSION = "tiny-4"  # bump whenever the shrink rules or the saved layout change
+BUILDER_VERSION = "tiny-6"  # bump whenever the shrink rules or the saved layout change
 MARKER = "onboard_tiny.json"
 DEFAULT_MAX_PARAMS = 20_000_000
 PROMPTS = ("The quick brown fox", "Numbers like 42 and 3.14")
@@ -81,6 +81,27 @@ def build_tiny(raw: dict, cache_dir: Path, *, seed: int = 0, validate: bool = Tr
     return got.model_copy(update={"cached": False})
 
 
+def _break_router_ties(model, tiny: Analysis, std: float) -> list[str]:
+    """Draw all-zero router weights at random.
+
+    Some families create their router with torch.zeros and leave it to the checkpoint (Ernie 4.5 MoE's
+    _init_weights skips it). A from-config model then scores every expert alike, top-k chooses among exact
+    ties, and which experts win is up to the runtime: PyTorch and OpenVINO differ, and parity fails for a
+    reason no real checkpoint has."""
+    import torch
+
+    experts = (tiny.moe or {}).get("num_experts")
+    fixed = []
+    if not experts:
+        return fixed
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.is_floating_point() and p.dim() == 2 and p.shape[0] == experts and not p.any():
+                p.normal_(0.0, std)
+                fixed.append(name)
+    return fixed
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
@@ -128,15 +149,18 @@ def _build_into(out: Path, raw: dict, analysis: Analysis, *, seed: int, max_para
     hf_logging.disable_progress_bar()
 
     tiny = shrink_config(raw, analysis, max_seq=max_seq)
-    config = _make_config(config_class_for(raw), tiny)
-    cls = model_class(config)
-    config = _fit_config(cls, config)
+    built = _make_config(config_class_for(raw), tiny)
+    cls = model_class(built)
+    config = _fit_config(cls, built)
+    top = saved_config(cls, built, config)
     torch.manual_seed(seed)
     try:
         model = cls._from_config(config, dtype=torch.float32) if hasattr(cls, "_from_config") \
             else cls.from_config(config, dtype=torch.float32)
     except Exception as exc:  # noqa: BLE001
         raise TinyModelError(f"building {cls.__name__} failed: {type(exc).__name__}: {exc}") from None
+    _break_router_ties(model, analyze(json.loads(config.to_json_string())), float(getattr(
+        _text_config(config), "initializer_range", None) or 0.02))
     model.eval()
     n = sum(p.numel() for p in model.parameters())
     if n > max_params:
@@ -146,17 +170,19 @@ def _build_into(out: Path, raw: dict, analysis: Analysis, *, seed: int, max_para
     out.mkdir(parents=True)
     try:
         model.save_pretrained(out, safe_serialization=True)
+        if top is not config:
+            top.save_pretrained(out)  # replaces the sub-config's config.json, which AutoConfig cannot read
     except Exception as exc:  # noqa: BLE001
         raise TinyModelError(f"saving the tiny {raw['model_type']} failed: {type(exc).__name__}: {exc}") from None
     text = _text_config(config)
     build_tokenizer(out, text.vocab_size, bos_token_id=_tok_id(config, "bos_token_id"),
                     eos_token_id=_tok_id(config, "eos_token_id"), pad_token_id=_tok_id(config, "pad_token_id"),
                     model_max_length=max(256, 4 * max_seq))
-    saved = json.loads((out / "config.json").read_text())
-    tiny_analysis = analyze(saved)
+    # the layers live in the model's own (possibly sub-) config, whatever wraps it in config.json
+    tiny_analysis = analyze(json.loads(config.to_json_string()))
     return {"builder_version": BUILDER_VERSION, "model_type": raw["model_type"], "seed": seed,
-            "class": cls.__name__, "num_params": n, "layer_pattern": tiny_analysis.layer_pattern,
-            "original_kinds": sorted(set(analysis.layer_pattern)),
+            "saved_model_type": top.model_type, "class": cls.__name__, "num_params": n,
+            "layer_pattern": tiny_analysis.layer_pattern, "original_kinds": sorted(set(analysis.layer_pattern)),
             "config_sha": _sha(out / "config.json"), "files": _files(out)}
 
 
@@ -186,6 +212,58 @@ def _fit_config(cls, config):
         sub.architectures = [cls.__name__]
         return sub
     return config
+
+
+def saved_config(cls, built, fitted):
+    """The config to write as config.json: one AutoConfig can read, whose model_type is the top-level one
+    (emu3, not emu3_text_model) that optimum's TasksManager and the patch key on. AutoModelForCausalLM
+    then hands the causal-LM class its text sub-config itself, exactly as for a published checkpoint."""
+    from transformers import CONFIG_MAPPING
+
+    if fitted is not built:
+        built.architectures = [cls.__name__]
+        return built
+    if fitted.model_type in CONFIG_MAPPING:
+        return fitted
+    return _wrap_decoder(cls, fitted) or fitted
+
+
+# what published checkpoints pair a bare decoder with (musicgen: a T5 text encoder and an EnCodec codec);
+# only their configs are saved, the causal-LM class never builds them
+COMPANIONS = {"text_encoder": "t5", "audio_encoder": "encodec"}
+
+
+def _wrap_decoder(cls, decoder):
+    """The top-level config whose causal-LM class is `cls` and which holds `decoder` in one of its slots."""
+    from transformers import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    for mt, name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.items():
+        top = CONFIG_MAPPING[mt] if name == cls.__name__ and mt in CONFIG_MAPPING else None
+        subs = getattr(top, "sub_configs", None) or {}
+        slot = next((k for k, v in subs.items() if v is type(decoder)), None)
+        if slot is None:
+            continue
+        parts = {k: _tiny_companion(COMPANIONS[k], decoder) for k in subs if k != slot and k in COMPANIONS}
+        try:
+            wrapped = top(**parts, **{slot: decoder.to_dict()})
+        except Exception:  # noqa: BLE001 - a slot this table does not know; keep the decoder's own config
+            continue
+        wrapped.architectures = [cls.__name__]
+        return wrapped
+    return None
+
+
+def _tiny_companion(model_type: str, decoder) -> dict:
+    from transformers import CONFIG_MAPPING
+
+    from tools.tiny_shrink import shrink_text
+    from tools.tiny_sizes import DROP_KEYS
+
+    d = {k: v for k, v in shrink_text(CONFIG_MAPPING[model_type]().to_dict()).items() if k not in DROP_KEYS}
+    if "codebook_size" in d:  # the decoder predicts codec codes: one vocabulary
+        d["codebook_size"] = decoder.vocab_size
+    return d
 
 
 def _largest_part(model) -> tuple[str, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tools.tiny_model import PROMPTS, model_class
+from tools.tiny_model import PROMPTS
 
 NEW_TOKENS = 8
 
@@ -25,13 +25,15 @@ def run_checks(path: Path) -> dict:
     problems: list[str] = []
     report: dict = {"ok": False, "problems": problems}
     try:
-        config = _load_config(path)
         tok = AutoTokenizer.from_pretrained(path)
-        model = model_class(config).from_pretrained(path, dtype=torch.float32)
+        model = load_as_exported(path)
         model.eval()
     except Exception as exc:  # noqa: BLE001 - any load failure is the finding
-        problems.append(f"reload failed: {type(exc).__name__}: {str(exc)[:300]}")
+        problems.append(f"reload failed: {type(exc).__name__}: {str(exc)[:400]}")
         return report
+    config = model.config
+    report["loaded_as"] = {"model_type": _saved_model_type(path), "class": type(model).__name__,
+                           "config_class": type(config).__name__}
     vocab = _vocab(config)
     enc = tok(list(PROMPTS), return_tensors="pt", padding=True)
     if int(enc.input_ids.max()) >= vocab:
@@ -135,19 +137,60 @@ def _argmax_loop(model, input_ids) -> list[list[int]]:
     return ids[:, input_ids.shape[1]:].tolist()
 
 
-def _load_config(path: Path):
-    """AutoConfig, or the class behind `architectures` for sub-configs AutoConfig has no name for."""
+class RoundTripError(RuntimeError):
+    """The saved directory does not load back, through the auto classes, as the model that was built."""
+
+
+def load_as_exported(path: Path):
+    """The model as optimum's main_export and the parity check load it: AutoConfig, then
+    AutoModelForCausalLM. It must be the class named in `architectures` with every saved weight used;
+    anything else means export and parity would run on a different model than the one validated."""
+    import torch
     import transformers
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     try:
-        return AutoConfig.from_pretrained(path)
-    except ValueError:
-        archs = json.loads((path / "config.json").read_text()).get("architectures") or []
-        cls = getattr(transformers, archs[0], None) if archs else None
-        if cls is None or getattr(cls, "config_class", None) is None:
-            raise
-        return cls.config_class.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path)
+    except Exception as exc:  # noqa: BLE001
+        raise RoundTripError(f"AutoConfig cannot read config.json (model_type {_saved_model_type(path)!r}): "
+                             f"{type(exc).__name__}: {exc}") from None
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, output_loading_info=True)
+    except Exception as exc:  # noqa: BLE001
+        raise RoundTripError(f"AutoModelForCausalLM cannot load a {type(config).__name__}"
+                             f"{_slot_hint(config)}: {type(exc).__name__}: {exc}") from None
+    archs = config.architectures or []
+    built = archs[0] if archs and hasattr(transformers, archs[0]) else None
+    if built and type(model).__name__ != built:
+        raise RoundTripError(f"AutoModelForCausalLM loads {type(model).__name__}, not the {built} that was built")
+    bad = {k: sorted(map(str, v))[:5] for k, v in (info or {}).items() if v and k != "error_msgs"}
+    if bad:
+        raise RoundTripError(f"saved weights do not match what AutoModelForCausalLM builds: {bad}")
+    return model
+
+
+def _slot_hint(config) -> str:
+    """transformers' auto class unwraps only a `text_config` slot for a causal-LM class built on a
+    sub-config; a class whose config sits in another slot (musicgen's `decoder`) gets the whole
+    composite config, which it cannot read. Saying so beats the AttributeError it ends in."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    try:
+        wanted = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].config_class
+    except (KeyError, AttributeError):
+        return ""
+    slot = next((k for k, v in (getattr(config, "sub_configs", None) or {}).items() if v is wanted), None)
+    if slot is None or slot == "text_config":
+        return ""
+    return (f" (its causal-LM class takes the {wanted.__name__} in the '{slot}' slot, but transformers "
+            f"unwraps only a 'text_config' slot and hands it the composite config)")
+
+
+def _saved_model_type(path: Path) -> str | None:
+    try:
+        return json.loads((path / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        return None
 
 
 def _vocab(config) -> int:
