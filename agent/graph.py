@@ -20,6 +20,10 @@ def _after_plan(state: OnboardState) -> str:
     return "references" if state.get("candidates") else "report"
 
 
+def _after_tiny(state: OnboardState) -> str:
+    return "report" if state.get("outcome") == "tiny_failed" else "implement"
+
+
 def build_graph(deps: Deps, checkpointer=None):
     g = StateGraph(OnboardState)
     nodes = (("intake", prepare.intake), ("analyze", prepare.analyze), ("plan", prepare.plan),
@@ -34,7 +38,7 @@ def build_graph(deps: Deps, checkpointer=None):
     g.add_edge("analyze", "plan")
     g.add_conditional_edges("plan", _after_plan, ["references", "report"])
     g.add_edge("references", "tiny")
-    g.add_edge("tiny", "implement")
+    g.add_conditional_edges("tiny", _after_tiny, ["implement", "report"])
     g.add_edge("implement", "verify")
     g.add_conditional_edges("verify", partial(implement_llm.after_verify, deps=deps),
                             ["publish", "repair", "llm_implement", "report"])

@@ -26,7 +26,7 @@ class OnboardState(TypedDict, total=False):
     verification: dict[str, Any]
     attempts: Annotated[list[dict[str, Any]], operator.add]
     pr: dict[str, Any] | None
-    outcome: str  # pr | refused | needs_llm | already_supported | error
+    outcome: str  # pr | refused | needs_llm | tiny_failed | already_supported | error
     message: str
     timings: Annotated[dict[str, float], merge]
     # LLM implementer: rounds done, last exit status, usage, trajectory path (the conversation is on disk)

@@ -93,6 +93,8 @@ def from_state(model_type: str, state: dict, *, llm_configured: bool, error: dic
         return Row(model_type=model_type, status=status, detail=f"{node}: {error.get('message', '')}"[:600],
                    **common)
     outcome = state.get("outcome")
+    if outcome == "tiny_failed":
+        return Row(model_type=model_type, status="tiny_failed", detail=state.get("message", "")[:600], **common)
     attempts = state.get("attempts") or []
     if outcome == "pr":
         pr = state.get("pr") or {}

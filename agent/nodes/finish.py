@@ -128,7 +128,7 @@ def _refusal(state: OnboardState) -> tuple[str, str, list[str]]:
 def report(state: OnboardState, deps: Deps) -> dict:
     outcome = state.get("outcome")
     update: dict = {}
-    if outcome not in ("pr", "already_supported", "dry_run", "rejected"):
+    if outcome not in ("pr", "already_supported", "dry_run", "rejected", "tiny_failed"):
         outcome, message, advice = _refusal(state)
         if outcome == "needs_llm" and not LLMSettings().configured:
             message += ("; an implementer must change the model's forward for export — configure an "

@@ -56,11 +56,17 @@ def plan(state: OnboardState, deps: Deps) -> dict:
 
 
 def tiny(state: OnboardState, deps: Deps) -> dict:
-    from tools.tiny_model import build_tiny
+    from tools.tiny_model import TinyModelError, build_tiny
 
     t = time.monotonic()
     raw = json.loads(Path(state["request"]["config_path"]).read_text())
-    model = build_tiny(raw, deps.settings.caches / "tiny")
+    try:
+        model = build_tiny(raw, deps.settings.caches / "tiny")
+    except TinyModelError as exc:
+        # nothing to export or compare against: no candidate (and no LLM) can be verified
+        deps.progress(f"no tiny model: {exc}")
+        return {"outcome": "tiny_failed", "message": f"no tiny model to verify against: {exc}",
+                **_timed("tiny", t)}
     cfg = model.config.get(state["analysis"].get("text_config_key") or "", model.config)
     deps.progress(f"tiny model {model.num_params:,} params ({'cached' if model.cached else 'built'})")
     return {"tiny": {"path": str(model.path), "num_params": model.num_params,

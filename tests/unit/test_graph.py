@@ -169,3 +169,19 @@ def test_an_llm_endpoint_makes_a_new_run_of_the_same_request():
     plain = thread_id_for("optimum-intel", "jetmoe", "h", "rev")
     assert plain == thread_id_for("optimum-intel", "jetmoe", "h", "rev")
     assert thread_id_for("optimum-intel", "jetmoe", "h", "rev", with_llm=True) != plain
+
+
+def test_tiny_model_failure_ends_the_run_cleanly(env, monkeypatch):
+    import tools.tiny_model
+
+    def broken(raw, cache_dir, **kw):
+        raise tools.tiny_model.TinyModelError("tiny newmodel failed validation: reload failed")
+
+    monkeypatch.setattr(tools.tiny_model, "build_tiny", broken)
+    settings, repos, initial = env
+    target = ScriptedTarget(passing={"a"})
+    state, how = drive(settings, _deps(settings, repos, target), initial["thread_id"], initial)
+    assert state["outcome"] == "tiny_failed" and "reload failed" in state["message"]
+    assert target.verified == [] and not LocalForge(settings.data_dir).records()
+    report = json.loads((Path(initial["job_dir"]) / "report.json").read_text())
+    assert report["outcome"] == "tiny_failed"

@@ -87,3 +87,9 @@ def test_tokens_come_from_the_llm_usage():
               llm={"usage": {"total_tokens": 1234}, "status": "submitted"})
     row = from_state("m", s, llm_configured=True)
     assert row.tokens == 1234 and row.status == "parity_failed"
+
+
+def test_tiny_failure_outcome_is_tiny_failed():
+    row = from_state("musicgen", {"outcome": "tiny_failed", "message": "no tiny model to verify against: x"},
+                     llm_configured=False)
+    assert row.status == "tiny_failed" and "no tiny model" in row.detail
