@@ -175,3 +175,29 @@ MOE_BATCHED_MM = Pattern("moe_batched_mm", "route fused MoE experts through regi
                          _applies, _edit)
 FLAT_OUTPUT = Pattern("moe_experts_2d_output", "give the batched experts forward the interface's (tokens, hidden) "
                       "output shape", _flat_applies, _flat_edit)
+
+
+SAVED = "_ov_moe_orig_forward"  # where a patcher keeps each module's own forward while exporting
+
+
+def swapping_patcher_source(name: str, base: str, comment: list[str], forwards: dict[str, str]) -> str:
+    """A patcher class (model_patcher.py source) that gives modules of the named classes another forward
+    on entry and gives them back their own on exit; `forwards` maps class name -> function name."""
+    table = "".join(f'            "{cls}": {fn},\n' for cls, fn in forwards.items())
+    notes = "".join(f"    # {line}\n" for line in comment)
+    return (f"class {name}({base}):\n{notes}"
+            f"    def __enter__(self):\n"
+            f"        super().__enter__()\n"
+            f"        patched = {{\n{table}        }}\n"
+            f"        for module in self._model.modules():\n"
+            f"            forward = patched.get(type(module).__name__)\n"
+            f"            if forward is not None:\n"
+            f"                module.{SAVED} = module.forward\n"
+            f"                module.forward = types.MethodType(forward, module)\n"
+            f"\n"
+            f"    def __exit__(self, exc_type, exc_value, traceback):\n"
+            f"        super().__exit__(exc_type, exc_value, traceback)\n"
+            f"        for module in self._model.modules():\n"
+            f'            if hasattr(module, "{SAVED}"):\n'
+            f"                module.forward = module.{SAVED}\n"
+            f"                del module.{SAVED}\n")

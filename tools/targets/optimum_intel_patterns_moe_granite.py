@@ -23,13 +23,12 @@ from tools.targets.optimum_intel_patch import PatcherBlock
 from tools.targets.optimum_intel_patterns import Pattern, PatternContext, PatternEdit
 from tools.targets.optimum_intel_patterns_edit import MODEL_PATCHER, module_defs
 from tools.targets.optimum_intel_patterns_moe import (PATCHER_MODULE, _modeling, base_patcher, experts_classes,
-                                                      patcher_name)
+                                                      patcher_name, swapping_patcher_source)
 
 REFERENCE = "granitemoe"  # the model type whose classes define the known shape
 # helper in model_patcher.py -> the GraniteMoe class whose forward it replaces
 HELPERS = {"_granite_moe_topk_gating_forward": "GraniteMoeTopKGating",
            "_granite_moe_parallel_experts_forward": "GraniteMoeParallelExperts"}
-SAVED = "_ov_moe_orig_forward"  # where the patcher keeps each module's own forward while exporting
 
 
 def _forward(cls: ast.ClassDef) -> ast.FunctionDef | None:
@@ -94,25 +93,10 @@ def _applies(ctx: PatternContext) -> str | None:
 
 
 def patcher_source(name: str, base: str, found: tuple[tuple[str, str], ...]) -> str:
-    table = "".join(f'            "{c}": {h},\n' for c, h in found)
-    return (f"class {name}({base}):\n"
-            f"    # {', '.join(c for c, _ in found)} have GraniteMoe's gating and parallel-experts forwards, whose\n"
-            f"    # expert counts tracing would freeze: the forwards optimum-intel wrote for GraniteMoe replace them.\n"
-            f"    def __enter__(self):\n"
-            f"        super().__enter__()\n"
-            f"        patched = {{\n{table}        }}\n"
-            f"        for module in self._model.modules():\n"
-            f"            forward = patched.get(type(module).__name__)\n"
-            f"            if forward is not None:\n"
-            f"                module.{SAVED} = module.forward\n"
-            f"                module.forward = types.MethodType(forward, module)\n"
-            f"\n"
-            f"    def __exit__(self, exc_type, exc_value, traceback):\n"
-            f"        super().__exit__(exc_type, exc_value, traceback)\n"
-            f"        for module in self._model.modules():\n"
-            f'            if hasattr(module, "{SAVED}"):\n'
-            f"                module.forward = module.{SAVED}\n"
-            f"                del module.{SAVED}\n")
+    return swapping_patcher_source(name, base, [
+        f"{', '.join(c for c, _ in found)} have GraniteMoe's gating and parallel-experts forwards, whose",
+        "expert counts tracing would freeze: the forwards optimum-intel wrote for GraniteMoe replace them."],
+        dict(found))
 
 
 def _edit(ctx: PatternContext) -> PatternEdit:

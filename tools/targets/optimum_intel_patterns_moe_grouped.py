@@ -25,10 +25,10 @@ from tools.targets.optimum_intel_patch import PatcherBlock
 from tools.targets.optimum_intel_patterns import Pattern, PatternContext, PatternEdit
 from tools.targets.optimum_intel_patterns_edit import MODEL_PATCHER, module_defs
 from tools.targets.optimum_intel_patterns_moe import (HELPER, PATCHER_MODULE, UPSTREAM_FORWARD, _modeling,
-                                                      base_patcher, experts_classes, patcher_name)
+                                                      base_patcher, experts_classes, patcher_name,
+                                                      swapping_patcher_source)
 
 ROUTE = "route_tokens_to_experts"
-SAVED = "_ov_moe_orig_forward"
 # how an activation is spelled in a modeling module -> how model_patcher.py (which imports torch) reaches it
 ACT_PREFIXES = {"nn.functional.": "torch.nn.functional.", "F.": "torch.nn.functional.", "torch.": "torch.",
                 "self.": "self."}
@@ -184,23 +184,9 @@ def forward_source(name: str, g: GroupedExperts) -> str:
 
 
 def patcher_source(name: str, base: str, found: tuple[GroupedExperts, ...], forward: str) -> str:
-    names = ", ".join(f'"{g.name}"' for g in found)
-    return (f"class {name}({base}):\n"
-            f"    # {', '.join(g.name for g in found)}: grouped-GEMM experts whose token counting does not convert;\n"
-            f"    # {forward} runs them through {UPSTREAM_FORWARD}.\n"
-            f"    def __enter__(self):\n"
-            f"        super().__enter__()\n"
-            f"        for module in self._model.modules():\n"
-            f"            if type(module).__name__ in ({names},):\n"
-            f"                module.{SAVED} = module.forward\n"
-            f"                module.forward = types.MethodType({forward}, module)\n"
-            f"\n"
-            f"    def __exit__(self, exc_type, exc_value, traceback):\n"
-            f"        super().__exit__(exc_type, exc_value, traceback)\n"
-            f"        for module in self._model.modules():\n"
-            f'            if hasattr(module, "{SAVED}"):\n'
-            f"                module.forward = module.{SAVED}\n"
-            f"                del module.{SAVED}\n")
+    return swapping_patcher_source(name, base, [
+        f"{', '.join(g.name for g in found)}: grouped-GEMM experts whose token counting does not convert;",
+        f"{forward} runs them through {UPSTREAM_FORWARD}."], {g.name: forward for g in found})
 
 
 def _edit(ctx: PatternContext) -> PatternEdit:
