@@ -86,3 +86,22 @@ def test_unreachable_index_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(release_index, "INDEX_URL", "http://127.0.0.1:9/pypi/{name}/json")
     with pytest.raises(IndexUnavailable, match="unreachable"):
         ReleaseIndex(tmp_path, timeout=2).first_release_with("x")
+
+
+def test_min_version_looks_up_the_module_directory_not_the_model_type(monkeypatch, tmp_path):
+    import tools.targets.optimum_intel as oi
+    from tools.targets import get_target
+
+    asked = []
+
+    class Index:
+        def __init__(self, cache_dir):
+            pass
+
+        def first_release_with(self, module_dir):
+            asked.append(module_dir)
+            return "4.0.0" if module_dir == "bert_generation" else None
+
+    monkeypatch.setattr(oi, "ReleaseIndex", Index)
+    version, why = get_target("optimum-intel", tmp_path)._lookup_version("bert-generation")
+    assert asked == ["bert_generation"] and version == "4.0.0" and "first transformers release" in why

@@ -114,9 +114,11 @@ class OptimumIntelTarget:
 
     def _lookup_version(self, model_type: str) -> tuple[str, str]:
         import transformers
+        from transformers.models.auto.configuration_auto import model_type_to_module_name
 
         try:
-            found = ReleaseIndex(self.cache_dir).first_release_with(model_type)
+            # the wheel's directory is the module name: bert-generation lives in models/bert_generation
+            found = ReleaseIndex(self.cache_dir).first_release_with(model_type_to_module_name(model_type))
             if found:
                 return found, "first transformers release on the package index that ships the model"
         except (IndexUnavailable, OSError, ValueError) as exc:
