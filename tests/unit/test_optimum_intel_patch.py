@@ -133,6 +133,14 @@ def test_unknown_counts_are_noted_not_guessed(ws):
     assert "tests/openvino/test_exporters_cli.py" not in result.files
 
 
+def test_first_write_before_measuring_makes_no_stale_notes(ws):
+    # the PR body carries the first write's notes; the counts arrive with the write after the export
+    result = write_patch(ws, spec(expected_sdpa=None, measured=False))
+    assert not any("SDPA count unknown" in n for n in result.notes)
+    assert not any("int8" in s for s in result.skipped)
+    assert "cwm" not in literal_keys((ws / "tests/openvino/test_decoder.py").read_text(), "EXPECTED_NUM_SDPA")
+
+
 def test_source_distribution_without_tests_or_docs(ws):
     shutil.rmtree(ws / "tests")
     shutil.rmtree(ws / "docs")

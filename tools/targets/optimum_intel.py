@@ -183,7 +183,7 @@ class OptimumIntelTarget:
             display_name=model_display_name(analysis["model_type"]),
             tiny_config=tiny_fixture_config(ctx.tiny_dir),
             expected_sdpa=(facts or {}).get("sdpa_ops"),
-            expected_int8=(facts or {}).get("int8_weights"),
+            expected_int8=(facts or {}).get("int8_weights"), measured=facts is not None,
             class_attrs=edit.class_attrs, imports=edit.imports, patchers=edit.patchers,
         )
         result = write_patch(workspace, spec)
