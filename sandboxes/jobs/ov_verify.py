@@ -71,6 +71,47 @@ def _as_generate_feeds(model, inputs: dict) -> dict:
     return {**inputs, "position_ids": positions}
 
 
+def _against(reference: str, default_worst: float) -> str:
+    if reference == "default":
+        return ""
+    return f" against the eager, uncached reference (transformers' default path: {default_worst:.3g})"
+
+
+class _EagerReference:
+    """The model as written, with no fast path: eager attention (every mask materialised) and no cache.
+
+    transformers' default path (sdpa, cached generate()) is what OpenVINO is compared with first, but it can
+    disagree with the model's own definition, and OpenVINO then follows the definition: sdpa drops an all-ones
+    causal mask that doge folds into its dynamic mask (its attention is then not causal); git's cached decode
+    adds the cache length to positions generate() already counted; moshi's cache layers evict keys beyond
+    the sliding window that its full causal mask still shows. A check failed against the default reference
+    is therefore asked again of this one, loaded only then, and passes only if OpenVINO matches it."""
+
+    def __init__(self, tiny):
+        self.tiny, self.model, self.used = tiny, None, []  # used: the prompts only this reference matched
+
+    def get(self):
+        if self.model is None:
+            import torch
+            from transformers import AutoModelForCausalLM
+
+            self.model = AutoModelForCausalLM.from_pretrained(
+                self.tiny, dtype=torch.float32, attn_implementation="eager").eval()
+        return self.model
+
+    def generate(self, feeds: dict, gen: dict) -> list:
+        import torch
+
+        with torch.no_grad():
+            return self.get().generate(**feeds, **gen, use_cache=False).tolist()
+
+    def logits(self, feeds: dict):
+        import torch
+
+        with torch.no_grad():
+            return self.get()(**feeds, use_cache=False).logits
+
+
 def parity(spec: dict) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -112,14 +153,22 @@ def parity(spec: dict) -> dict:
     gen = dict(do_sample=False, max_new_tokens=int(spec.get("max_new_tokens", 8)),
                min_new_tokens=int(spec.get("max_new_tokens", 8)), pad_token_id=tok.pad_token_id)
 
+    eager = _EagerReference(tiny)
     batch = _as_generate_feeds(pt_model, dict(tok(PROMPTS, return_tensors="pt", padding=True)))
     with torch.no_grad():
         pt_logits = pt_model(**batch).logits
     ov_logits = torch.as_tensor(ov_model(**batch).logits)
     worst, first = _divergence(pt_logits, ov_logits, batch["attention_mask"], tol)
+    reference, default_worst = "default", worst
+    if worst > tol:
+        eager_worst, eager_first = _divergence(eager.logits(batch), ov_logits, batch["attention_mask"], tol)
+        if eager_worst <= tol:
+            worst, first, reference = eager_worst, eager_first, "eager_no_cache"
     checks.append(_check("logits_parity", "passed" if worst <= tol else "failed",
-                         f"max |Δlogits| {worst:.3g} (tolerance {tol:g})", max_abs_diff=worst,
-                         first_divergence=first, batch=2, left_padding=True))
+                         f"max |Δlogits| {worst:.3g} (tolerance {tol:g}){_against(reference, default_worst)}",
+                         max_abs_diff=worst,
+                         first_divergence=first, batch=2, left_padding=True, reference=reference,
+                         default_max_abs_diff=default_worst))
 
     # Greedy decoding, prompt by prompt, then the padded batch.
     mismatches = []
@@ -129,17 +178,27 @@ def parity(spec: dict) -> dict:
             a = pt_model.generate(**enc, **gen)[0, enc["input_ids"].shape[1]:].tolist()
         b = ov_model.generate(**enc, **gen)[0, enc["input_ids"].shape[1]:].tolist()
         if a != b:
+            ref = eager.generate(enc, gen)[0][enc["input_ids"].shape[1]:]
+            if ref == b:
+                eager.used.append({"prompt": i, "torch_default": a})
+                continue
             pos = next(k for k, (x, y) in enumerate(zip(a + [None], b + [None])) if x != y)
-            mismatches.append({"prompt": i, "position": pos, "torch": a, "openvino": b})
+            mismatches.append({"prompt": i, "position": pos, "torch": a, "openvino": b, "torch_eager_no_cache": ref})
+    note = f" ({len(eager.used)} matched only by the eager, uncached reference)" if eager.used else ""
     checks.append(_check("greedy_tokens", "failed" if mismatches else "passed",
-                         f"{len(PROMPTS)} prompts x {gen['max_new_tokens']} tokens",
-                         mismatches=mismatches))
+                         f"{len(PROMPTS)} prompts x {gen['max_new_tokens']} tokens{note}",
+                         mismatches=mismatches, eager_reference=eager.used))
     plain = {k: v for k, v in batch.items() if k != "position_ids"}  # generate() makes its own
     with torch.no_grad():
         a = pt_model.generate(**plain, **gen).tolist()
     b = ov_model.generate(**plain, **gen).tolist()
-    checks.append(_check("batch_left_padding", "passed" if a == b else "failed",
-                         "batch of 2, left padded, greedy", equal=a == b))
+    same, reference = a == b, "default"
+    if not same and eager.generate(plain, gen) == b:
+        same, reference = True, "eager_no_cache"
+    checks.append(_check("batch_left_padding", "passed" if same else "failed",
+                         "batch of 2, left padded, greedy"
+                         + (" (equal to the eager, uncached reference only)" if reference != "default" else ""),
+                         equal=same, reference=reference, default_equal=a == b))
 
     # A sequence longer than any window in the config, so sliding attention really slides.
     cfg = pt_model.config.get_text_config() if hasattr(pt_model.config, "get_text_config") else pt_model.config
@@ -152,9 +211,16 @@ def parity(spec: dict) -> dict:
         pt_long = pt_model(**long).logits
     ov_long = torch.as_tensor(ov_model(**long).logits)
     worst_long, first_long = _divergence(pt_long, ov_long, long["attention_mask"], tol)
+    reference, default_worst = "default", worst_long
+    if worst_long > tol:
+        eager_worst, eager_first = _divergence(eager.logits(long), ov_long, long["attention_mask"], tol)
+        if eager_worst <= tol:
+            worst_long, first_long, reference = eager_worst, eager_first, "eager_no_cache"
     checks.append(_check("long_sequence_parity", "passed" if worst_long <= tol else "failed",
-                         f"{length} tokens (sliding window {window or 'none'}): max |Δ| {worst_long:.3g}",
-                         max_abs_diff=worst_long, length=length, window=window, first_divergence=first_long))
+                         f"{length} tokens (sliding window {window or 'none'}): max |Δ| {worst_long:.3g}"
+                         f"{_against(reference, default_worst)}",
+                         max_abs_diff=worst_long, length=length, window=window, first_divergence=first_long,
+                         reference=reference, default_max_abs_diff=default_worst))
     timings["parity"] = time.monotonic() - t
     if spec.get("measure_int8") and all(c["status"] == "passed" for c in checks):
         t = time.monotonic()
