@@ -103,12 +103,24 @@ def test_crash_in_tiny_is_tiny_failed_named_by_the_checkpoint(spec, monkeypatch)
     import tools.tiny_model
 
     def boom(raw, cache, **kw):
-        raise tools.tiny_model.TinyModelError("cannot build: rope scaling")
+        raise RuntimeError("cannot build: rope scaling")  # a bug, not a refusal: the node crashes
     monkeypatch.setattr(tools.tiny_model, "build_tiny", boom)
     use(monkeypatch, Scripted(passing=True))
     spec.out_dir.mkdir()
     row = onboard(spec)
-    assert row.status == "tiny_failed" and row.detail.startswith("tiny: TinyModelError: cannot build")
+    assert row.status == "tiny_failed" and row.detail.startswith("tiny: RuntimeError: cannot build")
+
+
+def test_refused_tiny_model_is_tiny_failed_with_its_reason(spec, monkeypatch):
+    import tools.tiny_model
+
+    def refuse(raw, cache, **kw):
+        raise tools.tiny_model.TinyModelError("tiny newmodel failed validation: reload failed")
+    monkeypatch.setattr(tools.tiny_model, "build_tiny", refuse)
+    use(monkeypatch, Scripted(passing=True))
+    spec.out_dir.mkdir()
+    row = onboard(spec)
+    assert row.status == "tiny_failed" and "reload failed" in row.detail and row.pr_url is None
 
 
 def test_bad_model_is_tiny_failed_at_prepare(spec, monkeypatch):
