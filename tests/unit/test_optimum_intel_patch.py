@@ -221,6 +221,32 @@ def test_generated_fixture_builds_a_tiny_model_offline(ws, tmp_path):
     assert facts["max_id"] < 512 and facts["logits"][-1] == 512
 
 
+def test_generated_fixture_draws_a_zero_initialised_router(ws, tmp_path):
+    """Ernie 4.5 MoE leaves its router to the checkpoint (zeros): the fixture must not tie every expert."""
+    write_patch(ws, spec("qwen2"))
+    tree = ast.parse((ws / UTILS_TESTS).read_text())
+    helper = next(n for n in tree.body if getattr(n, "name", "") == FIXTURE_HELPER)
+    script = textwrap.dedent("""
+        import json, tempfile
+        from pathlib import Path
+        import torch
+        {helper}
+        config = {{"vocab_size": 512, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
+                  "num_attention_heads": 2, "num_key_value_heads": 1, "moe_num_experts": 4, "moe_k": 2,
+                  "moe_intermediate_size": 16, "moe_layer_start_index": 0}}
+        path = _create_tiny_random_causal_lm("ernie4_5_moe", config)
+        from safetensors.torch import load_file
+        weights = load_file(str(Path(path) / "model.safetensors"))
+        gates = [k for k in weights if k.endswith("mlp.gate.weight")]
+        print(json.dumps({{"gates": gates, "zero": [k for k in gates if not weights[k].any()]}}))
+    """).format(helper=ast.unparse(helper))
+    env = dict(os.environ, TMPDIR=str(tmp_path), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    facts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert facts["gates"] and not facts["zero"]
+
+
 def test_fixture_config_of_a_text_sub_config_without_auto_mapping(tmp_path):
     from tools.targets.optimum_intel import tiny_fixture_config
 

@@ -36,7 +36,8 @@ def _create_tiny_random_causal_lm(model_type, config, seed=42):
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
     output_dir = Path(tempfile.gettempdir()) / f"optimum_intel_tiny_random_{model_type}"
-    stamp = {"model_type": model_type, "config": config, "seed": seed, "transformers": transformers.__version__}
+    stamp = {"model_type": model_type, "config": config, "seed": seed, "transformers": transformers.__version__,
+             "fixture": 2}
     stamp = json.loads(json.dumps(stamp))  # compared with what fixture.json reads back
 
     def is_built(directory):
@@ -52,7 +53,14 @@ def _create_tiny_random_causal_lm(model_type, config, seed=42):
     build_dir = Path(tempfile.mkdtemp(prefix=f"{output_dir.name}.", dir=output_dir.parent))
     model_config = AutoConfig.for_model(model_type, **{k: v for k, v in config.items() if k != "model_type"})
     torch.manual_seed(seed)
-    AutoModelForCausalLM.from_config(model_config).to(torch.float32).save_pretrained(build_dir)
+    model = AutoModelForCausalLM.from_config(model_config).to(torch.float32)
+    with torch.no_grad():
+        # Some families create their MoE router with torch.zeros and leave it to the checkpoint: a random
+        # model would then tie every expert, and which expert wins would be up to the runtime.
+        for param in model.parameters():
+            if param.dim() == 2 and not param.any():
+                param.normal_(0.0, 0.02)
+    model.save_pretrained(build_dir)
 
     eos_id = model_config.eos_token_id
     eos_id = eos_id[0] if isinstance(eos_id, (list, tuple)) else eos_id
