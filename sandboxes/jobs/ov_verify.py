@@ -280,8 +280,12 @@ def tests(spec: dict) -> dict:
             f"{v} {k}" for k, v in counts.items())
         if ran == 0:
             ok, detail = False, detail + " (selection ran no test)"
+        # pytest's "E   " lines say why a test failed; the tail is mostly warnings
+        errors = [line[1:].strip() for line in res.stdout.splitlines() if line.startswith("E ")][:20]
+        if errors and not ok:
+            detail += f": {errors[-1][:300]}"
         checks.append(_check(f"tests:{test_file}", "passed" if ok else "failed", detail,
-                             counts=counts, returncode=res.returncode, passed_ids=passed_ids,
+                             counts=counts, returncode=res.returncode, passed_ids=passed_ids, errors=errors,
                              tail="\n".join(tail[-25:])))
         timings[f"tests:{test_file}"] = time.monotonic() - t
     return {"checks": checks, "timings": timings}
