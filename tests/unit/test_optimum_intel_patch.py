@@ -186,6 +186,18 @@ def test_fixture_source_is_black_shaped():
     assert max(len(line) for line in source.splitlines()) <= 119 and '"model_type"' not in source
 
 
+def run_fixture_helper(ws: Path, tmp_path: Path, body: str) -> dict:
+    """Run the fixture helper the patch wrote to utils_tests.py, then `body`; returns what body prints as JSON."""
+    tree = ast.parse((ws / UTILS_TESTS).read_text())
+    helper = next(n for n in tree.body if getattr(n, "name", "") == FIXTURE_HELPER)
+    script = "import json, sys, tempfile\nfrom pathlib import Path\nimport torch\n" + ast.unparse(helper) + \
+        "\n" + textwrap.dedent(body)
+    env = dict(os.environ, TMPDIR=str(tmp_path), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.integration
 def test_generated_fixture_builds_a_tiny_model_offline(ws, tmp_path):
     """Runs the helper the patch writes: tiny model + tokenizer, cached, special ids as configured."""
@@ -193,30 +205,20 @@ def test_generated_fixture_builds_a_tiny_model_offline(ws, tmp_path):
                                                "intermediate_size": 32, "num_hidden_layers": 1,
                                                "num_attention_heads": 2, "num_key_value_heads": 1,
                                                "bos_token_id": 5, "eos_token_id": 7, "pad_token_id": 7}))
-    tree = ast.parse((ws / UTILS_TESTS).read_text())
-    helper = next(n for n in tree.body if getattr(n, "name", "") == FIXTURE_HELPER)
-    script = textwrap.dedent("""
-        import json, sys, tempfile
-        from pathlib import Path
-        import torch
-        {helper}
-        config = {{"vocab_size": 512, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+    facts = run_fixture_helper(ws, tmp_path, """
+        config = {"vocab_size": 512, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
                   "num_attention_heads": 2, "num_key_value_heads": 1, "bos_token_id": 5, "eos_token_id": 7,
-                  "pad_token_id": 7}}
+                  "pad_token_id": 7}
         path = _create_tiny_random_causal_lm("qwen2", config)
         again = _create_tiny_random_causal_lm("qwen2", config)
         from transformers import AutoModelForCausalLM, AutoTokenizer
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path)
         ids = tok("The quick brown fox", return_tensors="pt").input_ids
-        print(json.dumps({{"same": path == again, "bos": tok.bos_token_id, "eos": tok.eos_token_id,
+        print(json.dumps({"same": path == again, "bos": tok.bos_token_id, "eos": tok.eos_token_id,
                           "pad": tok.pad_token_id, "max_id": int(ids.max()),
-                          "logits": list(model(ids).logits.shape)}}))
-    """).format(helper=ast.unparse(helper))
-    env = dict(os.environ, TMPDIR=str(tmp_path), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    facts = json.loads(out.stdout.strip().splitlines()[-1])
+                          "logits": list(model(ids).logits.shape)}))
+    """)
     assert facts["same"] and (facts["bos"], facts["eos"], facts["pad"]) == (5, 7, 7)
     assert facts["max_id"] < 512 and facts["logits"][-1] == 512
 
@@ -224,26 +226,16 @@ def test_generated_fixture_builds_a_tiny_model_offline(ws, tmp_path):
 def test_generated_fixture_draws_a_zero_initialised_router(ws, tmp_path):
     """Ernie 4.5 MoE leaves its router to the checkpoint (zeros): the fixture must not tie every expert."""
     write_patch(ws, spec("qwen2"))
-    tree = ast.parse((ws / UTILS_TESTS).read_text())
-    helper = next(n for n in tree.body if getattr(n, "name", "") == FIXTURE_HELPER)
-    script = textwrap.dedent("""
-        import json, tempfile
-        from pathlib import Path
-        import torch
-        {helper}
-        config = {{"vocab_size": 512, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
+    facts = run_fixture_helper(ws, tmp_path, """
+        config = {"vocab_size": 512, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
                   "num_attention_heads": 2, "num_key_value_heads": 1, "moe_num_experts": 4, "moe_k": 2,
-                  "moe_intermediate_size": 16, "moe_layer_start_index": 0}}
+                  "moe_intermediate_size": 16, "moe_layer_start_index": 0}
         path = _create_tiny_random_causal_lm("ernie4_5_moe", config)
         from safetensors.torch import load_file
         weights = load_file(str(Path(path) / "model.safetensors"))
         gates = [k for k in weights if k.endswith("mlp.gate.weight")]
-        print(json.dumps({{"gates": gates, "zero": [k for k in gates if not weights[k].any()]}}))
-    """).format(helper=ast.unparse(helper))
-    env = dict(os.environ, TMPDIR=str(tmp_path), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    facts = json.loads(out.stdout.strip().splitlines()[-1])
+        print(json.dumps({"gates": gates, "zero": [k for k in gates if not weights[k].any()]}))
+    """)
     assert facts["gates"] and not facts["zero"]
 
 
