@@ -159,8 +159,10 @@ def _build_into(out: Path, raw: dict, analysis: Analysis, *, seed: int, max_para
             else cls.from_config(config, dtype=torch.float32)
     except Exception as exc:  # noqa: BLE001
         raise TinyModelError(f"building {cls.__name__} failed: {type(exc).__name__}: {exc}") from None
-    _break_router_ties(model, analyze(json.loads(config.to_json_string())), float(getattr(
-        _text_config(config), "initializer_range", None) or 0.02))
+    # the layers live in the model's own (possibly sub-) config, whatever wraps it in config.json
+    tiny_analysis = analyze(json.loads(config.to_json_string()))
+    text = _text_config(config)
+    _break_router_ties(model, tiny_analysis, float(getattr(text, "initializer_range", None) or 0.02))
     model.eval()
     n = sum(p.numel() for p in model.parameters())
     if n > max_params:
@@ -174,12 +176,9 @@ def _build_into(out: Path, raw: dict, analysis: Analysis, *, seed: int, max_para
             top.save_pretrained(out)  # replaces the sub-config's config.json, which AutoConfig cannot read
     except Exception as exc:  # noqa: BLE001
         raise TinyModelError(f"saving the tiny {raw['model_type']} failed: {type(exc).__name__}: {exc}") from None
-    text = _text_config(config)
     build_tokenizer(out, text.vocab_size, bos_token_id=_tok_id(config, "bos_token_id"),
                     eos_token_id=_tok_id(config, "eos_token_id"), pad_token_id=_tok_id(config, "pad_token_id"),
                     model_max_length=max(256, 4 * max_seq))
-    # the layers live in the model's own (possibly sub-) config, whatever wraps it in config.json
-    tiny_analysis = analyze(json.loads(config.to_json_string()))
     return {"builder_version": BUILDER_VERSION, "model_type": raw["model_type"], "seed": seed,
             "saved_model_type": top.model_type, "class": cls.__name__, "num_params": n,
             "layer_pattern": tiny_analysis.layer_pattern, "original_kinds": sorted(set(analysis.layer_pattern)),
