@@ -18,20 +18,12 @@ from pathlib import Path
 
 from tools.targets.base import Candidate, Check, Plan, VerifyReport
 
-MOE_LOOP = '''import torch
+MOE_LOOP_HEAD = '''import torch
 
 
 def moe_forward(hidden, router_logits, expert_weights, top_k: int = 1):
     probs = router_logits.softmax(-1)
     weights, selected = torch.topk(probs, top_k)
-    out = torch.zeros_like(hidden)
-    for e in range(expert_weights.shape[0]):
-        hit = selected == e
-        if hit.any():
-            rows = hit.any(-1)
-            scale = (weights * hit).sum(-1, keepdim=True)[rows]
-            out[rows] += scale * (hidden[rows] @ expert_weights[e])
-    return out
 '''
 
 LOOP_BODY = '''    out = torch.zeros_like(hidden)
@@ -43,6 +35,8 @@ LOOP_BODY = '''    out = torch.zeros_like(hidden)
             out[rows] += scale * (hidden[rows] @ expert_weights[e])
     return out
 '''
+
+MOE_LOOP = MOE_LOOP_HEAD + LOOP_BODY
 
 VECTORISED_BODY = '''    # every expert runs on every token; the routing matrix zeroes what was not selected
     routing = torch.zeros_like(probs).scatter(1, selected, weights)

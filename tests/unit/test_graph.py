@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import git
 import pytest
 
 from agent.deps import Deps
 from agent.jobs import thread_id_for
 from agent.runner import drive
-from agent.settings import Settings
+from tests.fakes.graph_job import local_job
 from tools.forge import LocalForge
-from tools.repo import RepoManager, Workspace, commit_all
 from tools.targets.base import Candidate, Check, Plan, VerifyReport
 
 
@@ -74,27 +72,10 @@ def env(tmp_path, monkeypatch):
     import tools.tiny_model
 
     monkeypatch.setattr(tools.tiny_model, "build_tiny", _fake_tiny(tmp_path))
-    up = tmp_path / "up"
-    repo = git.Repo.init(up, initial_branch="main")
-    (up / "registry.py").write_text("REGISTERED = None\n")
-    commit_all(repo, "base")
-    settings = Settings(data_dir=tmp_path / "data")
-    repos = RepoManager(settings.caches)
-    mirror = repos.mirror(str(up))
-    rev = repos.resolve(mirror, None)
-    cfg = tmp_path / "config.json"
-    cfg.write_text(json.dumps({"model_type": "newmodel", "architectures": ["NewModelForCausalLM"],
-                               "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                               "vocab_size": 1000}))
-    tid = thread_id_for("scripted", "newmodel", "h", rev)
-    job_dir = settings.path("jobs", tid)
-    job_dir.mkdir(parents=True)
-    initial = {"request": {"model": "newmodel", "target": "scripted", "config_path": str(cfg),
-                           "mirror": str(mirror)},
-               "thread_id": tid, "job_dir": str(job_dir), "model_type": "newmodel",
-               "workspace": Workspace(path=mirror, base_rev=rev, source="git", origin=str(up)).model_dump(mode="json"),
-               "attempts": [], "timings": {}}
-    return settings, repos, initial
+    return local_job(tmp_path, "scripted", {"model_type": "newmodel", "architectures": ["NewModelForCausalLM"],
+                                            "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                            "vocab_size": 1000}, {"registry.py": "REGISTERED = None\n"})
+
 
 
 def _fake_tiny(tmp_path):

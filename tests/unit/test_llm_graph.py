@@ -11,17 +11,14 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-import git
 import pytest
 
 from agent.deps import Deps
-from agent.jobs import thread_id_for
 from agent.runner import drive
-from agent.settings import Settings
+from tests.fakes.graph_job import local_job
 from tests.fakes.moe_target import LOOP_BODY, MOE_LOOP, VECTORISED_BODY, MoeTarget
 from tests.fakes.openai_server import FakeOpenAI, Say, by_history, call
 from tools.forge import LocalForge
-from tools.repo import RepoManager, Workspace, commit_all
 
 FIX_STEPS = [
     Say(calls=[call("read_file", path="moe.py")], prompt_tokens=1500, completion_tokens=40),
@@ -46,32 +43,15 @@ def env(tmp_path, monkeypatch):
     for var in ("BASE_URL", "API_KEY", "MODEL", "MAX_TOKENS", "MAX_COST_USD"):
         monkeypatch.delenv(f"ONBOARD_LLM_{var}", raising=False)
     monkeypatch.setenv("ONBOARD_LLM_BACKOFF_INITIAL_S", "0.01")
-    up = tmp_path / "up"
-    repo = git.Repo.init(up, initial_branch="main")
-    (up / "registry.py").write_text("REGISTERED = None\n")
-    (up / "moe.py").write_text(MOE_LOOP)
-    (up / "leak.txt").write_text(f"token={LEAKED}\n")
-    commit_all(repo, "base")
-    settings = Settings(data_dir=tmp_path / "data")
-    repos = RepoManager(settings.caches)
-    mirror = repos.mirror(str(up))
-    rev = repos.resolve(mirror, None)
-    cfg = tmp_path / "config.json"
-    cfg.write_text(json.dumps({"model_type": "minimoe", "architectures": ["MiniMoeForCausalLM"],
-                               "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                               "num_local_experts": 4, "num_experts_per_tok": 1, "vocab_size": 1000}))
+    settings, repos, initial = local_job(
+        tmp_path, "moe-mini", {"model_type": "minimoe", "architectures": ["MiniMoeForCausalLM"], "hidden_size": 64,
+                               "num_hidden_layers": 2, "num_attention_heads": 4, "num_local_experts": 4,
+                               "num_experts_per_tok": 1, "vocab_size": 1000},
+        {"registry.py": "REGISTERED = None\n", "moe.py": MOE_LOOP, "leak.txt": f"token={LEAKED}\n"})
     import tools.tiny_model
 
     monkeypatch.setattr(tools.tiny_model, "build_tiny", lambda raw, cache_dir, **kw: SimpleNamespace(
         path=tmp_path / "tiny", num_params=10, config=raw, cached=True, build_seconds=0.0))
-    tid = thread_id_for("moe-mini", "minimoe", "h", rev)
-    job_dir = settings.path("jobs", tid)
-    job_dir.mkdir(parents=True)
-    initial = {"request": {"model": "minimoe", "target": "moe-mini", "config_path": str(cfg),
-                           "mirror": str(mirror)},
-               "thread_id": tid, "job_dir": str(job_dir), "model_type": "minimoe",
-               "workspace": Workspace(path=mirror, base_rev=rev, source="git", origin=str(up)).model_dump(mode="json"),
-               "attempts": [], "timings": {}}
     return SimpleNamespace(settings=settings, repos=repos, initial=initial, tmp=tmp_path, monkeypatch=monkeypatch)
 
 
