@@ -37,7 +37,7 @@ COPY tools ./tools
 COPY sandboxes ./sandboxes
 COPY prompts ./prompts
 RUN /opt/venv/bin/pip install --no-deps . \
-    && /opt/venv/bin/python -c "import agent.service.app, tools.github_forge, uvicorn"
+    && /opt/venv/bin/python -c "import agent.service.app, tools.forge.github, uvicorn"
 
 FROM ${BASE}
 # git: worktrees, commits and pushes (HTTPS; the token reaches git through a credential helper).

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-IMAGES_DIR = Path(__file__).resolve().parent / "images"
+TARGETS_DIR = Path(__file__).resolve().parent / "targets"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LOCK = REPO_ROOT / "requirements.lock"
 DEFAULT_BASE = "python:3.11-slim"
@@ -153,7 +153,7 @@ def build_image(
     base: str = DEFAULT_BASE,
     wheelhouse: Path | None = None,
     lock: Path = DEFAULT_LOCK,
-    dockerfile: Path = IMAGES_DIR / "openvino" / "Dockerfile",
+    dockerfile: Path = TARGETS_DIR / "optimum_intel" / "Dockerfile",
     name: str = IMAGE_NAME,
     client=None,
     force: bool = False,

@@ -150,7 +150,7 @@ def select(gap: Gap, only: list[str] | None, causal: dict[str, object] | None = 
     """The types to consider: the whole primary gap, or `only` (which must be causal-LM types)."""
     if not only:
         return list(gap.types)
-    from agent.errors import UserError
+    from tools.errors import UserError
 
     if causal is None:
         causal = transformers_mappings({PRIMARY_TASK: TASK_MAPPINGS[PRIMARY_TASK]})[PRIMARY_TASK]

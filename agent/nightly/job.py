@@ -92,9 +92,9 @@ def main(spec: JobSpec) -> None:
 
 
 def onboard(spec: JobSpec) -> status.Row:
-    from agent.errors import EnvironmentProblem, UserError
-    from agent.jobs import Request, prepare
-    from agent.runner import drive, make_deps
+    from tools.errors import EnvironmentProblem, UserError
+    from agent.graph.request import Request, prepare
+    from agent.graph.run import drive, make_deps
 
     settings = spec.settings
     progress = progress_path(spec.out_dir, spec.model_type)
@@ -128,7 +128,7 @@ def onboard(spec: JobSpec) -> status.Row:
 def for_builder(job, inputs: Inputs, settings: Settings):
     """The job under a thread id that also names the builder version.
 
-    agent.jobs derives thread ids from target, type, config and target revision;
+    agent.graph.request derives thread ids from target, type, config and target revision;
     a new builder must run afresh instead of replaying the old builder's finished
     thread, while a killed sweep with the same builder resumes its thread.
     """
@@ -144,7 +144,7 @@ def for_builder(job, inputs: Inputs, settings: Settings):
 
 def failed_node(settings: Settings, deps, thread_id: str) -> tuple[str | None, dict]:
     """The node that was running when the graph raised (its checkpoint's `next`), and the state so far."""
-    from agent.runner import compiled
+    from agent.graph.run import compiled
 
     try:
         with compiled(settings, deps) as graph:

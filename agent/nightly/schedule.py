@@ -38,7 +38,7 @@ def trigger(nightly: NightlySettings):
     try:
         return CronTrigger.from_crontab(standard_crontab(nightly.cron), timezone=nightly.timezone)
     except (ValueError, LookupError) as exc:
-        from agent.errors import UserError
+        from tools.errors import UserError
 
         raise UserError(f"invalid nightly cron {nightly.cron!r} / timezone {nightly.timezone!r}: {exc}") from None
 

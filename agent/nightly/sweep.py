@@ -155,7 +155,7 @@ class SweepResult:
 
 def llm_configured(settings: Settings) -> bool:
     """Is an LLM endpoint configured for the implementer?"""
-    from agent.llm_settings import LLMSettings
+    from agent.llm.settings import LLMSettings
 
     return LLMSettings().configured
 
@@ -181,8 +181,8 @@ def _new_run_id(runs: Path, started_at: float) -> str:
 
 def _workspace(target, opts: Options, settings: Settings, store: AttemptStore, progress):
     """The target revision tonight's jobs all start from, and a checkout of it to read the registry."""
-    from agent.jobs import Request, resolve_workspace
-    from tools.repo import RepoManager
+    from agent.graph.request import Request, resolve_workspace
+    from tools.repo.workspace import RepoManager
 
     repos = RepoManager(settings.caches, settings.git_timeout_s, settings.mirror_freshness_s)
     progress(f"resolving {target.name} workspace")
@@ -222,7 +222,7 @@ def sweep(opts: Options, settings: Settings, nightly: NightlySettings, progress=
           launcher_factory=None) -> SweepResult:
     """Run one sweep; `launcher_factory(inputs, out_dir) -> launch(type)` replaces job processes in tests."""
     from agent.nightly import report
-    from tools.forge import LocalForge
+    from tools.forge.local import LocalForge
     from tools.targets import get_target
 
     target = get_target(opts.target, settings.caches)  # an unknown target writes nothing

@@ -13,8 +13,8 @@ import time
 
 from agent.nightly import job, status
 
-PRELOAD = ["agent.nightly.job", "agent.runner", "agent.jobs", "tools.hf_config", "tools.tiny_model",
-           "tools.targets.optimum_intel", "transformers", "torch"]
+PRELOAD = ["agent.nightly.job", "agent.graph.run", "agent.graph.request", "tools.hf.config", "tools.tiny.model",
+           "tools.targets.optimum_intel.target", "transformers", "torch"]
 
 
 def context():

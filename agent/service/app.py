@@ -24,12 +24,12 @@ from agent.service import github_webhook, slack
 from agent.service.dispatch import Dispatcher, body_key, loads
 from agent.service.notify import CallbackChannel, GitHubChannel, Notifier
 from agent.service.queue import JobQueue
-from agent.llm_settings import LLMSettings
-from agent.redact import Redactor, install, uninstall
-from agent.service.service_settings import ServiceSettings, endpoint_status
+from agent.llm.settings import LLMSettings
+from agent.llm.redact import Redactor, install, uninstall
+from agent.service.settings import ServiceSettings, endpoint_status
 from agent.service.workers import JobRunner, WorkerPool
 from agent.settings import Settings
-from tools.github_forge import GitHubConfig, GitHubForge, GitHubIssues
+from tools.forge.github import GitHubConfig, GitHubForge, GitHubIssues
 
 log = logging.getLogger("onboard.service")
 

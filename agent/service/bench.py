@@ -100,7 +100,7 @@ def run_bench(deliveries: int = 200, clients: int = 8, concurrency: int = 1) -> 
         del env[key]  # no real GitHub or Slack during a load test
     log = open(data / "serve.log", "w")
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", "from agent.cli import main; main()", "serve", "--host",
+    proc = subprocess.Popen([sys.executable, "-c", "from agent.cli.main import main; main()", "serve", "--host",
                              "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

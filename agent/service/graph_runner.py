@@ -10,11 +10,11 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from agent.errors import UserError
+from tools.errors import UserError
 from agent.service.queue import Job
 from agent.service.workers import RunResult
 from agent.settings import Settings
-from tools.forge import Forge
+from tools.forge.local import Forge
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,8 @@ class GraphRunner:
 
     def run(self, job: Job, resume: dict | None, on_stage: Callable[[str], None],
             on_thread: Callable[[str], None]) -> RunResult:
-        from agent.jobs import Request, prepare
-        from agent.runner import drive, make_deps, stored_state
+        from agent.graph.request import Request, prepare
+        from agent.graph.run import drive, make_deps, stored_state
 
         req = job.request
         progress = lambda msg: log.info("job %s: %s", job.id, msg)  # noqa: E731

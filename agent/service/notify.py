@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import httpx
 
 from agent.service.queue import Job
-from tools.github_forge import GitHubIssues
+from tools.forge.github import GitHubIssues
 
 log = logging.getLogger(__name__)
 

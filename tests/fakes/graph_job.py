@@ -8,9 +8,9 @@ from pathlib import Path
 
 import git
 
-from agent.jobs import thread_id_for
+from agent.graph.request import thread_id_for
 from agent.settings import Settings
-from tools.repo import RepoManager, Workspace, commit_all
+from tools.repo.workspace import RepoManager, Workspace, commit_all
 
 
 def local_job(tmp_path: Path, target: str, config: dict, files: dict[str, str]):

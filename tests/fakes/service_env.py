@@ -16,11 +16,11 @@ from types import SimpleNamespace
 
 import git
 
-from agent.deps import Deps
+from agent.graph.deps import Deps
 from agent.service import github_webhook, slack
 from agent.service.workers import RunResult
-from tools.forge import branch_name
-from tools.repo import RepoManager, Workspace, commit_all
+from tools.forge.local import branch_name
+from tools.repo.workspace import RepoManager, Workspace, commit_all
 from tools.targets.base import Candidate, Check, Plan, VerifyReport
 
 
@@ -166,7 +166,7 @@ class ScriptedGraphRunner:
                 "workspace": ws.model_dump(mode="json"), "attempts": [], "timings": {}}
 
     def run(self, job, resume, on_stage, on_thread) -> RunResult:
-        from agent.runner import drive
+        from agent.graph.run import drive
 
         initial = None if job.thread_id else self._initial(job)
         tid = job.thread_id or initial["thread_id"]
@@ -191,7 +191,7 @@ REPO = "acme/optimum-intel"
 
 
 def github_config(gh_url: str, tmp: Path):
-    from tools.github_forge import GitHubConfig
+    from tools.forge.github import GitHubConfig
 
     remotes = tmp / "remotes"
     bare = remotes / f"{REPO}.git"
@@ -205,9 +205,9 @@ def make_service(tmp: Path, gh_url: str | None, runner_factory, *, concurrency: 
                  **svc_overrides):
     """(service, forge) wired like production, with every secret set and the fake GitHub behind it."""
     from agent.service.app import build_service
-    from agent.service.service_settings import ServiceSettings
+    from agent.service.settings import ServiceSettings
     from agent.settings import Settings
-    from tools.github_forge import GitHubConfig, GitHubForge
+    from tools.forge.github import GitHubConfig, GitHubForge
 
     settings = Settings(data_dir=tmp / "data")
     gh = github_config(gh_url, tmp) if gh_url else GitHubConfig()

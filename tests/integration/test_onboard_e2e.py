@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests import TESTS
 
 ONBOARD = [str(Path(sys.executable).parent / "onboard")]  # the console script, as a user runs it
 CHECKOUT = Path(os.environ.get("ONBOARD_TEST_OI_CHECKOUT", "/work/scratch/optimum-intel"))
@@ -20,7 +21,7 @@ def onboard(*args: str, data_dir: Path, timeout: float = 1500) -> subprocess.Com
     if "DOCKER_HOST" in os.environ:
         env["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
     return subprocess.run([*ONBOARD, *args, "--data-dir", str(data_dir), "--json"], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=Path(__file__).resolve().parents[2])
+                          text=True, timeout=timeout, env=env, cwd=TESTS.parent)
 
 
 def result(proc: subprocess.CompletedProcess) -> dict:

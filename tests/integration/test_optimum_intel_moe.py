@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests import TESTS
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +24,7 @@ MODEL = "olmoe"  # its experts use transformers' experts interface; a plain alia
 def onboard(*args: str, data_dir: Path, timeout: float = 2400) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
     proc = subprocess.run([*ONBOARD, *args, "--data-dir", str(data_dir), "--json"], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=Path(__file__).resolve().parents[2])
+                          timeout=timeout, env=env, cwd=TESTS.parent)
     assert proc.stdout.strip(), proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     assert proc.returncode == 0 and out["outcome"] == "pr", (out, proc.stderr[-3000:])

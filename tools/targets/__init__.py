@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.errors import UserError
+from tools.errors import UserError
 
 
 def _optimum_intel(cache_dir: Path):
-    from tools.targets.optimum_intel import OptimumIntelTarget
+    from tools.targets.optimum_intel.target import OptimumIntelTarget
 
     return OptimumIntelTarget(cache_dir)
 
 
 def _flashinfer_bench(cache_dir: Path):
-    from tools.targets.flashinfer_bench import FlashInferBenchTarget
+    from tools.targets.flashinfer_bench.target import FlashInferBenchTarget
 
     return FlashInferBenchTarget(cache_dir)
 

@@ -1,0 +1,124 @@
+"""Drive the graph for one job: start, resume, or report a finished run."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+from agent.graph.deps import Deps
+from agent.graph.build import build_graph, sqlite_checkpointer
+from agent.settings import Settings
+from tools.forge.local import Forge, LocalForge
+from tools.repo.workspace import RepoManager
+from tools.targets import get_target
+
+
+def make_sandbox(settings: Settings):
+    try:
+        from sandboxes.factory import make_sandbox as factory
+    except ImportError:  # the factory arrives with the docker backend
+        from sandboxes.local import LocalSandbox
+
+        return LocalSandbox()
+    return factory(settings.sandbox, image=settings.sandbox_image)
+
+
+def select_forge(settings: Settings) -> Forge:
+    """GitHub when ONBOARD_GITHUB_* names credentials and repositories; the local forge otherwise."""
+    from tools.forge.github import GitHubConfig, GitHubForge
+
+    config = GitHubConfig()
+    return GitHubForge(config, settings.data_dir) if config.configured else LocalForge(settings.data_dir)
+
+
+def make_deps(settings: Settings, target_name: str, progress, forge: Forge | None = None) -> Deps:
+    return Deps(
+        settings=settings,
+        target=get_target(target_name, settings.caches),
+        forge=forge or select_forge(settings),
+        repos=RepoManager(settings.caches, settings.git_timeout_s, settings.mirror_freshness_s),
+        sandbox_factory=lambda: make_sandbox(settings),
+        progress=progress,
+    )
+
+
+@contextmanager
+def thread_lock(settings: Settings, thread_id: str):
+    """One process per thread: a second `run`/`resume` of a live thread would edit the same worktree."""
+    import fcntl
+    import os
+
+    from tools.errors import UserError
+
+    path = settings.path("locks", f"{thread_id}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise UserError(f"thread {thread_id} is already running (pid {holder}); wait for it or stop it "
+                            "first") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def compiled(settings: Settings, deps: Deps):
+    saver = sqlite_checkpointer(settings.path("checkpoints.sqlite"))
+    try:
+        yield build_graph(deps, saver)
+    finally:
+        saver.conn.close()
+
+
+def stored_state(settings: Settings, thread_id: str) -> dict | None:
+    path = settings.path("checkpoints.sqlite")
+    if not path.exists():
+        return None
+    saver = sqlite_checkpointer(path)
+    try:
+        tup = saver.get_tuple({"configurable": {"thread_id": thread_id}})
+        return dict(tup.checkpoint["channel_values"]) if tup else None
+    finally:
+        saver.conn.close()
+
+
+def drive(settings: Settings, deps: Deps, thread_id: str, initial: dict | None, on_node=None,
+          resume=None) -> tuple[dict, str]:
+    """Run or resume `thread_id`. Returns (values, how: started|resumed|finished_before|interrupted).
+
+    `resume` is the answer to a pending interrupt (the approval before publish); "interrupted"
+    means the run stopped at one and waits for that answer.
+    """
+    from langgraph.types import Command
+
+    config = {"configurable": {"thread_id": thread_id}}
+    with thread_lock(settings, thread_id), compiled(settings, deps) as graph:
+        snap = graph.get_state(config)
+        if snap.values and not snap.next:
+            return dict(snap.values), "finished_before"
+        how = "resumed" if snap.next else "started"
+        inp = None if snap.next else initial
+        # A resume answer only goes to a pending interrupt; a run killed after it passed resumes plainly.
+        if resume is not None and any(task.interrupts for task in snap.tasks):
+            inp = Command(resume=resume)
+        if inp is None and not snap.next:
+            raise LookupError(f"no run with thread id {thread_id}")
+        for chunk in graph.stream(inp, config, stream_mode="updates", durability="sync"):
+            for node, update in chunk.items():
+                if on_node:
+                    on_node(node, update or {})
+        final = graph.get_state(config)
+        return dict(final.values), ("interrupted" if final.next else how)
+
+
+def job_dir(settings: Settings, thread_id: str) -> Path:
+    return settings.path("jobs", thread_id)

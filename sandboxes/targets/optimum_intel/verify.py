@@ -1,0 +1,310 @@
+"""Verification job for optimum-intel, run inside a sandbox.
+
+Usage: python verify.py SPEC.json
+SPEC: {"phase": "parity"|"tests", "workspace", "tiny_dir", "out_dir", "model_type",
+       "tolerance", "max_new_tokens", "tests": [[file, keyword], ...]}
+Prints one JSON report as the last line of stdout (and writes it to out_dir).
+Only the standard library and the verification stack are imported here: this
+file runs in a sandbox image that has no Onboarder installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+PROMPTS = ["The capital of France is", "def fibonacci(n):\n    "]
+F32 = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+def _first_error(exc: BaseException) -> str:
+    lines = [ln for ln in traceback.format_exception_only(type(exc), exc) if ln.strip()]
+    return " ".join(lines[-1].split())[:600]
+
+
+def _check(name, status, detail="", **metrics):
+    return {"name": name, "status": status, "detail": detail, "metrics": metrics}
+
+
+def _count_sdpa(xml: Path) -> int:
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    return sum(1 for op in model.get_ordered_ops() if op.get_type_name() == "ScaledDotProductAttention")
+
+
+def _divergence(pt, ov, mask, tol):
+    """Max |Δ| over real (unpadded) positions and the first position above tol."""
+    import torch
+
+    diff = (pt - ov).abs().amax(dim=-1) * mask
+    worst = float(diff.max())
+    first = None
+    over = (diff > tol).nonzero()
+    if len(over):
+        b, p = (int(x) for x in over[0])
+        first = {"prompt": b, "position": p, "abs_diff": float(diff[b, p])}
+    return worst, first
+
+
+def _as_generate_feeds(model, inputs: dict) -> dict:
+    """inputs plus the position ids transformers' generate() would pass with them.
+
+    A bare forward counts positions from 0 on every row (or, for RoBERTa-style embeddings, from
+    padding_idx + 1), while generate(), and OVModelForCausalLM after it, count them from each row's first
+    real token. Rotary models cannot tell the two apart; models with absolute position embeddings can, so
+    the reference forward gets what generate() would give it, and both sides see the same positions."""
+    import inspect
+
+    if "position_ids" in inputs or getattr(model.config, "is_encoder_decoder", False):
+        return inputs
+    if "position_ids" not in inspect.signature(model.forward).parameters:
+        return inputs
+    mask = inputs["attention_mask"]
+    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as generate() builds them
+    return {**inputs, "position_ids": positions}
+
+
+def _against(reference: str, default_worst: float) -> str:
+    if reference == "default":
+        return ""
+    return f" against the eager, uncached reference (transformers' default path: {default_worst:.3g})"
+
+
+class _EagerReference:
+    """The model as written, with no fast path: eager attention (every mask materialised) and no cache.
+
+    transformers' default path (sdpa, cached generate()) is what OpenVINO is compared with first, but it can
+    disagree with the model's own definition, and OpenVINO then follows the definition: sdpa drops an all-ones
+    causal mask that doge folds into its dynamic mask (its attention is then not causal); git's cached decode
+    adds the cache length to positions generate() already counted; moshi's cache layers evict keys beyond
+    the sliding window that its full causal mask still shows. A check failed against the default reference
+    is therefore asked again of this one, loaded only then, and passes only if OpenVINO matches it."""
+
+    def __init__(self, tiny):
+        self.tiny, self.model, self.used = tiny, None, []  # used: the prompts only this reference matched
+
+    def get(self):
+        if self.model is None:
+            import torch
+            from transformers import AutoModelForCausalLM
+
+            self.model = AutoModelForCausalLM.from_pretrained(
+                self.tiny, dtype=torch.float32, attn_implementation="eager").eval()
+        return self.model
+
+    def generate(self, feeds: dict, gen: dict) -> list:
+        import torch
+
+        with torch.no_grad():
+            return self.get().generate(**feeds, **gen, use_cache=False).tolist()
+
+    def logits(self, feeds: dict):
+        import torch
+
+        with torch.no_grad():
+            return self.get()(**feeds, use_cache=False).logits
+
+
+def parity(spec: dict) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import optimum.exporters.openvino as ove
+
+    checks, timings = [], {}
+    tol = float(spec["tolerance"])
+    tiny, out = Path(spec["tiny_dir"]), Path(spec["out_dir"])
+    ws = Path(spec["workspace"]).resolve()
+    code_from = Path(ove.__file__).resolve()
+    patched = ws in code_from.parents
+    checks.append(_check("patched_code_imported", "passed" if patched else "failed", str(code_from)))
+    if not patched:
+        return {"checks": checks, "timings": timings}
+
+    t = time.monotonic()
+    ir_dir = out / "ir"
+    try:
+        from optimum.exporters.openvino import main_export
+
+        main_export(model_name_or_path=str(tiny), output=str(ir_dir), task="text-generation-with-past")
+        sdpa = _count_sdpa(ir_dir / "openvino_model.xml")
+        checks.append(_check("export", "passed", str(ir_dir), sdpa_ops=sdpa, stateful=True))
+    except Exception as exc:  # the report carries the first actionable line
+        checks.append(_check("export", "failed", _first_error(exc)))
+        return {"checks": checks, "timings": {"export": time.monotonic() - t}}
+    timings["export"] = time.monotonic() - t
+
+    t = time.monotonic()
+    from optimum.intel import OVModelForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tiny)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    pt_model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32).eval()
+    ov_model = OVModelForCausalLM.from_pretrained(ir_dir, ov_config=F32, compile=True)
+    gen = dict(do_sample=False, max_new_tokens=int(spec.get("max_new_tokens", 8)),
+               min_new_tokens=int(spec.get("max_new_tokens", 8)), pad_token_id=tok.pad_token_id)
+
+    eager = _EagerReference(tiny)
+    batch = _as_generate_feeds(pt_model, dict(tok(PROMPTS, return_tensors="pt", padding=True)))
+    with torch.no_grad():
+        pt_logits = pt_model(**batch).logits
+    ov_logits = torch.as_tensor(ov_model(**batch).logits)
+    worst, first = _divergence(pt_logits, ov_logits, batch["attention_mask"], tol)
+    reference, default_worst = "default", worst
+    if worst > tol:
+        eager_worst, eager_first = _divergence(eager.logits(batch), ov_logits, batch["attention_mask"], tol)
+        if eager_worst <= tol:
+            worst, first, reference = eager_worst, eager_first, "eager_no_cache"
+    checks.append(_check("logits_parity", "passed" if worst <= tol else "failed",
+                         f"max |Δlogits| {worst:.3g} (tolerance {tol:g}){_against(reference, default_worst)}",
+                         max_abs_diff=worst,
+                         first_divergence=first, batch=2, left_padding=True, reference=reference,
+                         default_max_abs_diff=default_worst))
+
+    # Greedy decoding, prompt by prompt, then the padded batch.
+    mismatches = []
+    for i, prompt in enumerate(PROMPTS):
+        enc = tok(prompt, return_tensors="pt")
+        with torch.no_grad():
+            a = pt_model.generate(**enc, **gen)[0, enc["input_ids"].shape[1]:].tolist()
+        b = ov_model.generate(**enc, **gen)[0, enc["input_ids"].shape[1]:].tolist()
+        if a != b:
+            ref = eager.generate(enc, gen)[0][enc["input_ids"].shape[1]:]
+            if ref == b:
+                eager.used.append({"prompt": i, "torch_default": a})
+                continue
+            pos = next(k for k, (x, y) in enumerate(zip(a + [None], b + [None])) if x != y)
+            mismatches.append({"prompt": i, "position": pos, "torch": a, "openvino": b, "torch_eager_no_cache": ref})
+    note = f" ({len(eager.used)} matched only by the eager, uncached reference)" if eager.used else ""
+    checks.append(_check("greedy_tokens", "failed" if mismatches else "passed",
+                         f"{len(PROMPTS)} prompts x {gen['max_new_tokens']} tokens{note}",
+                         mismatches=mismatches, eager_reference=eager.used))
+    plain = {k: v for k, v in batch.items() if k != "position_ids"}  # generate() makes its own
+    with torch.no_grad():
+        a = pt_model.generate(**plain, **gen).tolist()
+    b = ov_model.generate(**plain, **gen).tolist()
+    same, reference = a == b, "default"
+    if not same and eager.generate(plain, gen) == b:
+        same, reference = True, "eager_no_cache"
+    checks.append(_check("batch_left_padding", "passed" if same else "failed",
+                         "batch of 2, left padded, greedy"
+                         + (" (equal to the eager, uncached reference only)" if reference != "default" else ""),
+                         equal=same, reference=reference, default_equal=a == b))
+
+    # A sequence longer than any window in the config, so sliding attention really slides.
+    cfg = pt_model.config.get_text_config() if hasattr(pt_model.config, "get_text_config") else pt_model.config
+    window = getattr(cfg, "sliding_window", None) or 0
+    length = max(48, 2 * int(window) + 8)
+    gen_ids = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, min(int(cfg.vocab_size), len(tok)) - 1, (1, length), generator=gen_ids)
+    long = _as_generate_feeds(pt_model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+    with torch.no_grad():
+        pt_long = pt_model(**long).logits
+    ov_long = torch.as_tensor(ov_model(**long).logits)
+    worst_long, first_long = _divergence(pt_long, ov_long, long["attention_mask"], tol)
+    reference, default_worst = "default", worst_long
+    if worst_long > tol:
+        eager_worst, eager_first = _divergence(eager.logits(long), ov_long, long["attention_mask"], tol)
+        if eager_worst <= tol:
+            worst_long, first_long, reference = eager_worst, eager_first, "eager_no_cache"
+    checks.append(_check("long_sequence_parity", "passed" if worst_long <= tol else "failed",
+                         f"{length} tokens (sliding window {window or 'none'}): max |Δ| {worst_long:.3g}"
+                         f"{_against(reference, default_worst)}",
+                         max_abs_diff=worst_long, length=length, window=window, first_divergence=first_long,
+                         reference=reference, default_max_abs_diff=default_worst))
+    timings["parity"] = time.monotonic() - t
+    if spec.get("measure_int8") and all(c["status"] == "passed" for c in checks):
+        t = time.monotonic()
+        checks.append(int8_weights(tiny, out / "ir-int8"))
+        timings["int8_export"] = time.monotonic() - t
+    return {"checks": checks, "timings": timings}
+
+
+def int8_weights(tiny: Path, ir_dir: Path) -> dict:
+    """`optimum-cli export openvino --weight-format int8`, exactly as users and the repository's
+    CLI tests run it, then 8-bit weight outputs counted the way its tests count them
+    (utils_tests.get_num_quantized_nodes): the test registration needs that number."""
+    cli = Path(sys.executable).with_name("optimum-cli")
+    cmd = [str(cli) if cli.exists() else "optimum-cli", "export", "openvino", "--model", str(tiny),
+           "--task", "text-generation-with-past", "--weight-format", "int8", str(ir_dir)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        tail = " ".join((res.stderr or res.stdout).strip().splitlines()[-2:])[-400:]
+        return _check("int8_weights", "failed", f"optimum-cli int8 export failed: {tail}")
+    import openvino as ov
+
+    model = ov.Core().read_model(ir_dir / "openvino_model.xml")
+    n = sum(1 for op in model.get_ops() for i in range(op.get_output_size())
+            if op.get_output_element_type(i).get_type_name() in ("i8", "u8"))
+    return _check("int8_weights", "passed", f"optimum-cli int8 export: {n} 8-bit weight outputs",
+                  per_model={"model": n})
+
+
+SUMMARY = re.compile(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)")
+
+
+def tests(spec: dict) -> dict:
+    ws = Path(spec["workspace"])
+    checks, timings = [], {}
+    # PYTHONPATH (site/ + workspace) comes from the runner; -p onboard_select keeps this model's tests.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "ONBOARD_SELECT_MODEL": spec["model_type"]}
+    for test_file in spec.get("tests", []):
+        t = time.monotonic()
+        path = ws / test_file
+        cmd = [sys.executable, "-m", "pytest", path.name, "-p", "onboard_select", "-q", "-p", "no:cacheprovider",
+               "-x", "--no-header", "-rA"]
+        res = subprocess.run(cmd, cwd=path.parent, env=env, capture_output=True, text=True)
+        tail = (res.stdout + res.stderr).strip().splitlines()[-40:]
+        # "-rA" lists every outcome; the ids let a reviewer rerun exactly what passed.
+        passed_ids = [f"{Path(test_file).parent}/{line.split()[1]}" for line in res.stdout.splitlines()
+                      if line.startswith("PASSED ")][:50]
+        counts = {}
+        for line in reversed(tail):
+            found = SUMMARY.findall(line)
+            if found:
+                counts = {k.rstrip("s") if k.startswith("error") else k: int(n) for n, k in found}
+                break
+        ran = counts.get("passed", 0) + counts.get("failed", 0) + counts.get("error", 0)
+        ok = res.returncode == 0 and counts.get("passed", 0) > 0
+        detail = f"pytest {test_file} (tests of {spec['model_type']}): " + ", ".join(
+            f"{v} {k}" for k, v in counts.items())
+        if ran == 0:
+            ok, detail = False, detail + " (selection ran no test)"
+        # pytest's "E   " lines say why a test failed; the tail is mostly warnings
+        errors = [line[1:].strip() for line in res.stdout.splitlines() if line.startswith("E ")][:20]
+        if errors and not ok:
+            detail += f": {errors[-1][:300]}"
+        checks.append(_check(f"tests:{test_file}", "passed" if ok else "failed", detail,
+                             counts=counts, returncode=res.returncode, passed_ids=passed_ids, errors=errors,
+                             tail="\n".join(tail[-25:])))
+        timings[f"tests:{test_file}"] = time.monotonic() - t
+    return {"checks": checks, "timings": timings}
+
+
+def main() -> int:
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    out = Path(spec["out_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        report = parity(spec) if spec["phase"] == "parity" else tests(spec)
+    except Exception as exc:  # an unexpected crash is still a report, not a traceback to parse
+        report = {"checks": [_check(spec["phase"], "failed", _first_error(exc))], "timings": {},
+                  "traceback": traceback.format_exc()[-4000:]}
+    report["phase"] = spec["phase"]
+    (out / f"report-{spec['phase']}.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

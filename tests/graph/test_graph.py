@@ -1,0 +1,168 @@
+"""The graph's routing, checkpointing and resume, with a scripted target.
+
+The target double stands in for a framework adapter so the test can decide
+which candidate passes and when the process "dies"; git, the forge and the
+checkpointer are real.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.graph.deps import Deps
+from agent.graph.request import thread_id_for
+from agent.graph.run import drive
+from tests.fakes.graph_job import local_job
+from tools.forge.local import LocalForge
+from tools.targets.base import Candidate, Check, Plan, VerifyReport
+
+
+class Killed(BaseException):
+    """Stands for the process dying mid-node (not an Exception: nothing may catch it)."""
+
+
+class ScriptedTarget:
+    name = "scripted"
+    default_repo = ""
+    pypi_name = "scripted"
+
+    def __init__(self, passing: set[str], die_on_verify: int | None = None):
+        self.passing, self.die_on_verify = passing, die_on_verify
+        self.applied: list[str] = []
+        self.verified: list[str] = []
+
+    def supported_types(self, ws):
+        return {"llama"}
+
+    def plan(self, analysis, ws):
+        return Plan(situation="S1", files=["registry.py"])
+
+    def candidates(self, analysis, ws, limit):
+        return [Candidate(id=f"alias:{b}", base=b, params={"base_class": b}) for b in ("a", "b", "c")][:limit]
+
+    def apply(self, cand, analysis, ws, ctx, facts=None):
+        self.applied.append(cand.id)
+        (ws / "registry.py").write_text(f"REGISTERED = {analysis['model_type']!r}  # via {cand.base}\n")
+        return ["registry.py"], []
+
+    def verify(self, cand, analysis, ws, ctx, sandbox, run_tests):
+        self.verified.append(cand.id)
+        if self.die_on_verify is not None and len(self.verified) == self.die_on_verify:
+            raise Killed()
+        ok = cand.base in self.passing
+        checks = [Check(name="logits_parity", status="passed" if ok else "failed",
+                        detail="scripted", metrics={"max_abs_diff": 1e-7 if ok else 0.5})]
+        return VerifyReport(passed=ok, checks=checks, first_failure="" if ok else "logits_parity: scripted")
+
+    def display_name(self, model_type):
+        return model_type.upper()
+
+    def pr_title(self, analysis, cand):
+        return f"Add {analysis['model_type']}"
+
+    def min_transformers_version(self, model_type):
+        return "5.0.0", "scripted"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    import tools.tiny.model
+
+    monkeypatch.setattr(tools.tiny.model, "build_tiny", _fake_tiny(tmp_path))
+    return local_job(tmp_path, "scripted", {"model_type": "newmodel", "architectures": ["NewModelForCausalLM"],
+                                            "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                            "vocab_size": 1000}, {"registry.py": "REGISTERED = None\n"})
+
+
+
+def _fake_tiny(tmp_path):
+    from types import SimpleNamespace
+
+    def build(raw, cache_dir, **kw):
+        return SimpleNamespace(path=tmp_path / "tiny", num_params=10, config=raw, cached=True, build_seconds=0.0)
+    return build
+
+
+def _deps(settings, repos, target):
+    return Deps(settings=settings, target=target, forge=LocalForge(settings.data_dir), repos=repos,
+                sandbox_factory=lambda: type("S", (), {"name": "none"})())
+
+
+def test_next_candidate_after_failure_then_publish(env):
+    settings, repos, initial = env
+    target = ScriptedTarget(passing={"b"})
+    state, how = drive(settings, _deps(settings, repos, target), initial["thread_id"], initial)
+    assert how == "started" and state["outcome"] == "pr"
+    assert target.verified == ["alias:a", "alias:b"]
+    assert [a["passed"] for a in state["attempts"]] == [False, True]
+    body = Path(state["pr"]["body_path"]).read_text()
+    assert "alias:a" in body and "logits_parity" in body
+    # the same request again reports the finished run; nothing runs twice
+    state2, how2 = drive(settings, _deps(settings, repos, target), initial["thread_id"], initial)
+    assert how2 == "finished_before" and target.verified == ["alias:a", "alias:b"]
+    assert len(LocalForge(settings.data_dir).records()) == 1
+
+
+def test_refusal_when_nothing_passes(env):
+    settings, repos, initial = env
+    target = ScriptedTarget(passing=set())
+    state, _ = drive(settings, _deps(settings, repos, target), initial["thread_id"], initial)
+    assert state["outcome"] in ("refused", "needs_llm")
+    assert "max |Δlogits| 0.5" in state["message"]
+    assert not LocalForge(settings.data_dir).records()
+    report = json.loads((Path(initial["job_dir"]) / "report.json").read_text())
+    assert report["outcome"] == state["outcome"] and len(report["attempts"]) == 3
+
+
+def test_killed_during_verify_resumes_without_redoing_edits(env):
+    settings, repos, initial = env
+    target = ScriptedTarget(passing={"a"}, die_on_verify=1)
+    with pytest.raises(Killed):
+        drive(settings, _deps(settings, repos, target), initial["thread_id"], initial)
+    assert not LocalForge(settings.data_dir).records()
+    target.die_on_verify = None
+    state, how = drive(settings, _deps(settings, repos, target), initial["thread_id"], None)
+    assert how == "resumed" and state["outcome"] == "pr"
+    assert target.applied == ["alias:a"]  # implement finished before the kill: not repeated
+    assert len(LocalForge(settings.data_dir).records()) == 1
+
+
+def test_a_live_thread_cannot_be_driven_twice(tmp_path):
+    from tools.errors import UserError
+    from agent.graph.run import thread_lock
+    from agent.settings import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    with thread_lock(settings, "t1"):
+        with pytest.raises(UserError, match="already running"):
+            with thread_lock(settings, "t1"):
+                pass
+        with thread_lock(settings, "t2"):  # other threads are independent
+            pass
+    with thread_lock(settings, "t1"):  # released when the holder finishes
+        pass
+
+
+def test_an_llm_endpoint_makes_a_new_run_of_the_same_request():
+    plain = thread_id_for("optimum-intel", "jetmoe", "h", "rev")
+    assert plain == thread_id_for("optimum-intel", "jetmoe", "h", "rev")
+    assert thread_id_for("optimum-intel", "jetmoe", "h", "rev", with_llm=True) != plain
+
+
+def test_tiny_model_failure_ends_the_run_cleanly(env, monkeypatch):
+    import tools.tiny.model
+
+    def broken(raw, cache_dir, **kw):
+        raise tools.tiny.model.TinyModelError("tiny newmodel failed validation: reload failed")
+
+    monkeypatch.setattr(tools.tiny.model, "build_tiny", broken)
+    settings, repos, initial = env
+    target = ScriptedTarget(passing={"a"})
+    state, how = drive(settings, _deps(settings, repos, target), initial["thread_id"], initial)
+    assert state["outcome"] == "tiny_failed" and "reload failed" in state["message"]
+    assert target.verified == [] and not LocalForge(settings.data_dir).records()
+    report = json.loads((Path(initial["job_dir"]) / "report.json").read_text())
+    assert report["outcome"] == "tiny_failed"

@@ -1,0 +1,48 @@
+"""Job preparation: request → workspace, config, deterministic thread id (no network)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import git
+import pytest
+
+from tools.errors import UserError
+from agent.graph.request import Request, prepare
+from agent.settings import Settings
+from tools.repo.workspace import commit_all
+from tests import TESTS
+
+FIXTURE = TESTS / "fixtures" / "optimum_intel"
+
+
+@pytest.fixture
+def upstream(tmp_path):
+    up = tmp_path / "optimum-intel"
+    shutil.copytree(FIXTURE, up)
+    commit_all(git.Repo.init(up, initial_branch="main"), "fixture")
+    return up
+
+
+def test_prepare_a_known_type_against_a_local_checkout(tmp_path, upstream, monkeypatch):
+    monkeypatch.delenv("ONBOARD_LLM_BASE_URL", raising=False)
+    settings = Settings(data_dir=tmp_path / "data")
+    job = prepare(Request(model="cwm", target="optimum-intel", repo=str(upstream)), settings)
+    again = prepare(Request(model="cwm", target="optimum-intel", repo=str(upstream)), settings)
+    assert job.thread_id == again.thread_id and job.thread_id.startswith("optimum-intel-cwm-")
+    state = job.initial_state
+    assert state["workspace"]["source"] == "git" and Path(state["request"]["config_path"]).is_file()
+
+    monkeypatch.setenv("ONBOARD_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    with_llm = prepare(Request(model="cwm", target="optimum-intel", repo=str(upstream)), settings)
+    assert with_llm.thread_id != job.thread_id
+
+
+def test_prepare_refuses_bad_input_before_writing_anything(tmp_path, upstream):
+    settings = Settings(data_dir=tmp_path / "data")
+    with pytest.raises(UserError, match="unknown model_type"):
+        prepare(Request(model="not_a_model", target="optimum-intel", repo=str(upstream)), settings)
+    with pytest.raises(UserError, match="unknown target"):
+        prepare(Request(model="cwm", target="nope", repo=str(upstream)), settings)
+    assert not (tmp_path / "data" / "jobs").exists()

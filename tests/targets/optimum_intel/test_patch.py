@@ -1,0 +1,257 @@
+"""write_patch on a miniature optimum-intel workspace: additive, idempotent, graceful."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tools.source.literals import literal_keys
+from tools.targets.optimum_intel.fixture import FIXTURE_HELPER, fixture_function_source
+from tools.targets.optimum_intel.patch import PatchSpec, _registrations, config_class_name, write_patch
+from tests import TESTS
+
+FIXTURES = TESTS / "fixtures" / "optimum_intel"
+CONFIGS = "optimum/exporters/openvino/model_configs.py"
+UTILS_TESTS = "tests/openvino/utils_tests.py"
+TINY = {"model_type": "cwm", "vocab_size": 1024, "hidden_size": 64, "num_hidden_layers": 2, "sliding_window": 8,
+        "rope_parameters": {"rope_type": "llama3", "rope_theta": 1000000.0, "factor": 16.0, "high_freq_factor": 4.0,
+                            "low_freq_factor": 1.0, "original_max_position_embeddings": 128}}
+
+
+def spec(model_type: str = "cwm", **kw) -> PatchSpec:
+    fields = dict(model_type=model_type, base_class="LlamaOpenVINOConfig", min_transformers_version="5.0.0",
+                  display_name=model_type.upper(), tiny_config=dict(TINY, model_type=model_type), expected_sdpa=2)
+    return PatchSpec(**{**fields, **kw})
+
+
+@pytest.fixture
+def ws(tmp_path) -> Path:
+    shutil.copytree(FIXTURES, tmp_path / "ws", ignore=shutil.ignore_patterns("conftest.py", "__pycache__"))
+    return tmp_path / "ws"
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def registrations(root: Path) -> set[tuple[str, str]]:
+    tree = ast.parse((root / CONFIGS).read_text())
+    return {(mt, cls) for cls, regs in _registrations(tree).items() for mt, _ in regs}
+
+
+def test_class_names_follow_upstream_style():
+    assert config_class_name("cwm") == "CwmOpenVINOConfig"
+    assert config_class_name("seed_oss") == "SeedOssOpenVINOConfig"
+    assert config_class_name("hunyuan_v1_dense") == "HunyuanV1DenseOpenVINOConfig"
+    assert config_class_name("qwen3_5", {"Qwen35OpenVINOConfig"}) == "Qwen3_5OpenVINOConfig"
+
+
+def test_full_patch_is_additive_and_parses(ws):
+    before = snapshot(ws)
+    regs_before = registrations(ws)
+    result = write_patch(ws, spec(expected_int8={"model": 32}))
+    after = snapshot(ws)
+    for rel, text in after.items():
+        if rel.endswith(".py"):
+            ast.parse(text)
+    assert regs_before < registrations(ws) and ("cwm", "CwmOpenVINOConfig") in registrations(ws)
+    assert set(result.files) == set(result.changed) == {rel for rel in before if before[rel] != after[rel]}
+    for rel in before:  # nothing removed: every original line is still there
+        assert not set(before[rel].splitlines()) - set(after[rel].splitlines()), rel
+    for rel, table in [("tests/openvino/test_decoder.py", "SUPPORTED_ARCHITECTURES"),
+                       ("tests/openvino/test_decoder.py", "EXPECTED_NUM_SDPA"),
+                       ("tests/openvino/test_export.py", "SUPPORTED_ARCHITECTURES"),
+                       (UTILS_TESTS, "HUB_MODEL_NAMES"), (UTILS_TESTS, "_ARCHITECTURES_TO_EXPECTED_INT8")]:
+        old, new = literal_keys(before[rel], table), literal_keys(after[rel], table)
+        assert set(old) < set(new) and "cwm" in new, (rel, table)
+    cli = literal_keys(after["tests/openvino/test_exporters_cli.py"], "SUPPORTED_ARCHITECTURES")
+    assert ("text-generation-with-past", "cwm") in cli and result.skipped == []
+
+
+def test_config_class_follows_its_base_with_the_base_tasks(ws):
+    result = write_patch(ws, spec(class_attrs={"DUMMY_PKV_GENERATOR_CLASS": "MistralDummyPastKeyValuesGenerator"}))
+    tree = ast.parse((ws / CONFIGS).read_text())
+    names = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert names[names.index("LlamaOpenVINOConfig") + 1] == "CwmOpenVINOConfig"
+    tasks = dict(_registrations(tree)["CwmOpenVINOConfig"])["cwm"]
+    # the base's tasks, minus those transformers has no CWM class for
+    assert tasks == ["feature-extraction", "feature-extraction-with-past", "text-generation",
+                     "text-generation-with-past"]
+    assert any("text-classification, image-text-to-text" in n for n in result.notes)
+    text = (ws / CONFIGS).read_text()
+    assert ('class CwmOpenVINOConfig(LlamaOpenVINOConfig):\n    MIN_TRANSFORMERS_VERSION = "5.0.0"\n'
+            "    DUMMY_PKV_GENERATOR_CLASS = MistralDummyPastKeyValuesGenerator\n") in text
+    assert '    library_name="transformers",\n)\nclass CwmOpenVINOConfig' in text
+
+
+def test_applying_twice_equals_applying_once(ws):
+    first = write_patch(ws, spec(expected_int8={"model": 32}))
+    once = snapshot(ws)
+    second = write_patch(ws, spec(expected_int8={"model": 32}))
+    assert snapshot(ws) == once
+    assert second.changed == [] and sorted(second.files) == sorted(first.files)
+
+
+def test_two_models_share_one_fixture_helper(ws):
+    write_patch(ws, spec("cwm"))
+    write_patch(ws, spec("seed_oss", min_transformers_version="4.57.0", display_name="SeedOss"))
+    text = (ws / UTILS_TESTS).read_text()
+    assert text.count(f"def {FIXTURE_HELPER}(") == 1
+    funcs = [n.name for n in ast.parse(text).body if isinstance(n, ast.FunctionDef)]
+    assert funcs == ["_create_tiny_widget_model", FIXTURE_HELPER, "_create_tiny_cwm_model",
+                     "_create_tiny_seed_oss_model"]
+    names = literal_keys(text, "HUB_MODEL_NAMES")
+    assert names.index("cwm") == names.index("bert") + 1 and names.index("seed_oss") == names.index("mamba") + 1
+    assert '    "seed_oss": _create_tiny_seed_oss_model(),\n' in text
+
+
+def test_onnx_removal_and_docs(ws):
+    result = write_patch(ws, spec("seed_oss", display_name="SeedOss"))
+    assert "seed_oss" not in literal_keys((ws / "optimum/exporters/openvino/utils.py").read_text(),
+                                          "ONNX_SUPPORTED_ARCHITECTURES")
+    assert "optimum/exporters/openvino/utils.py" in result.changed
+    assert "- SAM\n- SeedOss\n- SEW\n" in (ws / "docs/source/openvino/models.mdx").read_text()
+    other = write_patch(ws, spec("cwm", display_name="CWM"))
+    assert "optimum/exporters/openvino/utils.py" not in other.files  # cwm was never ONNX-listed
+    assert "- Cohere\n- CWM\n- Falcon\n" in (ws / "docs/source/openvino/models.mdx").read_text()
+
+
+def test_unknown_counts_are_noted_not_guessed(ws):
+    result = write_patch(ws, spec(expected_sdpa=None))
+    decoder = (ws / "tests/openvino/test_decoder.py").read_text()
+    assert "cwm" in literal_keys(decoder, "SUPPORTED_ARCHITECTURES")
+    assert "cwm" not in literal_keys(decoder, "EXPECTED_NUM_SDPA")
+    assert any("SDPA count unknown" in n for n in result.notes)
+    assert any("test_exporters_cli.py" in s and "int8" in s for s in result.skipped)
+    assert "tests/openvino/test_exporters_cli.py" not in result.files
+
+
+def test_first_write_before_measuring_makes_no_stale_notes(ws):
+    # the PR body carries the first write's notes; the counts arrive with the write after the export
+    result = write_patch(ws, spec(expected_sdpa=None, measured=False))
+    assert not any("SDPA count unknown" in n for n in result.notes)
+    assert not any("int8" in s for s in result.skipped)
+    assert "cwm" not in literal_keys((ws / "tests/openvino/test_decoder.py").read_text(), "EXPECTED_NUM_SDPA")
+
+
+def test_source_distribution_without_tests_or_docs(ws):
+    shutil.rmtree(ws / "tests")
+    shutil.rmtree(ws / "docs")
+    result = write_patch(ws, spec())
+    assert sorted(result.files) == [CONFIGS]
+    assert any("tests/ absent" in n for n in result.notes) and any("documentation skipped" in n for n in result.notes)
+
+
+def test_missing_table_is_skipped_with_a_reason(ws):
+    path = ws / "tests/openvino/test_export.py"
+    path.write_text(path.read_text().replace("SUPPORTED_ARCHITECTURES = {", "TABLE = {"))
+    result = write_patch(ws, spec())
+    assert any(s.startswith("tests/openvino/test_export.py") for s in result.skipped)
+    assert "tests/openvino/test_decoder.py" in result.changed
+
+
+def test_caller_errors_and_version_notes(ws):
+    with pytest.raises(ValueError, match="not found"):
+        write_patch(ws, spec(base_class="NopeOpenVINOConfig"))
+    with pytest.raises(ValueError, match="Undefined"):
+        write_patch(ws, spec(class_attrs={"X": "Undefined()"}))
+    assert "cwm" not in {mt for mt, _ in registrations(ws)}  # nothing half-written
+    result = write_patch(ws, spec(base_class="ExaoneOpenVINOConfig"))
+    assert any("MAX_TRANSFORMERS_VERSION" in n for n in result.notes)
+
+
+def test_existing_registration_is_left_alone(ws):
+    before = snapshot(ws)
+    result = write_patch(ws, spec("mamba", display_name="Mamba"))
+    assert any("registered by MambaOpenVINOConfig" in n for n in result.notes)
+    assert snapshot(ws)[CONFIGS] == before[CONFIGS]
+
+
+def test_name_clash_picks_a_free_class_name(ws):
+    write_patch(ws, spec("toy_lm", display_name="ToyLM"))
+    assert ("toy_lm", "Toy_LmOpenVINOConfig") in registrations(ws)
+
+
+def test_fixture_source_is_black_shaped():
+    source = fixture_function_source("cwm", "CWM", TINY)
+    assert '    return _create_tiny_random_causal_lm(\n        "cwm",\n        {\n' in source
+    assert '            "rope_parameters": {\n                "rope_type": "llama3",\n' in source
+    assert max(len(line) for line in source.splitlines()) <= 119 and '"model_type"' not in source
+
+
+def run_fixture_helper(ws: Path, tmp_path: Path, body: str) -> dict:
+    """Run the fixture helper the patch wrote to utils_tests.py, then `body`; returns what body prints as JSON."""
+    tree = ast.parse((ws / UTILS_TESTS).read_text())
+    helper = next(n for n in tree.body if getattr(n, "name", "") == FIXTURE_HELPER)
+    script = "import json, sys, tempfile\nfrom pathlib import Path\nimport torch\n" + ast.unparse(helper) + \
+        "\n" + textwrap.dedent(body)
+    env = dict(os.environ, TMPDIR=str(tmp_path), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.integration
+def test_generated_fixture_builds_a_tiny_model_offline(ws, tmp_path):
+    """Runs the helper the patch writes: tiny model + tokenizer, cached, special ids as configured."""
+    write_patch(ws, spec("qwen2", tiny_config={"model_type": "qwen2", "vocab_size": 512, "hidden_size": 16,
+                                               "intermediate_size": 32, "num_hidden_layers": 1,
+                                               "num_attention_heads": 2, "num_key_value_heads": 1,
+                                               "bos_token_id": 5, "eos_token_id": 7, "pad_token_id": 7}))
+    facts = run_fixture_helper(ws, tmp_path, """
+        config = {"vocab_size": 512, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                  "num_attention_heads": 2, "num_key_value_heads": 1, "bos_token_id": 5, "eos_token_id": 7,
+                  "pad_token_id": 7}
+        path = _create_tiny_random_causal_lm("qwen2", config)
+        again = _create_tiny_random_causal_lm("qwen2", config)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path)
+        ids = tok("The quick brown fox", return_tensors="pt").input_ids
+        print(json.dumps({"same": path == again, "bos": tok.bos_token_id, "eos": tok.eos_token_id,
+                          "pad": tok.pad_token_id, "max_id": int(ids.max()),
+                          "logits": list(model(ids).logits.shape)}))
+    """)
+    assert facts["same"] and (facts["bos"], facts["eos"], facts["pad"]) == (5, 7, 7)
+    assert facts["max_id"] < 512 and facts["logits"][-1] == 512
+
+
+def test_generated_fixture_draws_a_zero_initialised_router(ws, tmp_path):
+    """Ernie 4.5 MoE leaves its router to the checkpoint (zeros): the fixture must not tie every expert."""
+    write_patch(ws, spec("qwen2"))
+    facts = run_fixture_helper(ws, tmp_path, """
+        config = {"vocab_size": 512, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
+                  "num_attention_heads": 2, "num_key_value_heads": 1, "moe_num_experts": 4, "moe_k": 2,
+                  "moe_intermediate_size": 16, "moe_layer_start_index": 0}
+        path = _create_tiny_random_causal_lm("ernie4_5_moe", config)
+        from safetensors.torch import load_file
+        weights = load_file(str(Path(path) / "model.safetensors"))
+        gates = [k for k in weights if k.endswith("mlp.gate.weight")]
+        print(json.dumps({"gates": gates, "zero": [k for k in gates if not weights[k].any()]}))
+    """)
+    assert facts["gates"] and not facts["zero"]
+
+
+def test_fixture_config_of_a_text_sub_config_without_auto_mapping(tmp_path):
+    from tools.targets.optimum_intel.target import tiny_fixture_config
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "emu3_text_model", "hidden_size": 16,
+                                                      "transformers_version": "5.5.4"}))
+    assert tiny_fixture_config(tmp_path) == {"model_type": "emu3_text_model", "hidden_size": 16}
+
+
+def test_written_min_version_reads_what_the_patch_wrote(ws, tmp_path):
+    from tools.targets.optimum_intel.target import OptimumIntelTarget
+
+    write_patch(ws, spec("toy_lm", display_name="ToyLM", min_transformers_version="4.99.0"))
+    target = OptimumIntelTarget(tmp_path / "cache")
+    assert target.written_min_version(ws, "toy_lm") == "4.99.0"
+    assert target.written_min_version(ws, "not_registered") is None

@@ -1,0 +1,129 @@
+"""Forges publish a verified change as a pull request.
+
+`LocalForge` pushes the branch to a bare repository under the data dir and
+writes the PR record (markdown body, diff, JSON twin); the GitHub forge lives
+beside it behind the same protocol. Publishing is an upsert keyed by target +
+model type, so a resumed or repeated run updates the record, never adds one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import git
+from pydantic import BaseModel, Field
+
+from tools.repo.workspace import GIT_ENV, commit_all
+
+
+class PRRecord(BaseModel):
+    target: str
+    model_type: str
+    title: str
+    branch: str
+    remote: str
+    base_rev: str
+    head_rev: str
+    url: str
+    body_path: str
+    diff_path: str
+    json_path: str
+    thread_id: str = ""
+    verification: dict = Field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    revision: int = 1
+
+
+@runtime_checkable
+class Forge(Protocol):
+    name: str
+
+    def publish(self, *, worktree: Path, base_rev: str, branch: str, title: str, body: str,
+                target: str, model_type: str, thread_id: str, verification: dict) -> PRRecord: ...
+
+    def find(self, target: str, model_type: str) -> PRRecord | None: ...
+
+    def records(self) -> list[PRRecord]: ...
+
+
+def branch_name(target: str, model_type: str) -> str:
+    return f"onboard/{target}/{model_type}"
+
+
+class RecordStore:
+    """PR records on disk, `prs/<target>/<key>.{md,diff,json}`: what every forge writes and `onboard prs`
+    reads. Writing is an upsert: the JSON twin is replaced atomically and its revision counts up."""
+
+    def __init__(self, data_dir: Path):
+        self.root = data_dir
+
+    def dir(self, target: str) -> Path:
+        return self.root / "prs" / target
+
+    def find(self, target: str, model_type: str) -> PRRecord | None:
+        path = self.dir(target) / f"{model_type}.json"
+        return PRRecord.model_validate_json(path.read_text()) if path.exists() else None
+
+    def records(self) -> list[PRRecord]:
+        return [PRRecord.model_validate_json(p.read_text()) for p in sorted((self.root / "prs").glob("*/*.json"))]
+
+    def write(self, *, target: str, model_type: str, body: str, diff: str, **fields) -> PRRecord:
+        out = self.dir(target)
+        out.mkdir(parents=True, exist_ok=True)
+        body_path, diff_path, json_path = (out / f"{model_type}{ext}" for ext in (".md", ".diff", ".json"))
+        previous = self.find(target, model_type)
+        now = time.time()
+        record = PRRecord(target=target, model_type=model_type, body_path=str(body_path),
+                          diff_path=str(diff_path), json_path=str(json_path),
+                          created_at=previous.created_at if previous else now, updated_at=now,
+                          revision=(previous.revision + 1) if previous else 1, **fields)
+        body_path.write_text(body)
+        diff_path.write_text(diff + "\n")
+        tmp = json_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record.model_dump(mode="json"), indent=2))
+        tmp.replace(json_path)
+        return record
+
+
+class StoredRecords:
+    """`find` and `records` of the Forge protocol, for forges that keep their records in a RecordStore."""
+
+    store: RecordStore
+
+    def find(self, target: str, model_type: str) -> PRRecord | None:
+        return self.store.find(target, model_type)
+
+    def records(self) -> list[PRRecord]:
+        return self.store.records()
+
+
+class LocalForge(StoredRecords):
+    name = "local"
+
+    def __init__(self, data_dir: Path):
+        self.root = data_dir
+        self.store = RecordStore(data_dir)
+
+    def _remote(self, target: str) -> Path:
+        path = self.root / "remotes" / f"{target}.git"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            git.Repo.init(path, bare=True)
+        return path
+
+    def publish(self, *, worktree, base_rev, branch, title, body, target, model_type, thread_id,
+                verification) -> PRRecord:
+        repo = git.Repo(worktree)
+        # Re-running publish (resume) must yield the same branch content, not a second commit.
+        repo.git.reset("-q", "--soft", base_rev)
+        head = commit_all(repo, f"{title}\n\nGenerated and verified by Onboarder (thread {thread_id}).")
+        remote = self._remote(target)
+        repo.git.push("-q", "--force", str(remote), f"HEAD:refs/heads/{branch}", env=GIT_ENV)
+        diff = repo.git.diff(base_rev, head, "--no-color", "--no-ext-diff")
+        return self.store.write(target=target, model_type=model_type, body=body, diff=diff, title=title,
+                                branch=branch, remote=str(remote), base_rev=base_rev, head_rev=head,
+                                url=f"file://{remote}#{branch}", thread_id=thread_id, verification=verification)

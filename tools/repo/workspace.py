@@ -1,0 +1,230 @@
+"""Target repositories: one cached bare mirror per URL, one worktree per job.
+
+When a repository cannot be reached, the workspace is built from the target's
+source distribution on the package index and committed as the base, and the
+workspace says so (the report repeats it).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import git
+from pydantic import BaseModel
+
+from tools.errors import UserError
+
+GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GIT_SSH_COMMAND": "ssh -oBatchMode=yes"}
+BOT = ("Onboarder", "onboarder@localhost")
+log = logging.getLogger(__name__)
+
+
+class RepoUnavailable(RuntimeError):
+    pass
+
+
+class Workspace(BaseModel):
+    path: Path
+    base_rev: str
+    source: str  # git | sdist
+    origin: str  # URL, path or "pypi:<name>==<version>"
+    note: str = ""
+
+
+def _slug(url: str) -> str:
+    tail = url.rstrip("/").split("/")[-1].removesuffix(".git") or "repo"
+    return f"{tail}-{hashlib.sha256(url.encode()).hexdigest()[:10]}"
+
+
+def git_reason(exc: git.GitCommandError) -> str:
+    """The line of git's stderr that says what went wrong (its first `fatal:` or `error:`)."""
+    lines = [ln.strip() for ln in (exc.stderr or "").replace("stderr:", "").strip(" '\n").splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.lower().startswith(("fatal:", "error:")):
+            return ln.split(":", 1)[1].strip()
+    return lines[-1] if lines else f"git exited with {exc.status}"
+
+
+def normalise_repo(repo: str) -> str:
+    """Local paths become absolute file paths; URLs stay as they are."""
+    if "://" in repo or repo.startswith("git@"):
+        return repo
+    path = Path(repo).expanduser()
+    if not path.exists():
+        raise UserError(f"repository path does not exist: {repo}")
+    return str(path.resolve())
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def commit_all(repo: git.Repo, message: str) -> str:
+    repo.git.add("-A")
+    repo.git.commit(
+        "-q", "--no-verify", "--allow-empty", "-m", message,
+        env={**GIT_ENV, "GIT_AUTHOR_NAME": BOT[0], "GIT_AUTHOR_EMAIL": BOT[1],
+             "GIT_COMMITTER_NAME": BOT[0], "GIT_COMMITTER_EMAIL": BOT[1]},
+    )
+    return repo.head.commit.hexsha
+
+
+class RepoManager:
+    def __init__(self, data_dir: Path, timeout_s: float = 120.0, freshness_s: float = 3600.0, on_note=None):
+        self.root = data_dir
+        self.on_note = on_note or log.warning  # a face that shows notes itself passes its printer
+        self.timeout = timeout_s
+        self.freshness = freshness_s
+        self.notes: list[str] = []  # what the user should hear about, e.g. a mirror re-cloned
+
+    # -- mirrors ---------------------------------------------------------------
+    def mirror(self, url: str, *, corrupt: str | None = None) -> Path:
+        """A bare mirror of `url`, cloned once and fetched when stale.
+
+        A mirror that fails its health check, or that the caller found `corrupt`
+        while reading it, is removed and cloned again; `notes` says so.
+        """
+        path = self.root / "mirrors" / f"{_slug(url)}.git"
+        with _locked(path.with_suffix(".lock")):
+            problem = corrupt or (self._problem(path) if path.exists() else None)
+            if path.exists() and problem:
+                shutil.rmtree(path)  # corrupt mirror: start again rather than fail forever
+                self.notes.append(f"mirror {path.name} was corrupt ({problem}); re-cloned from {url}")
+                self.on_note(self.notes[-1])
+            try:
+                if not path.exists():
+                    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".clone-"))
+                    try:
+                        # no_hardlinks: a local source must never share object files with a mirror
+                        # we may delete or repair.
+                        git.Repo.clone_from(url, tmp, mirror=True, no_hardlinks=True, env=GIT_ENV,
+                                            kill_after_timeout=self.timeout)
+                    except BaseException:
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        raise
+                    tmp.rename(path)
+                    (path / "onboarder-fetched").write_text(str(time.time()))
+                elif time.time() - self._fetched_at(path) > self.freshness:
+                    git.Repo(path).git.fetch("--prune", "origin", env=GIT_ENV, kill_after_timeout=self.timeout)
+                    (path / "onboarder-fetched").write_text(str(time.time()))
+            except git.GitCommandError as exc:
+                raise RepoUnavailable(f"cannot reach {url}: {git_reason(exc)}") from exc
+        return path
+
+    @classmethod
+    def _healthy(cls, path: Path) -> bool:
+        return cls._problem(path) is None
+
+    @staticmethod
+    def _problem(path: Path) -> str | None:
+        """Why the repository at `path` is unusable, or None.
+
+        Reading HEAD's commit and tree opens the packs they live in, which catches a
+        garbage HEAD, lost refs and truncated or overwritten pack files cheaply
+        (a full fsck would cost seconds on every call).
+        """
+        try:
+            repo = git.Repo(path)
+            repo.git.rev_parse("--verify", "--quiet", "HEAD^{commit}")
+            repo.git.cat_file("-e", "HEAD^{tree}")
+            return None
+        except git.GitCommandError as exc:
+            return git_reason(exc)
+        except (git.GitError, ValueError, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}"[:200]
+
+    @staticmethod
+    def _fetched_at(path: Path) -> float:
+        try:
+            return float((path / "onboarder-fetched").read_text())
+        except (OSError, ValueError):
+            return 0.0
+
+    def resolve(self, mirror: Path, ref: str | None) -> str:
+        repo = git.Repo(mirror)
+        try:
+            return repo.git.rev_parse("--verify", f"{ref or 'HEAD'}^{{commit}}")
+        except git.GitCommandError as exc:
+            raise UserError(f"unknown ref {ref!r} in {mirror.name}") from exc
+
+    # -- source distribution fallback -----------------------------------------
+    def sdist_mirror(self, pypi_name: str, version: str) -> Path:
+        """A one-commit repository holding the package's source distribution."""
+        path = self.root / "mirrors" / f"sdist-{pypi_name}-{version}"
+        with _locked(path.with_suffix(".lock")):
+            if path.exists() and self._healthy(path):
+                return path
+            shutil.rmtree(path, ignore_errors=True)
+            dl = Path(tempfile.mkdtemp(prefix="onboard-sdist-"))
+            try:
+                cmd = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
+                       "--no-build-isolation", "-q", "-d", str(dl), f"{pypi_name}=={version}"]
+                res = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout)
+                archives = list(dl.glob("*.tar.gz"))
+                if res.returncode != 0 or not archives:
+                    raise RepoUnavailable(f"no source distribution of {pypi_name}=={version}: "
+                                          f"{(res.stderr or '').strip().splitlines()[-1:]}")
+                tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".sdist-"))
+                with tarfile.open(archives[0]) as tar:
+                    tar.extractall(tmp, filter="data")
+                (top,) = [p for p in tmp.iterdir() if p.is_dir()]
+                repo = git.Repo.init(top)
+                commit_all(repo, f"Base: {pypi_name} {version} source distribution (package index)")
+                top.rename(path)
+                shutil.rmtree(tmp, ignore_errors=True)
+            finally:
+                shutil.rmtree(dl, ignore_errors=True)
+        return path
+
+    # -- worktrees -------------------------------------------------------------
+    def worktree(self, mirror: Path, rev: str, dest: Path) -> Path:
+        """A worktree of `mirror` at `rev` in `dest`, reset to `rev` if it exists."""
+        with _locked(mirror.parent / f"{mirror.name}.lock"):
+            repo = git.Repo(mirror)
+            if dest.exists() and (dest / ".git").exists():
+                self.reset(dest, rev)
+                return dest
+            shutil.rmtree(dest, ignore_errors=True)
+            repo.git.worktree("prune")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            repo.git.worktree("add", "--detach", "-f", str(dest), rev)
+        return dest
+
+    @staticmethod
+    def reset(worktree: Path, rev: str) -> None:
+        repo = git.Repo(worktree)
+        repo.git.checkout("-q", "--detach", "-f", rev)
+        repo.git.reset("-q", "--hard", rev)
+        repo.git.clean("-fdq")
+
+
+def diff_against(worktree: Path, rev: str) -> str:
+    repo = git.Repo(worktree)
+    repo.git.add("-A", "--intent-to-add")
+    return repo.git.diff(rev, "--no-color", "--no-ext-diff")
+
+
+def has_path(worktree: Path, rel: str) -> bool:
+    return (worktree / rel).exists()
+
+
+def env_without_git_prompts() -> dict:
+    return {**os.environ, **GIT_ENV}

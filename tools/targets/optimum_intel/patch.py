@@ -1,0 +1,373 @@
+"""Write an optimum-intel model onboarding into a workspace, following the repository's conventions.
+
+One call registers the export config next to the class it follows, takes the type off the ONNX fallback
+list, documents it, and registers it in the decoder tests with a local tiny-model fixture so the targeted
+tests run without the Hub. Every edit is additive and idempotent; what the workspace lacks (a source
+distribution has no tests/ or docs/) is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import importlib.util
+import re
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+from pydantic import BaseModel, Field
+
+from tools.source.python_edit import Edit, EditError, Src, edit_file, insert_block, insert_bullet, top_level_names
+from tools.source.literals import insert_element, literal_keys, remove_element
+from tools.targets.optimum_intel.fixture import FIXTURE_HELPER, FIXTURE_HELPER_SOURCE, FIXTURE_NEEDS, \
+    fixture_function_name, fixture_function_source
+from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, insert_import
+
+MODEL_CONFIGS = "optimum/exporters/openvino/model_configs.py"
+UTILS = "optimum/exporters/openvino/utils.py"
+DOCS = "docs/source/openvino/models.mdx"
+TESTS = "tests/openvino"
+UTILS_TESTS = f"{TESTS}/utils_tests.py"
+INT8_TABLE = "_ARCHITECTURES_TO_EXPECTED_INT8"
+DEFAULT_TASKS = ["text-generation", "text-generation-with-past"]
+# the transformers auto mapping that must know a model for the task to be exportable
+_TASK_MAPPINGS = {
+    "feature-extraction": "MODEL_MAPPING_NAMES", "text-generation": "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
+    "text-classification": "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+    "token-classification": "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES",
+    "question-answering": "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES",
+    "image-text-to-text": "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
+}
+
+
+class PatcherBlock(BaseModel):
+    """A patcher class a pattern adds to model_patcher.py, right after the class it subclasses."""
+
+    name: str
+    after: str
+    source: str
+
+
+class PatchSpec(BaseModel):
+    model_type: str
+    base_class: str
+    min_transformers_version: str
+    display_name: str
+    tiny_config: dict
+    expected_sdpa: int | None
+    class_attrs: dict[str, str] = Field(default_factory=dict)
+    # what the patterns add besides class attributes: (module, name) imports into model_configs.py (names
+    # it already has are left alone) and patcher classes for model_patcher.py
+    imports: list[tuple[str, str]] = Field(default_factory=list)
+    patchers: list[PatcherBlock] = Field(default_factory=list)
+    # int8 weights per exported submodel, e.g. {"model": 16}: test_exporters_cli's int8 test needs it for
+    # every model registered there, so without it that file is left alone
+    expected_int8: dict[str, int] | None = None
+    # False on the first write, before verification has measured the two counts above: their absence is
+    # then expected, not worth a note (the write after the export fills them in)
+    measured: bool = True
+
+
+class PatchResult(BaseModel):
+    files: list[str]  # files carrying the change, written now or by an earlier identical call
+    notes: list[str]
+    skipped: list[str]
+    changed: list[str] = Field(default_factory=list)  # files written by this call
+
+
+def config_class_name(model_type: str, taken: set[str] = frozenset()) -> str:
+    """Upstream style: seed_oss -> SeedOssOpenVINOConfig, hunyuan_v1_dense -> HunyuanV1DenseOpenVINOConfig."""
+    caps = [p[:1].upper() + p[1:] for p in re.split(r"[^0-9A-Za-z]+", model_type) if p]
+    for stem in ["".join(caps), "_".join(caps)] + [f"{''.join(caps)}{k}" for k in range(2, 10)]:
+        if f"{stem}OpenVINOConfig" not in taken:
+            return f"{stem}OpenVINOConfig"
+    raise ValueError(f"no free config class name for {model_type}")
+
+
+# -- model_configs.py ---------------------------------------------------------------------------------
+
+def _registrations(tree: ast.Module) -> dict[str, list[tuple[str, list[str]]]]:
+    """class name -> [(model_type, tasks)] from its @register_in_tasks_manager decorators."""
+    out: dict[str, list[tuple[str, list[str]]]] = {}
+    for node in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        for deco in node.decorator_list:
+            if isinstance(deco, ast.Call) and getattr(deco.func, "id", "") == "register_in_tasks_manager" \
+                    and deco.args and isinstance(deco.args[0], ast.Constant):
+                tasks: list[str] = []
+                for arg in deco.args[1:]:
+                    try:
+                        value = ast.literal_eval(arg.value if isinstance(arg, ast.Starred) else arg)
+                    except ValueError:
+                        continue  # built at runtime: unknown here
+                    tasks += [value] if isinstance(value, str) else list(value)
+                out.setdefault(node.name, []).append((deco.args[0].value, tasks))
+    return out
+
+
+def _class_chain(tree: ast.Module, name: str) -> list[ast.ClassDef]:
+    """The class and its ancestors defined in the same module, nearest first."""
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    chain, todo = [], [name]
+    while todo:
+        cls = classes.get(todo.pop(0))
+        if cls is not None and cls not in chain:
+            chain.append(cls)
+            todo += [b.id for b in cls.bases if isinstance(b, ast.Name)]
+    return chain
+
+
+def _module_names(text: str) -> set[str]:
+    """Names a module defines or imports at top level."""
+    imports = [n for n in ast.parse(text).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    return top_level_names(text) | {(a.asname or a.name).split(".")[0] for n in imports for a in n.names}
+
+
+@lru_cache(maxsize=1)
+def _transformers_model_types() -> dict[str, frozenset[str]]:
+    """{MAPPING_NAME: model types}, read from transformers' auto-model source (importing it takes seconds)."""
+    found = importlib.util.find_spec("transformers")
+    if found is None or found.origin is None:
+        return {}
+    out = {}
+    for node in ast.parse((Path(found.origin).parent / "models/auto/modeling_auto.py").read_text()).body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and node.value.args \
+                and getattr(node.targets[0], "id", "").endswith("_MAPPING_NAMES"):
+            try:
+                out[node.targets[0].id] = frozenset(k for k, _ in ast.literal_eval(node.value.args[0]))
+            except (ValueError, TypeError):
+                continue
+    return out
+
+
+def _tasks_for(model_type: str, tasks: list[str], notes: list[str]) -> list[str]:
+    """The base's tasks minus those transformers has no model class for with this model_type."""
+    known = _transformers_model_types()
+    if not any(model_type in known.get(m, ()) for m in ("MODEL_MAPPING_NAMES", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES")):
+        return tasks  # this transformers does not know the model: nothing to judge by
+    dropped = [t for t in tasks if (m := _TASK_MAPPINGS.get(t.removesuffix("-with-past"))) in known
+               and model_type not in known[m]]
+    if dropped:
+        notes.append(f"not registered for {', '.join(dropped)} (tasks of the base): transformers has no such "
+                     f"model class for {model_type}")
+    return [t for t in tasks if t not in dropped]
+
+
+def _version_notes(spec: PatchSpec, chain: list[ast.ClassDef], notes: list[str]) -> None:
+    caps = [ast.literal_eval(s.value) for c in chain for s in c.body if isinstance(s, ast.Assign)
+            and any(getattr(t, "id", "") == "MAX_TRANSFORMERS_VERSION" for t in s.targets)
+            and isinstance(s.value, ast.Constant)]
+    try:
+        installed = Version(metadata.version("transformers"))
+        if caps and installed > Version(str(caps[0])):
+            notes.append(f"{spec.base_class} caps transformers at {caps[0]} (MAX_TRANSFORMERS_VERSION), inherited "
+                         f"by the new class: installed {installed} is above it, so export and tests refuse it")
+        if installed < Version(spec.min_transformers_version):
+            notes.append(f"installed transformers {installed} is below MIN_TRANSFORMERS_VERSION "
+                         f"{spec.min_transformers_version}: the version-filtered tests will not select the model")
+    except (metadata.PackageNotFoundError, InvalidVersion) as exc:
+        notes.append(f"transformers versions not compared ({exc})")
+
+
+def _registration_block(spec: PatchSpec, name: str, tasks: list[str], defined: set[str]) -> str:
+    body = [f'    MIN_TRANSFORMERS_VERSION = "{spec.min_transformers_version}"']
+    for attr, source in spec.class_attrs.items():
+        try:
+            expr = ast.parse(source.strip(), mode="eval")
+        except SyntaxError as exc:
+            raise ValueError(f"class attribute {attr}: {source!r} is not an expression") from exc
+        missing = {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)} - defined - set(dir(builtins))
+        if not attr.isidentifier() or missing:
+            raise ValueError(f"class attribute {attr!r}: bad name or undefined names {sorted(missing)}")
+        body.append(f"    {attr} = {source.strip()}")
+    task_lines = "".join(f'        "{t}",\n' for t in tasks)
+    return (f'@register_in_tasks_manager(\n    "{spec.model_type}",\n    *[\n{task_lines}    ],\n'
+            f'    library_name="transformers",\n)\nclass {name}({spec.base_class}):\n' + "\n".join(body) + "\n")
+
+
+def _register_config(workspace: Path, spec: PatchSpec, result: PatchResult) -> list[str]:
+    """Add the export config class after its base; returns the tasks the model is registered for."""
+    path = workspace / MODEL_CONFIGS
+    if not path.exists():
+        raise FileNotFoundError(f"{MODEL_CONFIGS} not found in {workspace}: is this optimum-intel?")
+    text = path.read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    regs = _registrations(tree)
+    owner = next((c for c, rs in regs.items() if any(mt == spec.model_type for mt, _ in rs)), None)
+    if owner is not None:
+        result.files.append(MODEL_CONFIGS)
+        result.notes.append(f"{spec.model_type} is already registered by {owner}: registration left as it is")
+        return next(t for mt, t in regs[owner] if mt == spec.model_type)
+    chain = _class_chain(tree, spec.base_class)
+    if not chain:
+        raise ValueError(f"base class {spec.base_class} not found in {MODEL_CONFIGS}")
+    tasks = next(([t for _, ts in regs[c.name] for t in ts] for c in chain if regs.get(c.name)), None)
+    if not tasks:
+        result.notes.append(f"no readable registration for {spec.base_class} or its bases: using {DEFAULT_TASKS}")
+    tasks = _tasks_for(spec.model_type, list(dict.fromkeys(tasks or DEFAULT_TASKS)), result.notes)
+    _version_notes(spec, chain, result.notes)
+    names = _module_names(text)
+    block = _registration_block(spec, config_class_name(spec.model_type, names), tasks, names)
+    _record(result, MODEL_CONFIGS, edit_file(path, insert_block, block, after=spec.base_class))
+    return tasks
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+def _record(result: PatchResult, rel: str, edit: Edit) -> Edit:
+    if rel not in result.files:
+        result.files.append(rel)
+    if edit.changed and rel not in result.changed:
+        result.changed.append(rel)
+    return edit
+
+
+def _try(result: PatchResult, workspace: Path, rel: str, func, *args, **kwargs) -> Edit | None:
+    """One optional edit: a missing table or an unsafe splice is skipped with its reason, not fatal."""
+    try:
+        return _record(result, rel, edit_file(workspace / rel, func, *args, **kwargs))
+    except (LookupError, EditError) as exc:
+        result.skipped.append(f"{rel}: {func.__name__} {args[0] if args else ''}: {exc}")
+        return None
+
+
+def _keys(path: Path, target: str) -> list | None:
+    """The keys of a literal table, None when the file or the table is missing."""
+    try:
+        return literal_keys(path.read_text(encoding="utf-8"), target)
+    except (OSError, LookupError, EditError):
+        return None
+
+
+# -- the local tiny-model fixture ---------------------------------------------------------------------
+
+def _register_fixture(workspace: Path, spec: PatchSpec, result: PatchResult) -> bool:
+    """Make the model-name table resolve the model; returns whether tests can use it."""
+    path = workspace / UTILS_TESTS
+    table = next((t for t in ("HUB_MODEL_NAMES", "MODEL_NAMES") if _keys(path, t) is not None), None)
+    func = fixture_function_name(spec.model_type)
+    if table is None:
+        result.skipped.append(f"{UTILS_TESTS}: no model-name table: test registrations skipped")
+        return False
+    if spec.model_type in _keys(path, table):
+        if func in top_level_names(path.read_text(encoding="utf-8")):
+            result.files.append(UTILS_TESTS)
+        else:
+            result.notes.append(f"{table} already names a test model for {spec.model_type}: kept")
+        return True
+    if not spec.tiny_config:
+        result.skipped.append(f"{UTILS_TESTS}: no tiny_config for a local fixture: test registrations skipped")
+        return False
+    missing = FIXTURE_NEEDS - _module_names(path.read_text(encoding="utf-8"))
+    if missing:
+        result.skipped.append(f"{UTILS_TESTS}: does not import {sorted(missing)}: no local fixture, tests skipped")
+        return False
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    if FIXTURE_HELPER not in top_level_names(path.read_text(encoding="utf-8")):
+        earlier = [n.name for n in body if isinstance(n, ast.FunctionDef) and n.name.startswith("_create_tiny_")]
+        where = {"after": earlier[-1]} if earlier else {"before": table}
+        if _try(result, workspace, UTILS_TESTS, insert_block, FIXTURE_HELPER_SOURCE, **where) is None:
+            return False
+        body = ast.parse(path.read_text(encoding="utf-8")).body
+    # model fixtures follow the helper, in the order they were added
+    at = next(i for i, n in enumerate(body) if getattr(n, "name", "") == FIXTURE_HELPER)
+    anchor = [n.name for n in body[at:] if isinstance(n, ast.FunctionDef) and n.name.startswith("_create_tiny_")][-1]
+    source = fixture_function_source(spec.model_type, spec.display_name, spec.tiny_config)
+    if _try(result, workspace, UTILS_TESTS, insert_block, source, after=anchor) is None:
+        return False
+    return _try(result, workspace, UTILS_TESTS, insert_element, table, spec.model_type, Src(f"{func}()")) is not None
+
+
+# -- test registrations -------------------------------------------------------------------------------
+
+def _target(path: Path, cls: str, name: str) -> str:
+    return f"{cls}.{name}" if _keys(path, f"{cls}.{name}") is not None else name
+
+
+def _register_tests(workspace: Path, spec: PatchSpec, result: PatchResult) -> None:
+    mt = spec.model_type
+    decoder, export, cli = (f"{TESTS}/{f}" for f in ("test_decoder.py", "test_export.py", "test_exporters_cli.py"))
+    if spec.expected_int8 is not None and _keys(workspace / UTILS_TESTS, INT8_TABLE) is not None:
+        _try(result, workspace, UTILS_TESTS, insert_element, INT8_TABLE, mt, dict(spec.expected_int8))
+    if (workspace / decoder).exists():
+        cls = "OVModelForCausalLMIntegrationTest"
+        target = _target(workspace / decoder, cls, "SUPPORTED_ARCHITECTURES")
+        _try(result, workspace, decoder, insert_element, target, mt)
+        if "get_supported_model_for_library" not in (workspace / decoder).read_text(encoding="utf-8"):
+            result.notes.append(f"{decoder} does not filter by MIN/MAX_TRANSFORMERS_VERSION: entry not version-gated")
+        if spec.expected_sdpa is not None:
+            target = _target(workspace / decoder, cls, "EXPECTED_NUM_SDPA")
+            _try(result, workspace, decoder, insert_element, target, mt, spec.expected_sdpa)
+        elif spec.measured:
+            result.notes.append(f"{decoder}: SDPA count unknown, no EXPECTED_NUM_SDPA entry: "
+                                "test_compare_to_transformers will expect 0 SDPA ops")
+    else:
+        result.skipped.append(f"{decoder}: absent")
+    if not (workspace / export).exists():
+        result.skipped.append(f"{export}: absent")
+    elif "OVModelForCausalLM" not in _module_names((workspace / export).read_text(encoding="utf-8")):
+        result.skipped.append(f"{export}: OVModelForCausalLM is not imported there: not registered")
+    else:
+        _try(result, workspace, export, insert_element, _target(workspace / export, "ExportModelTest",
+             "SUPPORTED_ARCHITECTURES"), mt, Src("OVModelForCausalLM"))
+    if not (workspace / cli).exists():
+        result.skipped.append(f"{cli}: absent")
+    elif f"{INT8_TABLE}[" in (workspace / cli).read_text(encoding="utf-8") and \
+            mt not in (_keys(workspace / UTILS_TESTS, INT8_TABLE) or []):
+        if spec.measured:
+            result.skipped.append(f"{cli}: its int8 test needs {INT8_TABLE}[{mt!r}], the int8 weight count is "
+                                  "unknown (PatchSpec.expected_int8): not registered there")
+    else:
+        _try(result, workspace, cli, insert_element, _target(workspace / cli, "OVCLIExportTestCase",
+             "SUPPORTED_ARCHITECTURES"), ("text-generation-with-past", mt))
+
+
+# -- pattern code -------------------------------------------------------------------------------------
+
+def _write_pattern_code(workspace: Path, spec: PatchSpec, result: PatchResult) -> None:
+    """Patchers and imports the registration's class attributes refer to; written first so the
+    registration block's names check finds them. Unlike the optional edits, a failure here is fatal:
+    a config class naming a patcher that is not there would not import."""
+    if not spec.imports and not spec.patchers:
+        return
+    configs = workspace / MODEL_CONFIGS
+    if not configs.exists():
+        raise FileNotFoundError(f"{MODEL_CONFIGS} not found in {workspace}: is this optimum-intel?")
+    owned = any(mt == spec.model_type for rs in _registrations(ast.parse(configs.read_text("utf-8"))).values()
+                for mt, _ in rs)
+    if owned:
+        return  # _register_config leaves an existing registration alone, so nothing would use them
+    for block in spec.patchers:
+        _record(result, MODEL_PATCHER, edit_file(workspace / MODEL_PATCHER, insert_block, block.source,
+                                                 after=block.after))
+    for module, name in spec.imports:
+        if name not in _module_names(configs.read_text(encoding="utf-8")):
+            _record(result, MODEL_CONFIGS, edit_file(configs, insert_import, module, name))
+
+
+# -- entry point --------------------------------------------------------------------------------------
+
+def write_patch(workspace: Path, spec: PatchSpec) -> PatchResult:
+    """Onboard `spec.model_type` into the optimum-intel checkout at `workspace`."""
+    workspace = Path(workspace)
+    result = PatchResult(files=[], notes=[], skipped=[])
+    _write_pattern_code(workspace, spec, result)
+    tasks = _register_config(workspace, spec, result)
+    if spec.model_type in (_keys(workspace / UTILS, "ONNX_SUPPORTED_ARCHITECTURES") or []):
+        _try(result, workspace, UTILS, remove_element, "ONNX_SUPPORTED_ARCHITECTURES", spec.model_type)
+    docs = workspace / DOCS
+    if not docs.exists():
+        result.notes.append(f"{DOCS} absent in workspace: documentation skipped")
+    elif not any(ln.startswith("#") and "Transformers" in ln for ln in docs.read_text(encoding="utf-8").splitlines()):
+        result.skipped.append(f"{DOCS}: no Transformers section: not documented")
+    else:
+        section = "[Transformers]" if "[Transformers]" in docs.read_text(encoding="utf-8") else "Transformers"
+        _try(result, workspace, DOCS, insert_bullet, spec.display_name, section=section)
+    if not (workspace / TESTS).is_dir():
+        result.notes.append("tests/ absent in workspace: test registrations skipped")
+    elif "text-generation-with-past" not in tasks:
+        result.skipped.append(f"tests: {spec.model_type} is not registered for text-generation-with-past")
+    elif _register_fixture(workspace, spec, result):
+        _register_tests(workspace, spec, result)
+    return result

@@ -1,0 +1,248 @@
+"""optimum-intel: export to OpenVINO IR.
+
+The registry is read from the workspace being patched (never from the
+installed package). Candidates pair an existing config class to follow (ranked
+by transformers' modular lineage, then by config similarity) with the patch
+patterns whose preconditions hold (optimum_intel_patterns*.py); each one is
+written into the workspace and must pass export, f32 logits parity, greedy
+token equality and the repository's own tests before it can become a PR.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+from packaging.version import Version
+
+from tools.hf.release_index import IndexUnavailable, ReleaseIndex
+from tools.targets.base import Candidate, Check, JobContext, Plan, VerifyReport
+
+MODEL_CONFIGS = "optimum/exporters/openvino/model_configs.py"
+UTILS = "optimum/exporters/openvino/utils.py"
+DOCS = "docs/source/openvino/models.mdx"
+TESTS_DIR = "tests/openvino"
+# The installed optimum-intel registers its CLI command from here too; only the workspace may.
+WORKSPACE_ONLY = ("optimum.commands.register",)
+NON_DENSE = {"moe", "mla", "ssm", "linear_attention", "vlm"}
+JOB = Path(__file__).resolve().parents[3] / "sandboxes" / "targets" / "optimum_intel" / "verify.py"
+
+
+def read_registry(workspace: Path) -> dict[str, str]:
+    """model_type -> config class name, from `register_in_tasks_manager` decorators."""
+    path = workspace / MODEL_CONFIGS
+    if not path.exists():
+        raise FileNotFoundError(f"{MODEL_CONFIGS} not found in {workspace}: is this optimum-intel?")
+    registry: dict[str, str] = {}
+    for node in ast.parse(path.read_text()).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for deco in node.decorator_list:
+            if (isinstance(deco, ast.Call) and getattr(deco.func, "id", "") == "register_in_tasks_manager"
+                    and deco.args and isinstance(deco.args[0], ast.Constant)):
+                registry.setdefault(deco.args[0].value, node.name)
+    return registry
+
+
+def onnx_era_types(workspace: Path) -> set[str]:
+    path = workspace / UTILS
+    if not path.exists():
+        return set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ONNX_SUPPORTED_ARCHITECTURES"
+                                                for t in node.targets):
+            try:
+                return set(ast.literal_eval(node.value))
+            except ValueError:
+                return set()
+    return set()
+
+
+def model_display_name(model_type: str) -> str:
+    from transformers.models.auto.configuration_auto import MODEL_NAMES_MAPPING
+
+    return MODEL_NAMES_MAPPING.get(model_type, model_type.replace("_", " ").title())
+
+
+def pytest_keyword(model_type: str) -> str:
+    # parameterized turns non-identifier characters into "_" in test names.
+    return re.sub(r"\W", "_", model_type)
+
+
+class OptimumIntelTarget:
+    name = "optimum-intel"
+    default_repo = "https://github.com/huggingface/optimum-intel.git"
+    pypi_name = "optimum-intel"
+
+    def __init__(self, cache_dir: Path):
+        from tools.targets.optimum_intel import references as optimum_intel_refs
+
+        self.cache_dir = cache_dir
+        self._versions: dict[str, tuple[str, str]] = {}
+        self.references = optimum_intel_refs.OptimumIntelReferences()
+        self.kind_of = optimum_intel_refs.kind_of
+        self.base_of = optimum_intel_refs.base_of
+
+    # -- reading the workspace --------------------------------------------------
+    def supported_types(self, workspace: Path) -> set[str]:
+        return set(read_registry(workspace))
+
+    def min_transformers_version(self, model_type: str) -> tuple[str, str]:
+        """(version, how it was found); asked of the package index once per process."""
+        if model_type not in self._versions:
+            self._versions[model_type] = self._lookup_version(model_type)
+        return self._versions[model_type]
+
+    def written_min_version(self, workspace: Path, model_type: str) -> str | None:
+        """MIN_TRANSFORMERS_VERSION of the class the patch registered: a pattern may have raised it
+        above the first release that ships the model, and the PR must state what the code says."""
+        from tools.targets.optimum_intel.patch import _registrations
+        from tools.targets.optimum_intel.patterns.edit import resolved_attrs
+
+        try:
+            tree = ast.parse((workspace / MODEL_CONFIGS).read_text(encoding="utf-8"))
+        except (OSError, SyntaxError):
+            return None
+        for cls, regs in _registrations(tree).items():
+            if any(mt == model_type for mt, _ in regs):
+                expr = resolved_attrs(workspace, cls, ("MIN_TRANSFORMERS_VERSION",)).get("MIN_TRANSFORMERS_VERSION")
+                if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+                    return expr.value
+        return None
+
+    def _lookup_version(self, model_type: str) -> tuple[str, str]:
+        import transformers
+        from transformers.models.auto.configuration_auto import model_type_to_module_name
+
+        try:
+            # the wheel's directory is the module name: bert-generation lives in models/bert_generation
+            found = ReleaseIndex(self.cache_dir).first_release_with(model_type_to_module_name(model_type))
+            if found:
+                return found, "first transformers release on the package index that ships the model"
+        except (IndexUnavailable, OSError, ValueError) as exc:
+            reason = f"package index unavailable ({str(exc)[:120]})"
+        else:
+            reason = "model directory not found in any release on the package index"
+        return transformers.__version__, f"installed transformers version: {reason}"
+
+    def plan(self, analysis: dict, workspace: Path) -> Plan:
+        registry = read_registry(workspace)
+        features = set(analysis.get("features", []))
+        lineage = [f for f in analysis.get("lineage", []) if f in registry]
+        dense = not (features & NON_DENSE)
+        if dense and lineage:
+            situation = "S1"
+        elif lineage or dense:
+            situation = "S2"
+        else:
+            situation = "S3"
+        files = [MODEL_CONFIGS]
+        if analysis["model_type"] in onnx_era_types(workspace):
+            files.append(UTILS)
+        for rel in (DOCS, f"{TESTS_DIR}/utils_tests.py", f"{TESTS_DIR}/test_decoder.py",
+                    f"{TESTS_DIR}/test_export.py", f"{TESTS_DIR}/test_exporters_cli.py"):
+            if (workspace / rel).exists():
+                files.append(rel)
+        notes = [] if (workspace / TESTS_DIR).exists() else [
+            "workspace has no tests/ (source distribution): test registrations are skipped"]
+        checklist = [
+            "register an OpenVINO export config for the new model_type, following the closest family",
+            "set MIN_TRANSFORMERS_VERSION to the first transformers release with the model",
+            "take the type off ONNX_SUPPORTED_ARCHITECTURES if it is listed there",
+            "document it in models.mdx and register it in the decoder tests with a local tiny fixture",
+            "prove export, f32 logits parity, greedy token equality and the targeted tests",
+        ]
+        return Plan(situation=situation, files=files, checklist=checklist, notes=notes,
+                    needs_llm=situation != "S1")
+
+    def candidates(self, analysis: dict, workspace: Path, limit: int) -> list[Candidate]:
+        from tools.targets.optimum_intel.search import search
+
+        return search(analysis, workspace, read_registry(workspace), limit)
+
+    # -- writing ------------------------------------------------------------------
+    def apply(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
+              facts: dict | None = None) -> tuple[list[str], list[str]]:
+        from tools.targets.optimum_intel.patch import PatchSpec, write_patch
+        from tools.targets.optimum_intel.patterns.base import PatternContext, combined_edit
+
+        version, _ = self.min_transformers_version(analysis["model_type"])
+        edit = combined_edit(PatternContext(analysis, workspace, candidate.params["base_class"]),
+                             candidate.patterns)
+        pattern_notes = [edit.note] if edit.note else []
+        if edit.min_transformers and Version(edit.min_transformers) > Version(version):
+            pattern_notes.append(f"MIN_TRANSFORMERS_VERSION raised from {version} to {edit.min_transformers}: "
+                                 "the applied patterns need it")
+            version = edit.min_transformers
+        spec = PatchSpec(
+            model_type=analysis["model_type"],
+            base_class=candidate.params["base_class"],
+            min_transformers_version=version,
+            display_name=model_display_name(analysis["model_type"]),
+            tiny_config=tiny_fixture_config(ctx.tiny_dir),
+            expected_sdpa=(facts or {}).get("sdpa_ops"),
+            expected_int8=(facts or {}).get("int8_weights"), measured=facts is not None,
+            class_attrs=edit.class_attrs, imports=edit.imports, patchers=edit.patchers,
+        )
+        result = write_patch(workspace, spec)
+        return result.files, pattern_notes + result.notes + [f"skipped: {s}" for s in result.skipped]
+
+    def display_name(self, model_type: str) -> str:
+        return model_display_name(model_type)
+
+    def pr_title(self, analysis: dict, candidate: Candidate) -> str:
+        return f"[OpenVINO] Add support for {self.display_name(analysis['model_type'])}"
+
+    # -- verification -------------------------------------------------------------
+    def verify(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
+               sandbox, run_tests: bool) -> VerifyReport:
+        from tools.targets.sandbox_job import run_job
+
+        # With tests to register, the int8 export is measured too: test_exporters_cli needs its count.
+        parity = run_job(sandbox, JOB, workspace, ctx,
+                         {"phase": "parity", "measure_int8": run_tests and (workspace / TESTS_DIR).exists()},
+                         ctx.timeout_s,
+                         workspace_only=WORKSPACE_ONLY)
+        checks = [Check(**c) for c in parity["checks"]]
+        timings = dict(parity.get("timings", {}))
+        failed = [c for c in checks if c.status == "failed"]
+        if not failed and run_tests and (workspace / TESTS_DIR).exists():
+            sdpa = next((c.metrics.get("sdpa_ops") for c in checks if c.name == "export"), None)
+            int8 = next((c.metrics.get("per_model") for c in checks if c.name == "int8_weights"), None)
+            files, _ = self.apply(candidate, analysis, workspace, ctx,
+                                  facts={"sdpa_ops": sdpa, "int8_weights": int8})
+            selections = [f for f in sorted(set(files)) if f.startswith(f"{TESTS_DIR}/test_")]
+            if not selections:
+                checks.append(Check(name="tests", status="failed",
+                                    detail="the patch registered the model in no test file"))
+            else:
+                tests = run_job(sandbox, JOB, workspace, ctx, {"phase": "tests", "tests": selections},
+                                ctx.tests_timeout_s, workspace_only=WORKSPACE_ONLY)
+                checks += [Check(**c) for c in tests["checks"]]
+                timings.update(tests.get("timings", {}))
+        elif not (workspace / TESTS_DIR).exists():
+            checks.append(Check(name="tests", status="skipped",
+                                detail="workspace has no tests/ (source distribution)"))
+        failed = [c for c in checks if c.status == "failed"]
+        return VerifyReport(passed=not failed, checks=checks, timings=timings,
+                            first_failure=f"{failed[0].name}: {failed[0].detail}" if failed else "")
+
+
+def tiny_fixture_config(tiny_dir: Path) -> dict:
+    """The tiny config as the fixture should write it: only what differs from defaults."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(tiny_dir)
+    except (ValueError, KeyError):
+        # A text sub-config saved on its own (emu3_text_model, mllama_text_model) has no Auto
+        # mapping: its saved file already holds every value the fixture needs.
+        data = json.loads((Path(tiny_dir) / "config.json").read_text())
+    else:
+        data = config.to_diff_dict()
+        data["model_type"] = config.model_type
+    for key in ("transformers_version", "_name_or_path", "dtype", "torch_dtype"):
+        data.pop(key, None)
+    return json.loads(json.dumps(data))
