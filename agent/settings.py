@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     # Parity gate: max |logits_ov - logits_pt| with the f32 precision hint.
     parity_tolerance: float = 1e-4
     sandbox: Literal["auto", "local", "docker"] = "local"
-    sandbox_image: str = "onboarder-openvino:latest"
+    # Each target names its own environment (image onboarder-<key>:<hash>); ONBOARD_<KEY>_IMAGE overrides it.
     verify_timeout_s: float = 900.0
     tests_timeout_s: float = 1200.0
     max_candidates: int = 4

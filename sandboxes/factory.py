@@ -8,6 +8,7 @@ import os
 from typing import Literal
 
 from sandboxes.base import Sandbox, SandboxUnavailable
+from sandboxes.envs import SandboxEnv
 from sandboxes.images import DEFAULT_IMAGE
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,16 @@ def engine_status(image: str | None = None, ping_timeout_s: float = 2.0) -> tupl
     return client, ""
 
 
-def make_sandbox(kind: Kind = "auto", image: str = DEFAULT_IMAGE, *, ping_timeout_s: float = 2.0,
-                 python: str | None = None) -> Sandbox:
-    """`python` overrides the interpreter used inside (docker: `python`, local: ours)."""
+def make_sandbox(kind: Kind = "auto", env: SandboxEnv | str = DEFAULT_IMAGE, *, ping_timeout_s: float = 2.0,
+                 python: str | None = None, progress=None) -> Sandbox:
+    """A sandbox for `env` (an environment, or just an image name). `python` overrides the
+    interpreter used inside (docker: `python`, local: the env's, built on first use)."""
     from sandboxes.local import LocalSandbox
 
+    image = env.image if isinstance(env, SandboxEnv) else env
     if kind == "local":
+        if python is None and isinstance(env, SandboxEnv):
+            python = env.local_python(progress)
         return LocalSandbox(python=python)
     if kind not in ("auto", "docker"):
         raise ValueError(f"unknown sandbox kind {kind!r} (auto, local or docker)")
@@ -57,4 +62,6 @@ def make_sandbox(kind: Kind = "auto", image: str = DEFAULT_IMAGE, *, ping_timeou
     if kind == "docker":
         raise SandboxUnavailable(f"docker sandbox unavailable: {why}")
     log.warning("sandbox: falling back to local: %s", why)
+    if python is None and isinstance(env, SandboxEnv):
+        python = env.local_python(progress)
     return LocalSandbox(python=python)

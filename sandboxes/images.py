@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from sandboxes.envs import SandboxEnv
+
 TARGETS_DIR = Path(__file__).resolve().parent / "targets"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LOCK = REPO_ROOT / "requirements.lock"
 DEFAULT_BASE = "python:3.11-slim"
 BOOTSTRAP_BASE = "onboarder-base:bookworm"
-IMAGE_NAME = "onboarder-openvino"
+IMAGE_NAME = "onboarder-optimum-intel"  # the default environment's image
 DEFAULT_IMAGE = f"{IMAGE_NAME}:latest"
 # python3.11-venv brings ensurepip (stage 1 makes the venv with it); it needs
 # the virtual python3.11-distutils, which debootstrap cannot resolve by
@@ -158,14 +160,15 @@ def build_image(
     client=None,
     force: bool = False,
     log: Log = _stderr,
+    tag: str | None = None,
 ) -> ImageInfo:
-    """Build `name:<hash of inputs>` (and tag it `name:latest`); reuse it when present."""
+    """Build `name:<hash of inputs>` (or `tag`), tag it `name:latest`; reuse it when present."""
     if not lock.is_file():
         raise ImageError(f"no lock file at {lock}")
     # Long timeout: COPY of a multi-GB venv is silent for minutes.
     client = client or engine(timeout=3600)
     inputs = [dockerfile, _tools_file(dockerfile), lock]
-    tag = f"{name}:{inputs_hash(inputs, base, _image_id(client, base))}"
+    tag = tag or f"{name}:{inputs_hash(inputs, base, _image_id(client, base))}"
     start = time.monotonic()
     if image_exists(client, tag) and not force:
         client.api.tag(tag, name, "latest")
@@ -200,6 +203,20 @@ def build_image(
     took = time.monotonic() - start
     log(f"built {tag} in {took:.0f} s, {size / 1e9:.2f} GB")
     return ImageInfo(tag, True, took, size)
+
+
+def env_at(folder: str) -> SandboxEnv:
+    """The environment defined by sandboxes/targets/<folder>/."""
+    if not (TARGETS_DIR / folder / "Dockerfile").is_file():
+        known = sorted(p.parent.name for p in TARGETS_DIR.glob("*/Dockerfile"))
+        raise ImageError(f"no environment {folder!r}; known: {', '.join(known)}")
+    return SandboxEnv(name=folder.replace("_", "-"), dir=TARGETS_DIR / folder)
+
+
+def build_env(env: SandboxEnv, **kwargs) -> ImageInfo:
+    """The image of `env`, tagged `env.image` (and onboarder-<name>:latest)."""
+    return build_image(dockerfile=env.dockerfile, lock=env.lock, name=f"onboarder-{env.name}", tag=env.image,
+                       **kwargs)
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -295,12 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--base", default=DEFAULT_BASE)
     i.add_argument("--wheelhouse", type=Path)
     i.add_argument("--force", action="store_true")
+    i.add_argument("--env", default="optimum_intel", help="folder under sandboxes/targets/")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "bootstrap-base":
             info = bootstrap_base(args.name, force=args.force)
         else:
-            info = build_image(base=args.base, wheelhouse=args.wheelhouse, force=args.force)
+            info = build_env(env_at(args.env), base=args.base, wheelhouse=args.wheelhouse, force=args.force)
     except ImageError as exc:
         _stderr(f"error: {exc}")
         return 1

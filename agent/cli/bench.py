@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from agent.cli.output import err, out
+from tools.targets import DEFAULT_TARGET
 
 bench = typer.Typer(no_args_is_help=True, help="Benchmarks: stage timings, coverage, overheads.")
 
@@ -34,7 +35,7 @@ def _stage_rows(state: dict) -> list[tuple[str, float]]:
 @bench.command("s1")
 def bench_s1(
     model: str = typer.Argument("cwm"),
-    target: str = typer.Option("optimum-intel", "--target"),
+    target: str = typer.Option(DEFAULT_TARGET, "--target"),
     repo: Optional[str] = typer.Option(None, "--repo"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
     sandbox: Optional[str] = typer.Option(None, "--sandbox"),
@@ -91,7 +92,7 @@ def _verify_seconds(settings, model: str, target: str, repo: Optional[str], sand
 def bench_sandbox_cmd(
     runs: int = typer.Option(10, "--runs", help="trivial commands per backend"),
     model: str = typer.Argument("cwm", help="model whose verification job is timed on both backends"),
-    target: str = typer.Option("optimum-intel", "--target"),
+    target: str = typer.Option(DEFAULT_TARGET, "--target"),
     repo: Optional[str] = typer.Option(None, "--repo"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
     skip_job: bool = typer.Option(False, "--skip-job", help="only the per-command overhead"),
@@ -102,7 +103,7 @@ def bench_sandbox_cmd(
     from sandboxes.bench import bench_sandbox
 
     settings = settings_for(data_dir)
-    numbers = bench_sandbox(runs=runs, image=settings.sandbox_image)
+    numbers = bench_sandbox(runs=runs)
     table = Table("measure", "local", "docker", title=f"bench sandbox ({runs} runs of `true`, median)")
     b = numbers["backends"]
 

@@ -20,6 +20,7 @@ import typer
 from rich.table import Table
 
 from agent.cli.output import out
+from tools.targets import DEFAULT_TARGET
 
 DEFAULT_TYPES = ["seed_oss", "olmoe", "qwen3_moe"]
 
@@ -46,7 +47,7 @@ def run_bench(tgt, url: str, types: list[str], runs: int, k: int, scratch: Path)
     repos = RepoManager(scratch)
     mirror, clone_s = _timed(lambda: repos.mirror(url))
     repo = git.Repo(mirror)
-    registry = tgt.references.registry_files
+    registry = tgt.references().registry_files
     history = {
         "head": repo.git.rev_parse("HEAD"),
         "commits": int(repo.git.rev_list("--count", "HEAD")),
@@ -58,21 +59,21 @@ def run_bench(tgt, url: str, types: list[str], runs: int, k: int, scratch: Path)
         analyses[t], analysis_s[t] = _timed(lambda: analyze(load_config(t).raw).model_dump(mode="json"))
 
     def choose(t: str):
-        return select(mirror, tgt.references, analyses[t], scratch, k=k, kind_of=tgt.kind_of,
-                      base_of=tgt.base_of)
+        return select(mirror, tgt.references(), analyses[t], scratch, k=k, kind_of=tgt.references().kind_of,
+                      base_of=tgt.references().base_of)
 
-    _clear_memo(tgt.kind_of, tgt.base_of)
+    _clear_memo(tgt.references().kind_of, tgt.references().base_of)
     _, cold_s = _timed(lambda: choose(types[0]))
-    additions = find_additions(mirror, tgt.references, scratch)
+    additions = find_additions(mirror, tgt.references(), scratch)
     for cached in (scratch / "references").glob(f"{mirror.name}-*.json"):
         cached.unlink()
-    _, scan_s = _timed(lambda: find_additions(mirror, tgt.references, scratch))
+    _, scan_s = _timed(lambda: find_additions(mirror, tgt.references(), scratch))
 
     rows = []
     for t in types:
         times, refs = [], []
         for _ in range(runs):
-            _clear_memo(tgt.kind_of, tgt.base_of)
+            _clear_memo(tgt.references().kind_of, tgt.references().base_of)
             refs, secs = _timed(lambda t=t: choose(t))
             times.append(secs)
         rows.append({"model_type": t, "kind": analyses[t].get("kind"), "analysis_s": round(analysis_s[t], 3),
@@ -87,7 +88,7 @@ def run_bench(tgt, url: str, types: list[str], runs: int, k: int, scratch: Path)
 
 def bench_references(
     types: list[str] = typer.Argument(None, help=f"model types (default: {' '.join(DEFAULT_TYPES)})"),
-    target: str = typer.Option("optimum-intel", "--target"),
+    target: str = typer.Option(DEFAULT_TARGET, "--target"),
     repo: Optional[str] = typer.Option(None, "--repo", help="URL or local checkout (default: the target's)"),
     runs: int = typer.Option(5, "--runs", help="warm selections per model type"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
@@ -103,7 +104,7 @@ def bench_references(
     try:
         settings = settings_for(data_dir)
         tgt = get_target(target, settings.caches)
-        if tgt.references is None:
+        if tgt.references() is None:
             raise UserError(f"target {target} keeps no reference changes in git history")
         url = normalise_repo(repo) if repo else tgt.default_repo
         scratch = Path(tempfile.mkdtemp(prefix="onboard-bench-refs-"))

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from agent.cli.output import Progress, err, out, print_json, summary_table
 from tools.errors import EnvironmentProblem, UserError
 from agent.settings import Settings
+from tools.targets import DEFAULT_TARGET
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Onboard new Hugging Face architectures into ML frameworks, verified end to end.")
@@ -68,7 +69,7 @@ def _finish(state: dict, how: str, as_json: bool) -> None:
 @app.command()
 def run(
     model: str = typer.Argument(..., help="model_type, path to config.json or model dir, or Hub id"),
-    target: str = typer.Option("optimum-intel", "--target", "-t"),
+    target: str = typer.Option(DEFAULT_TARGET, "--target", "-t"),
     repo: Optional[str] = typer.Option(None, "--repo", help="target repository URL or local path"),
     ref: Optional[str] = typer.Option(None, "--ref", help="branch, tag or commit of the target"),
     sandbox: Optional[str] = typer.Option(None, "--sandbox", help="auto | local | docker"),
@@ -168,9 +169,9 @@ def prs(data_dir: Optional[Path] = DataDir, as_json: bool = typer.Option(False, 
 @app.command()
 def targets() -> None:
     """Targets this build knows."""
-    from tools.targets import FACTORIES
+    from tools.targets import names as target_names
 
-    for name in sorted(FACTORIES):
+    for name in target_names():
         out.print(name)
 
 

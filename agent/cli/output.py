@@ -45,9 +45,9 @@ def summary_table(state: dict) -> Table:
     ws = state.get("workspace") or {}
     t.add_row("workspace", f"{ws.get('source')} {ws.get('origin')} @ {str(ws.get('base_rev', ''))[:12]}")
     for a in state.get("attempts", []):
-        diff = a.get("max_abs_diff")
+        score, label = a.get("score"), a.get("score_label") or "score"
         t.add_row(f"candidate {a['candidate']}", ("passed" if a["passed"] else "failed")
-                  + (f", max |Δ| {diff:.2e}" if diff is not None else "")
+                  + (f", {label} {score:.2e}" if score is not None else "")
                   + ("" if a["passed"] else f" — {a['first_failure'][:160]}"))
     pr = state.get("pr")
     if pr:

@@ -9,11 +9,12 @@ import typer
 from rich.table import Table
 
 from agent.cli.output import err, out, print_json
+from tools.targets import DEFAULT_TARGET
 
 
 def references_command(
     model: str = typer.Argument(..., help="model_type, config.json path or model dir"),
-    target: str = typer.Option("optimum-intel", "--target", "-t"),
+    target: str = typer.Option(DEFAULT_TARGET, "--target", "-t"),
     repo: Optional[str] = typer.Option(None, "--repo"),
     reference: list[str] = typer.Option([], "--reference", help="PR number or revision instead of automatic"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
@@ -30,7 +31,7 @@ def references_command(
     try:
         settings = settings_for(data_dir)
         tgt = get_target(target, settings.caches)
-        if tgt.references is None:
+        if tgt.references() is None:
             raise UserError(f"target {target} keeps no reference changes in git history")
         repos = RepoManager(settings.caches, settings.git_timeout_s, settings.mirror_freshness_s, on_note=_note)
         # The repository first: a bad --repo fails in a second, before transformers is imported.
@@ -83,8 +84,8 @@ def _select_or_reclone(repos, url: str, mirror: Path, tgt, analysis: dict, setti
     from tools.repo.workspace import RepoUnavailable, git_reason
 
     def run(m: Path):
-        return select(m, tgt.references, analysis, settings.caches, k=settings.reference_count,
-                      kind_of=tgt.kind_of, base_of=tgt.base_of, explicit=reference or None)
+        return select(m, tgt.references(), analysis, settings.caches, k=settings.reference_count,
+                      kind_of=tgt.references().kind_of, base_of=tgt.references().base_of, explicit=reference or None)
 
     try:
         return run(mirror)

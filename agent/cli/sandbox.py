@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from tools.targets import DEFAULT_TARGET
 from rich.markup import escape
 
 from agent.cli.output import err
@@ -43,7 +45,7 @@ def exec_command(
     backend: str = typer.Option("auto", "--backend", "-b", help="auto | docker | local"),
     timeout: float = typer.Option(60.0, "--timeout", help="hard timeout, seconds"),
     idle_timeout: Optional[float] = typer.Option(None, "--idle-timeout", help="kill after this long without output"),
-    image: Optional[str] = typer.Option(None, "--image", help="docker image (default: onboarder-openvino:latest)"),
+    image: Optional[str] = typer.Option(None, "--image", help="docker image (default: onboarder-optimum-intel:latest)"),
     memory_mb: int = typer.Option(8192, "--memory-mb"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
@@ -81,12 +83,14 @@ def build_command(
                                               help="prepare wheels here on the host and build offline"),
     base: Optional[str] = typer.Option(None, "--base", help="base image (default python:3.11-slim)"),
     force: bool = typer.Option(False, "--force", help="rebuild even when the tagged image exists"),
+    target: str = typer.Option(DEFAULT_TARGET, "--target", help="whose environment to build"),
 ) -> None:
-    """Build the verification image (tag = hash of Dockerfile, lock, base); skipped when present."""
-    from sandboxes.images import DEFAULT_BASE, ImageError, build_image
+    """Build a target's verification image (tag = hash of its environment folder); skipped when present."""
+    from sandboxes.images import DEFAULT_BASE, ImageError, build_env
+    from tools.targets import target_class
 
     try:
-        info = build_image(base=base or DEFAULT_BASE,
+        info = build_env(target_class(target).env, base=base or DEFAULT_BASE,
                            wheelhouse=wheelhouse.expanduser().resolve() if wheelhouse else None, force=force,
                            log=lambda m: err.print(m, highlight=False, markup=False))
     except ImageError as exc:

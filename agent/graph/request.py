@@ -17,11 +17,12 @@ from tools.errors import UserError
 from agent.settings import Settings
 from tools.repo.workspace import RepoManager, RepoUnavailable, Workspace, normalise_repo
 from tools.targets import get_target
+from tools.targets import DEFAULT_TARGET
 
 
 class Request(BaseModel):
     model: str
-    target: str = "optimum-intel"
+    target: str = DEFAULT_TARGET
     repo: str | None = None
     ref: str | None = None
     sandbox: str | None = None
@@ -80,13 +81,13 @@ def prepare(request: Request, settings: Settings, progress=lambda m: None) -> Jo
     config_hash = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:12]
 
     repos = RepoManager(settings.caches, settings.git_timeout_s, settings.mirror_freshness_s, on_note=progress)
-    progress(f"resolving {target.name} workspace")
+    progress(f"resolving {target.key} workspace")
     mirror, ws = resolve_workspace(target, request, settings, repos)
     if ws.note:
         progress(ws.note)
     from agent.llm.settings import LLMSettings
 
-    tid = thread_id_for(target.name, model_type, config_hash, ws.base_rev, with_llm=LLMSettings().configured)
+    tid = thread_id_for(target.key, model_type, config_hash, ws.base_rev, with_llm=LLMSettings().configured)
     job_dir = settings.path("jobs", tid)
     job_dir.mkdir(parents=True, exist_ok=True)
     config_path = job_dir / "config.json"
@@ -101,4 +102,4 @@ def prepare(request: Request, settings: Settings, progress=lambda m: None) -> Jo
         "attempts": [],
         "timings": {},
     }
-    return Job(thread_id=tid, model_type=model_type, target=target.name, job_dir=job_dir, initial_state=state)
+    return Job(thread_id=tid, model_type=model_type, target=target.key, job_dir=job_dir, initial_state=state)

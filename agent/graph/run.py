@@ -8,19 +8,17 @@ from pathlib import Path
 from agent.graph.deps import Deps
 from agent.graph.build import build_graph, sqlite_checkpointer
 from agent.settings import Settings
+from sandboxes.envs import SandboxEnv
 from tools.forge.local import Forge, LocalForge
 from tools.repo.workspace import RepoManager
 from tools.targets import get_target
 
 
-def make_sandbox(settings: Settings):
-    try:
-        from sandboxes.factory import make_sandbox as factory
-    except ImportError:  # the factory arrives with the docker backend
-        from sandboxes.local import LocalSandbox
+def make_sandbox(settings: Settings, env: SandboxEnv, progress=None):
+    """The sandbox for one target's environment: its image under docker, its interpreter locally."""
+    from sandboxes.factory import make_sandbox as factory
 
-        return LocalSandbox()
-    return factory(settings.sandbox, image=settings.sandbox_image)
+    return factory(settings.sandbox, env, progress=progress)
 
 
 def select_forge(settings: Settings) -> Forge:
@@ -32,12 +30,13 @@ def select_forge(settings: Settings) -> Forge:
 
 
 def make_deps(settings: Settings, target_name: str, progress, forge: Forge | None = None) -> Deps:
+    target = get_target(target_name, settings.caches)
     return Deps(
         settings=settings,
-        target=get_target(target_name, settings.caches),
+        target=target,
         forge=forge or select_forge(settings),
         repos=RepoManager(settings.caches, settings.git_timeout_s, settings.mirror_freshness_s),
-        sandbox_factory=lambda: make_sandbox(settings),
+        sandbox_factory=lambda: make_sandbox(settings, target.env, progress),
         progress=progress,
     )
 

@@ -1,9 +1,23 @@
-"""The graph's state: small, JSON-serialisable; big artifacts stay on disk."""
+"""The graph's state: small, JSON-serialisable; big artifacts stay on disk.
+
+Outcomes, publish modes and check statuses are closed sets: a new value is a
+change to this file, never a string invented in a node.
+"""
 
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Literal, TypedDict, get_args
+
+# How a request ended. pr: verified and published; dry_run: verified, nothing published by request;
+# rejected: verified, a reviewer declined publication; refused: no candidate passed and no implementer
+# can help further; needs_llm: no candidate passed and an implementer (LLM) is what is missing;
+# tiny_failed: no tiny model to verify against; already_supported: nothing to do.
+Outcome = Literal["pr", "dry_run", "rejected", "refused", "needs_llm", "tiny_failed", "already_supported"]
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
+# Outcomes decided before the report node; the others are the report's verdict.
+FINAL_BEFORE_REPORT = frozenset({"pr", "dry_run", "rejected", "tiny_failed", "already_supported"})
+PublishMode = Literal["auto", "approval", "dry_run"]
 
 
 def merge(a: dict | None, b: dict | None) -> dict:
@@ -11,7 +25,7 @@ def merge(a: dict | None, b: dict | None) -> dict:
 
 
 class OnboardState(TypedDict, total=False):
-    request: dict[str, Any]  # model, target, repo, ref, sandbox, config_path, ...
+    request: dict[str, Any]  # model, target, repo, ref, sandbox, config_path, publish, ...
     thread_id: str
     job_dir: str
     model_type: str
@@ -24,10 +38,13 @@ class OnboardState(TypedDict, total=False):
     candidate_index: int
     patch: dict[str, Any]
     verification: dict[str, Any]
+    # One per verified candidate: candidate, passed, first_failure, failed_stage, score, score_label,
+    # divergence, report, diff (see nodes/verify.py)
     attempts: Annotated[list[dict[str, Any]], operator.add]
     pr: dict[str, Any] | None
-    outcome: str  # pr | refused | needs_llm | tiny_failed | already_supported | error
+    outcome: Outcome
     message: str
+    advice: list[str]
     timings: Annotated[dict[str, float], merge]
     # LLM implementer: rounds done, last exit status, usage, trajectory path (the conversation is on disk)
     llm: dict[str, Any]

@@ -41,7 +41,7 @@ class ToolLoop:
         self.client, self.tools, self.ctx, self.budget = client, tools, ctx, budget
         self.traj, self.redactor, self.progress = traj, redactor, progress
         self.max_format_errors = max_format_errors
-        self.specs = [t.spec() for t in tools.values()]
+        self.specs = [t.spec(ctx) for t in tools.values()]
         self._consecutive = 0
         self.round_start = round_start  # index of this round's first message
 

@@ -41,29 +41,28 @@ def untrusted_inputs(request: dict, redactor: Redactor) -> list[dict]:
     return out
 
 
-def playbook(target, state: dict) -> str:
-    name = f"targets/{target.name.replace('-', '_')}/playbook.md.j2"
+def playbook(target, state: dict, tolerance: float) -> str:
+    name = f"targets/{target.key.replace('-', '_')}/playbook.md.j2"
     if not (ROOT / name).exists():
-        return f"(no playbook for {target.name}; rely on the repository's own patterns)"
+        return f"(no playbook for {target.key}; rely on the repository's own patterns)"
     analysis = state["analysis"]
     summary = f"{analysis.get('kind')}; features: {', '.join(analysis.get('features') or []) or 'none'}"
-    return render(name, model_type=analysis["model_type"], display_name=target.display_name(analysis["model_type"]),
-                  tolerance=state.get("tolerance", 1e-4), situation=state["plan"]["situation"],
+    return render(name, model_type=analysis["model_type"], tolerance=tolerance, situation=state["plan"]["situation"],
                   analysis_summary=summary, attempts=attempts_view(state, 120))
 
 
-def system(target, state: dict, tools: list[str], max_steps: int) -> str:
-    return render("llm/system.md.j2", target=target.name, tools=tools, max_steps=max_steps,
-                  playbook=playbook(target, state))
+def system(target, state: dict, tools: list[str], max_steps: int, tolerance: float) -> str:
+    return render("llm/system.md.j2", target=target.key, tools=tools, max_steps=max_steps,
+                  done_when=target.done_when, playbook=playbook(target, state, tolerance))
 
 
 def task(target, state: dict, candidate: str, failure: str, redactor: Redactor) -> str:
     analysis, plan = state["analysis"], state["plan"]
-    return render("llm/task.md.j2", model_type=analysis["model_type"], target=target.name,
+    return render("llm/task.md.j2", model_type=analysis["model_type"], target=target.key,
                   situation=plan["situation"], kind=analysis.get("kind", "?"),
                   features=analysis.get("features") or [], lineage=analysis.get("lineage") or [],
                   checklist=plan.get("checklist") or [], files=plan.get("files") or [],
-                  attempts=attempts_view(state), candidate=candidate,
+                  attempts=attempts_view(state), candidate=candidate, done_when=target.done_when,
                   failure=redactor.text(failure)[:FAILURE_CHARS], references=state.get("references") or [],
                   untrusted=untrusted_inputs(state.get("request", {}), redactor))
 

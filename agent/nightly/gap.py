@@ -122,27 +122,20 @@ def transformers_version() -> str:
     return metadata.version("transformers")
 
 
-def _task_gap(task: str, mapping: dict, supported: set[str], per_task: dict[str, set[str]] | None) -> TaskGap:
-    if per_task is None:
-        missing = sorted(t for t in mapping if t not in supported)
-        return TaskGap(task=task, known=len(mapping), missing=missing, granularity="type")
-    # Export tasks come in plain and "-with-past" flavours; either one counts.
-    missing = sorted(t for t in mapping
-                     if not ({task, f"{task}-with-past"} & per_task.get(t, set())))
-    return TaskGap(task=task, known=len(mapping), missing=missing, granularity="task")
+def _task_gap(task: str, mapping: dict, supported: set[str]) -> TaskGap:
+    missing = sorted(t for t in mapping if t not in supported)
+    return TaskGap(task=task, known=len(mapping), missing=missing, granularity="type")
 
 
 def discover(target, workspace: Path, mappings: dict[str, dict] | None = None) -> Gap:
     """The gap of `target` at `workspace`; `mappings` (task -> {model_type: class}) defaults to transformers'."""
     mappings = transformers_mappings() if mappings is None else mappings
     supported = set(target.supported_types(workspace))
-    tasks_of = getattr(target, "supported_tasks", None)
-    per_task = tasks_of(workspace) if callable(tasks_of) else None
     primary_map = mappings.get(PRIMARY_TASK, {})
-    # The primary gap is by type, as the target's registry defines support for the graph's plan node.
-    primary = _task_gap(PRIMARY_TASK, primary_map, supported, None)
-    others = [_task_gap(task, m, supported, per_task) for task, m in mappings.items() if task != PRIMARY_TASK]
-    return Gap(target=target.name, transformers_version=transformers_version(), primary=primary,
+    # The primary gap is the target's own: what a sweep should try (its registry, its baselines).
+    primary = TaskGap(task=PRIMARY_TASK, known=len(primary_map), missing=target.gap(workspace, mappings))
+    others = [_task_gap(task, m, supported) for task, m in mappings.items() if task != PRIMARY_TASK]
+    return Gap(target=target.key, transformers_version=transformers_version(), primary=primary,
                others=others, supported=len(supported))
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from agent.nightly.status import STATUSES
 from prompts import render
 
-COLORS = {"pr": "#2e7d32", "needs_llm": "#1565c0", "parity_failed": "#ef6c00", "tiny_failed": "#6a1b9a",
-          "export_failed": "#c62828", "timeout": "#795548", "skipped": "#9e9e9e"}
+COLORS = {"pr": "#2e7d32", "needs_llm": "#1565c0", "compare_failed": "#ef6c00", "tests_failed": "#f9a825",
+          "tiny_failed": "#6a1b9a", "build_failed": "#c62828", "timeout": "#795548", "skipped": "#9e9e9e"}
 
 
 def night_statuses(summaries: list[dict]) -> dict[str, dict[str, str]]:
@@ -94,9 +94,9 @@ def view(summary: dict) -> dict:
     """The template's context: rows with display fields, counts in status order."""
     rows = []
     for r in summary.get("rows", []):
-        diff = r.get("max_abs_diff")
+        diff = r.get("score", r.get("max_abs_diff"))
         rows.append({**r, "diff_text": f"{diff:.2e}" if diff is not None else "",
-                     "stages_text": _stages(r), "link": _link(r), "color": COLORS[r["status"]]})
+                     "stages_text": _stages(r), "link": _link(r), "color": COLORS.get(r["status"], "#9e9e9e")})
     return {"s": summary, "rows": rows, "statuses": STATUSES, "colors": COLORS,
             "counts": summary.get("counts", {}), "others": summary.get("gap", {}).get("others", [])}
 

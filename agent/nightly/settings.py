@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from tools.targets import DEFAULT_TARGET
 
 
 class NightlySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ONBOARD_NIGHTLY_", extra="forbid")
 
-    target: str = "optimum-intel"
+    target: str = DEFAULT_TARGET
     repo: str | None = None
     jobs: int = Field(2, ge=1, le=64)
     # One type may not hold a job slot longer than this; it then ends as `timeout`.

@@ -2,43 +2,48 @@
 
 The graph's own outcome (pr | needs_llm | refused | already_supported) is
 about a single request; the sweep needs finer buckets that say where a type
-stopped, so maintainers can sort the night's failures by kind of work.
+stopped, so maintainers can sort the night's failures by kind of work. The
+buckets are the target-neutral stages of verification (build, compare, tests),
+and "best attempt" / "needs an implementer" come from the graph's one verdict.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-STATUSES = ("pr", "needs_llm", "parity_failed", "tiny_failed", "export_failed", "timeout", "skipped")
+from agent.graph.build import BEFORE_CHANGE, RUNS_AFTER
+from agent.graph.verdict import best_attempt, describe, needs_llm
+
+Status = Literal["pr", "needs_llm", "compare_failed", "tests_failed", "tiny_failed", "build_failed", "timeout",
+                 "skipped"]
+STATUSES: tuple[str, ...] = get_args(Status)
+# Names earlier versions stored (optimum-intel's words); read as their neutral buckets.
+LEGACY = {"parity_failed": "compare_failed", "export_failed": "build_failed"}
 # Statuses that mean "this type was tried with these inputs": the next run skips them.
 ATTEMPTED = frozenset(STATUSES) - {"skipped"}
-# Nodes up to and including `tiny` produce the model every later check runs on.
-BEFORE_MODEL = ("prepare", "intake", "analyze", "plan", "references", "tiny")
-ORDER = (*BEFORE_MODEL, "implement", "verify", "publish", "report")
+# "prepare" is the sweep's own step before the graph starts (resolving the workspace and config).
+BEFORE_MODEL = ("prepare", *BEFORE_CHANGE)
+FAILED_AT = {"build": "build_failed", "compare": "compare_failed", "tests": "tests_failed"}
 
 
 def running_after(node: str) -> str:
     """The node that runs after `node` finished (the one a crash or kill interrupted)."""
-    if node == "repair":
-        return "implement"
-    if node == "llm_implement":
-        return "verify"
-    i = ORDER.index(node) if node in ORDER else 0
-    return ORDER[min(i + 1, len(ORDER) - 1)]
+    return RUNS_AFTER.get(node, "intake")
 
 
 class Row(BaseModel):
     model_type: str
-    status: str
+    status: Status
     detail: str = ""
     situation: str | None = None
     kind: str | None = None
     base: str | None = None  # the candidate that passed, or the best failing one
-    max_abs_diff: float | None = None
-    first_divergence: dict | None = None
+    score: float | None = None  # the target's distance to its reference (lower is better)
+    score_label: str = ""
+    divergence: dict | None = None
     stages: dict[str, float] = Field(default_factory=dict)
     tokens: int = 0
     seconds: float = 0.0
@@ -50,16 +55,10 @@ class Row(BaseModel):
     finished_at: float | None = None
     previous: dict[str, Any] | None = None  # for skipped-as-attempted rows: what that attempt gave
 
-    def model_post_init(self, _ctx) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"unknown nightly status {self.status!r}")
-
-
-def _best(attempts: list[dict]) -> dict | None:
-    exported = [a for a in attempts if a.get("max_abs_diff") is not None]
-    if exported:
-        return min(exported, key=lambda a: a["max_abs_diff"])
-    return attempts[0] if attempts else None
+    @field_validator("status", mode="before")
+    @classmethod
+    def _legacy(cls, value: str) -> str:
+        return LEGACY.get(value, value)
 
 
 def _base(candidate: str | None) -> str | None:
@@ -100,42 +99,28 @@ def from_state(model_type: str, state: dict, *, llm_configured: bool, error: dic
         pr = state.get("pr") or {}
         passed = next((a for a in attempts if a.get("passed")), None) or {}
         return Row(model_type=model_type, status="pr", detail=state.get("message", ""),
-                   base=_base(passed.get("candidate")), max_abs_diff=passed.get("max_abs_diff"),
+                   base=_base(passed.get("candidate")), score=passed.get("score"),
+                   score_label=passed.get("score_label") or "",
                    pr_url=pr.get("url"), pr_path=pr.get("json_path"), **common)
     if outcome == "already_supported":
         return Row(model_type=model_type, status="skipped", detail=state.get("message", "already supported"),
                    **common)
-    best = _best(attempts)
+    best = best_attempt(attempts)
     fields = {"base": _base(best.get("candidate")) if best else None,
-              "max_abs_diff": best.get("max_abs_diff") if best else None,
-              "first_divergence": best.get("first_divergence") if best else None}
-    if common["situation"] in ("S2", "S3") and not llm_configured:
-        return Row(model_type=model_type, status="needs_llm", detail=_needs_llm_detail(common, best),
-                   **fields, **common)
+              "score": best.get("score") if best else None,
+              "score_label": (best.get("score_label") or "") if best else "",
+              "divergence": best.get("divergence") or None if best else None}
+    if not llm_configured and needs_llm(state.get("plan"), attempts) and common["situation"] != "S1":
+        head = f"{common['situation']} and no LLM endpoint"
+        detail = f"{head}; best {describe(best)}" if best else f"{head}; no candidate to try"
+        return Row(model_type=model_type, status="needs_llm", detail=detail[:600], **fields, **common)
     if best is None:
         # No candidate to try: nothing in the registry to follow, only an implementer can help.
         return Row(model_type=model_type, status="needs_llm",
                    detail=state.get("message") or "no candidate to try", **fields, **common)
-    if best.get("max_abs_diff") is not None:
-        return Row(model_type=model_type, status="parity_failed", detail=_divergence(best), **fields, **common)
-    return Row(model_type=model_type, status="export_failed",
-               detail=f"{best.get('candidate')}: {best.get('first_failure', '')}"[:600], **fields, **common)
-
-
-def _divergence(best: dict) -> str:
-    div = best.get("first_divergence") or {}
-    where = f" (first at prompt {div.get('prompt')}, position {div.get('position')})" if div else ""
-    text = f"best {best.get('candidate')}: max |Δlogits| {best['max_abs_diff']:.3g}{where}"
-    return f"{text}; {best.get('first_failure', '')}"[:600]
-
-
-def _needs_llm_detail(common: dict, best: dict | None) -> str:
-    head = f"{common['situation']} and no LLM endpoint"
-    if best is None:
-        return f"{head}; no candidate to try"
-    if best.get("max_abs_diff") is not None:
-        return f"{head}; {_divergence(best)}"
-    return f"{head}; best {best.get('candidate')}: {best.get('first_failure', '')}"[:600]
+    stage = best.get("failed_stage") or ("compare" if best.get("score") is not None else "build")
+    return Row(model_type=model_type, status=FAILED_AT[stage], detail=f"best {describe(best)}"[:600],
+               **fields, **common)
 
 
 def skipped(model_type: str, why: str, **extra) -> Row:

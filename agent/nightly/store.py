@@ -27,8 +27,8 @@ KEEP_ATTEMPTS = 20
 ROOT = Path(__file__).resolve().parents[2]
 # The code that decides a type's outcome; a change here is a new builder. The
 # faces (CLI, service, nightly reporting) are left out: they do not change outcomes.
-BUILDER_SOURCES = ("agent/graph.py", "agent/jobs.py", "agent/runner.py", "agent/nodes", "tools",
-                   "sandboxes/jobs", "prompts/templates/pr_body.md.j2")
+# Every file counts (prompts are .j2, environments are Dockerfiles and locks), not only *.py.
+BUILDER_SOURCES = ("agent/graph", "agent/llm", "tools", "sandboxes/targets", "sandboxes/site", "prompts")
 
 
 class Inputs(BaseModel):
@@ -45,7 +45,7 @@ def builder_version(root: Path = ROOT) -> str:
     h = hashlib.sha256()
     for rel in BUILDER_SOURCES:
         base = root / rel
-        files = sorted(base.rglob("*.py")) if base.is_dir() else [base]
+        files = sorted(f for f in base.rglob("*") if "__pycache__" not in f.parts) if base.is_dir() else [base]
         for f in files:
             if f.is_file():
                 h.update(str(f.relative_to(root)).encode())

@@ -25,11 +25,12 @@ from agent.nightly.gap import Gap, config_aliases, discover, select
 from agent.nightly.settings import NightlySettings
 from agent.nightly.store import AttemptStore, Inputs, builder_version
 from agent.settings import Settings
+from tools.targets import DEFAULT_TARGET
 
 
 @dataclass
 class Options:
-    target: str = "optimum-intel"
+    target: str = DEFAULT_TARGET
     repo: str | None = None
     only: list[str] = field(default_factory=list)
     limit: int | None = None
@@ -86,7 +87,7 @@ def plan_types(types: list[str], *, supported: set[str], inputs: Inputs, store: 
             when = datetime.fromtimestamp(prev.finished_at or 0, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             rows.append(status.skipped(
                 t, f"attempted {when} with the same inputs: {prev.status}", inputs=inputs.model_dump(),
-                previous=prev.model_dump(mode="json", include={"status", "detail", "base", "max_abs_diff",
+                previous=prev.model_dump(mode="json", include={"status", "detail", "base", "score",
                                                                "situation", "pr_url", "report_path"})))
             continue
         if store.is_locked(t):
@@ -185,7 +186,7 @@ def _workspace(target, opts: Options, settings: Settings, store: AttemptStore, p
     from tools.repo.workspace import RepoManager
 
     repos = RepoManager(settings.caches, settings.git_timeout_s, settings.mirror_freshness_s)
-    progress(f"resolving {target.name} workspace")
+    progress(f"resolving {target.key} workspace")
     mirror, ws = resolve_workspace(target, Request(model="nightly", target=opts.target, repo=opts.repo),
                                    settings, repos)
     if ws.note:
@@ -210,7 +211,7 @@ def _process_launcher(target, opts: Options, settings: Settings, nightly: Nightl
             warmed.append(workers.warm(ctx))
             progress(f"job processes ready in {warmed[0]:.1f} s")
         # Git workspaces are pinned to tonight's revision; an sdist workspace has only one.
-        spec = JobSpec(model_type=t, target=target.name, repo=opts.repo,
+        spec = JobSpec(model_type=t, target=target.key, repo=opts.repo,
                        ref=ws.base_rev if ws.source == "git" else None, settings=job_settings,
                        inputs=inputs, out_dir=out_dir, llm_configured=llm,
                        threads=max(1, (os.cpu_count() or 1) // max(1, opts.jobs)))
@@ -237,7 +238,7 @@ def sweep(opts: Options, settings: Settings, nightly: NightlySettings, progress=
                         builder=nightly.builder_version or builder_version())
         supported = target.supported_types(checkout)
         planned = plan_types(types, supported=supported, inputs=inputs, store=store,
-                             forge=LocalForge(settings.data_dir), target=target.name, since_days=opts.since_days,
+                             forge=LocalForge(settings.data_dir), target=target.key, since_days=opts.since_days,
                              limit=opts.limit, aliases=config_aliases(types, supported))
         progress(f"gap: {len(gap.types)} types; running {len(planned.to_run)}, skipping {len(planned.rows)}")
         llm = llm_configured(settings)
@@ -249,7 +250,7 @@ def sweep(opts: Options, settings: Settings, nightly: NightlySettings, progress=
         budget = Budget(wall_s=nightly.wall_budget_s, tokens=nightly.token_budget, prs=nightly.max_prs)
         summary = {
             "run_id": run_id, "night": datetime.fromtimestamp(started_at, timezone.utc).date().isoformat(),
-            "target": target.name, "started_at": started_at,
+            "target": target.key, "started_at": started_at,
             "workspace": {"source": ws.source, "origin": ws.origin, "base_rev": ws.base_rev, "note": ws.note},
             "inputs": inputs.model_dump(), "jobs": opts.jobs, "llm_configured": llm, "only": opts.only,
             "limit": opts.limit, "since_days": opts.since_days,

@@ -50,7 +50,7 @@ class Service:
 def build_service(settings: Settings, svc: ServiceSettings, gh: GitHubConfig, *, runner: JobRunner | None = None,
                   issues: GitHubIssues | None = None, start_workers: bool = True,
                   clock: Callable[[], float] = time.time) -> Service:
-    from tools.targets import FACTORIES
+    from tools.targets import names as target_names
 
     queue = JobQueue(svc.queue_path or settings.path("service", "jobs.sqlite"))
     llm = LLMSettings()
@@ -66,7 +66,7 @@ def build_service(settings: Settings, svc: ServiceSettings, gh: GitHubConfig, *,
                              svc.target_repos)
     pool = WorkerPool(queue, runner, Notifier(github, CallbackChannel(svc.callback_hosts)),
                       concurrency=svc.concurrency, authorizer=github.can_write if github else None, redact=redact)
-    dispatcher = Dispatcher(queue, set(FACTORIES), svc.default_target, svc.github_label, github,
+    dispatcher = Dispatcher(queue, set(target_names()), svc.default_target, svc.github_label, github,
                             wake=pool.wake, redact=redact)
     return Service(settings, svc, gh, queue, pool, dispatcher, redact, start_workers, clock)
 

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tools.forge.github import GitHubConfig
+from tools.targets import DEFAULT_TARGET
 
 
 class ServiceSettings(BaseSettings):
@@ -29,7 +30,7 @@ class ServiceSettings(BaseSettings):
     api_token: SecretStr | None = None
     github_webhook_secret: SecretStr | None = None
     github_label: str = "onboard"
-    default_target: str = "optimum-intel"
+    default_target: str = DEFAULT_TARGET
     # target -> repository URL or path to clone (default: the target's upstream); chat text never picks it.
     target_repos: dict[str, str] = Field(default_factory=dict)
     # Hosts progress may be posted to (Slack's response_url, chat callbacks): no arbitrary URLs.

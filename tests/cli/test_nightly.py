@@ -37,7 +37,7 @@ def test_exit_0_whatever_the_types_outcomes(tmp_path, monkeypatch):
 
     def fake(opts, settings, nset, progress):
         seen.update(only=opts.only, jobs=opts.jobs, limit=opts.limit, since=opts.since_days)
-        counts = {s: 0 for s in STATUSES} | {"export_failed": 3, "timeout": 1}
+        counts = {s: 0 for s in STATUSES} | {"build_failed": 3, "timeout": 1}
         return SimpleNamespace(summary={"run_id": "r", "target": "optimum-intel", "rows": [{}] * 4, "wall_s": 1.0,
                                         "counts": counts, "budget": {"stopped": None}},
                                paths={"html": tmp_path / "d.html"})
@@ -45,7 +45,7 @@ def test_exit_0_whatever_the_types_outcomes(tmp_path, monkeypatch):
     res = invoke(tmp_path, "--only", "cwm,seed_oss", "--only", "olmoe", "--jobs", "3", "--limit", "2", "--since", "0")
     assert res.exit_code == 0, res.output
     assert seen == {"only": ["cwm", "seed_oss", "olmoe"], "jobs": 3, "limit": 2, "since": 0.0}
-    assert "export_failed" in res.output
+    assert "build_failed" in res.output
 
 
 @pytest.mark.parametrize("exc, code", [(RuntimeError("disk full"), 1), (SweepBusy("another sweep"), 3)])

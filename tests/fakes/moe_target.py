@@ -16,7 +16,8 @@ import importlib.util
 import warnings
 from pathlib import Path
 
-from tools.targets.base import Candidate, Check, Plan, VerifyReport
+from sandboxes.envs import SandboxEnv
+from tools.targets.base import Applied, BaseTarget, Candidate, Check, Plan, PRMeta, VerifyReport
 
 MOE_LOOP_HEAD = '''import torch
 
@@ -86,12 +87,15 @@ def trace_parity(workspace: Path) -> tuple[float, str]:
     return diff, "traced on an input with idle experts, run on one that uses them all"
 
 
-class MoeTarget:
-    name = "moe-mini"
+class MoeTarget(BaseTarget):
+    key = "moe-mini"
     default_repo = ""
     pypi_name = "moe-mini"
+    env = SandboxEnv(name="moe-mini", dir=Path(__file__).resolve().parent)
+    done_when = "the tiny MoE traces and its logits match eager PyTorch"
 
     def __init__(self, situation: str = "S2"):
+        super().__init__(Path("/nonexistent"))
         self.situation = situation
         self.applied: list[str] = []
         self.verified: list[str] = []
@@ -106,10 +110,10 @@ class MoeTarget:
     def candidates(self, analysis, ws, limit):
         return [Candidate(id="alias:llama", base="llama", params={"base_class": "Llama"})][:limit]
 
-    def apply(self, cand, analysis, ws, ctx, facts=None):
+    def apply(self, cand, analysis, ws, ctx):
         self.applied.append(cand.id)
         (ws / "registry.py").write_text(f"REGISTERED = {analysis['model_type']!r}  # via {cand.base}\n")
-        return ["registry.py"], []
+        return Applied(files=["registry.py"])
 
     def verify(self, cand, analysis, ws, ctx, sandbox, run_tests):
         self.verified.append(cand.id)
@@ -121,19 +125,13 @@ class MoeTarget:
             diff, how = trace_parity(ws)
         except Exception as exc:
             checks.append(Check(name="export", status="failed", detail=f"{type(exc).__name__}: {exc}"))
+            diff = None
         else:
             checks.append(Check(name="export", status="passed", detail="traced"))
-            checks.append(Check(name="logits_parity", status="passed" if diff <= 1e-5 else "failed",
+            checks.append(Check(name="logits_parity", stage="compare", status="passed" if diff <= 1e-5 else "failed",
                                 detail=f"max |Δlogits| {diff:.3g} ({how})", metrics={"max_abs_diff": diff}))
-        failed = [c for c in checks if c.status == "failed"]
-        return VerifyReport(passed=not failed, checks=checks,
-                            first_failure=f"{failed[0].name}: {failed[0].detail}" if failed else "")
+        return VerifyReport.from_checks(checks, score=diff, score_label="max |Δlogits|")
 
-    def display_name(self, model_type):
-        return model_type.title()
-
-    def pr_title(self, analysis, cand):
-        return f"Add {analysis['model_type']}"
-
-    def min_transformers_version(self, model_type):
-        return "5.0.0", "scripted"
+    def pr_meta(self, analysis, cand, ws, report=None):
+        return PRMeta(title=f"Add {analysis['model_type']}", key=analysis["model_type"],
+                      display_name=analysis["model_type"].title(), min_version="5.0.0", min_version_source="scripted")

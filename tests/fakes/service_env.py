@@ -21,7 +21,7 @@ from agent.service import github_webhook, slack
 from agent.service.workers import RunResult
 from tools.forge.local import branch_name
 from tools.repo.workspace import RepoManager, Workspace, commit_all
-from tools.targets.base import Candidate, Check, Plan, VerifyReport
+from tests.fakes.scripted_target import ScriptedTarget
 
 
 class Killed(BaseException):
@@ -102,38 +102,9 @@ class ForgeRunner:
         return RunResult(status="done", thread_id=tid, outcome="pr", message="published", pr_url=record.url)
 
 
-class ScriptedTarget:
-    """A target adapter whose only candidate passes: the graph runs in about a second."""
-
-    name = "optimum-intel"
-    default_repo = ""
-    pypi_name = "scripted"
-
-    def supported_types(self, ws):
-        return {"llama"}
-
-    def plan(self, analysis, ws):
-        return Plan(situation="S1", files=["registry.py"])
-
-    def candidates(self, analysis, ws, limit):
-        return [Candidate(id="alias:llama", base="llama", params={"base_class": "llama"})]
-
-    def apply(self, cand, analysis, ws, ctx, facts=None):
-        (ws / "registry.py").write_text(f"REGISTERED = {analysis['model_type']!r}\n")
-        return ["registry.py"], []
-
-    def verify(self, cand, analysis, ws, ctx, sandbox, run_tests):
-        checks = [Check(name="logits_parity", status="passed", detail="scripted", metrics={"max_abs_diff": 1e-7})]
-        return VerifyReport(passed=True, checks=checks, first_failure="")
-
-    def display_name(self, model_type):
-        return model_type.upper()
-
-    def pr_title(self, analysis, cand):
-        return f"Add {analysis['model_type']}"
-
-    def min_transformers_version(self, model_type):
-        return "5.0.0", "scripted"
+def scripted_target() -> ScriptedTarget:
+    """A target whose only candidate passes: the graph runs in about a second."""
+    return ScriptedTarget(bases=("llama",), key="optimum-intel")
 
 
 def fake_tiny(tmp: Path):
@@ -171,7 +142,7 @@ class ScriptedGraphRunner:
         initial = None if job.thread_id else self._initial(job)
         tid = job.thread_id or initial["thread_id"]
         on_thread(tid)
-        deps = Deps(settings=self.settings, target=ScriptedTarget(), forge=self.forge, repos=self.repos,
+        deps = Deps(settings=self.settings, target=scripted_target(), forge=self.forge, repos=self.repos,
                     sandbox_factory=lambda: SimpleNamespace(name="none"))
         values, how = drive(self.settings, deps, tid, initial,
                             lambda node, _: None if node.startswith("__") else on_stage(node), resume=resume)

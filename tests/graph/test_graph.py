@@ -17,54 +17,16 @@ from agent.graph.request import thread_id_for
 from agent.graph.run import drive
 from tests.fakes.graph_job import local_job
 from tools.forge.local import LocalForge
-from tools.targets.base import Candidate, Check, Plan, VerifyReport
+from tests.fakes.scripted_target import ScriptedTarget as SharedScripted
 
 
 class Killed(BaseException):
     """Stands for the process dying mid-node (not an Exception: nothing may catch it)."""
 
 
-class ScriptedTarget:
-    name = "scripted"
-    default_repo = ""
-    pypi_name = "scripted"
-
+class ScriptedTarget(SharedScripted):
     def __init__(self, passing: set[str], die_on_verify: int | None = None):
-        self.passing, self.die_on_verify = passing, die_on_verify
-        self.applied: list[str] = []
-        self.verified: list[str] = []
-
-    def supported_types(self, ws):
-        return {"llama"}
-
-    def plan(self, analysis, ws):
-        return Plan(situation="S1", files=["registry.py"])
-
-    def candidates(self, analysis, ws, limit):
-        return [Candidate(id=f"alias:{b}", base=b, params={"base_class": b}) for b in ("a", "b", "c")][:limit]
-
-    def apply(self, cand, analysis, ws, ctx, facts=None):
-        self.applied.append(cand.id)
-        (ws / "registry.py").write_text(f"REGISTERED = {analysis['model_type']!r}  # via {cand.base}\n")
-        return ["registry.py"], []
-
-    def verify(self, cand, analysis, ws, ctx, sandbox, run_tests):
-        self.verified.append(cand.id)
-        if self.die_on_verify is not None and len(self.verified) == self.die_on_verify:
-            raise Killed()
-        ok = cand.base in self.passing
-        checks = [Check(name="logits_parity", status="passed" if ok else "failed",
-                        detail="scripted", metrics={"max_abs_diff": 1e-7 if ok else 0.5})]
-        return VerifyReport(passed=ok, checks=checks, first_failure="" if ok else "logits_parity: scripted")
-
-    def display_name(self, model_type):
-        return model_type.upper()
-
-    def pr_title(self, analysis, cand):
-        return f"Add {analysis['model_type']}"
-
-    def min_transformers_version(self, model_type):
-        return "5.0.0", "scripted"
+        super().__init__(passing, die_on_verify, die_with=Killed)
 
 
 @pytest.fixture
@@ -99,7 +61,7 @@ def test_next_candidate_after_failure_then_publish(env):
     assert target.verified == ["alias:a", "alias:b"]
     assert [a["passed"] for a in state["attempts"]] == [False, True]
     body = Path(state["pr"]["body_path"]).read_text()
-    assert "alias:a" in body and "logits_parity" in body
+    assert "alias:a" in body and "scripted_compare" in body
     # the same request again reports the finished run; nothing runs twice
     state2, how2 = drive(settings, _deps(settings, repos, target), initial["thread_id"], initial)
     assert how2 == "finished_before" and target.verified == ["alias:a", "alias:b"]
@@ -111,7 +73,7 @@ def test_refusal_when_nothing_passes(env):
     target = ScriptedTarget(passing=set())
     state, _ = drive(settings, _deps(settings, repos, target), initial["thread_id"], initial)
     assert state["outcome"] in ("refused", "needs_llm")
-    assert "max |Δlogits| 0.5" in state["message"]
+    assert "distance 0.5" in state["message"]
     assert not LocalForge(settings.data_dir).records()
     report = json.loads((Path(initial["job_dir"]) / "report.json").read_text())
     assert report["outcome"] == state["outcome"] and len(report["attempts"]) == 3

@@ -80,7 +80,7 @@ def test_registration_alone_fails_and_the_scripted_moe_patch_is_published(env, c
     assert state["outcome"] == "pr", state.get("message")
     assert [(a["candidate"], a["passed"]) for a in state["attempts"]] == [("alias:llama", False),
                                                                           ("llm:llama#0", True)]
-    assert state["attempts"][0]["max_abs_diff"] > 1  # the loop version really failed to trace
+    assert state["attempts"][0]["score"] > 1  # the loop version really failed to trace
     # the LLM's own run_verification plus the gate: both traced the patched workspace
     assert target.verified == ["alias:llama", "llm:llama#0", "llm:llama#0"]
     diff = Path(state["pr"]["diff_path"]).read_text()
@@ -104,7 +104,7 @@ def test_without_an_endpoint_the_run_says_it_needs_one(env):
     msg = state["message"]
     assert msg.startswith("needs an LLM endpoint: minimoe")
     assert "candidates tried without an LLM: alias:llama" in msg and "situation S2" in msg
-    assert "max |Δlogits| 4.76" in msg and "forward must be adapted" in msg and "ONBOARD_LLM_BASE_URL" in msg
+    assert "max |Δlogits| 4.76" in msg and "new parts must be written" in msg and "ONBOARD_LLM_BASE_URL" in msg
     report = json.loads((Path(env.initial["job_dir"]) / "report.json").read_text())
     assert report["outcome"] == "needs_llm" and report["message"] == msg
     assert not LocalForge(env.settings.data_dir).records()
@@ -223,12 +223,10 @@ def test_killed_after_the_round_ended_takes_its_recorded_result(env):
     assert len(trajectory(env)["rounds"]) == 1
 
 
-def test_the_report_overlay_leaves_other_outcomes_alone():
-    from agent.graph.nodes.implement_llm import _overlay
+def test_the_report_verdict_after_an_llm_round_is_refused_with_its_exit_status():
+    from agent.graph.nodes.report import verdict
 
     llm = {"status": "exit_cost", "message": "cap", "rounds": 1, "usage": {"total_tokens": 5, "steps": 1},
            "trajectory": "t.json"}
-    for outcome in ("pr", "already_supported", "dry_run", "rejected"):
-        assert _overlay({"llm": llm}, outcome, "") is None
-    over = _overlay({"llm": llm}, "refused", "no candidate passed")
+    over = verdict({"llm": llm, "attempts": [], "plan": {"situation": "S2"}}, llm_configured=True)
     assert over["outcome"] == "refused" and "stopped with exit_cost (cap)" in over["message"]

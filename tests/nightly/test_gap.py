@@ -47,16 +47,6 @@ def test_other_tasks_are_reported_not_swept(ws, tmp_path):
     assert fill.granularity == "type"
 
 
-def test_per_task_registry_when_the_target_knows_tasks(ws, tmp_path):
-    class TaskAware(OptimumIntelTarget):
-        def supported_tasks(self, workspace):
-            return {"llama": {"text-generation-with-past"}, "bert": {"fill-mask"}}
-
-    gap = discover(TaskAware(tmp_path / "cache"), ws, MAPPINGS)
-    (fill,) = gap.others
-    assert fill.missing == ["llama"] and fill.granularity == "task"
-
-
 def test_real_transformers_mapping_on_the_fixture(ws, tmp_path):
     gap = discover(OptimumIntelTarget(tmp_path / "cache"), ws)
     assert "llama" not in gap.types and "qwen2" in gap.types and "cwm" in gap.types

@@ -5,6 +5,8 @@ from __future__ import annotations
 import git
 import pytest
 
+from tests.fakes.scripted_target import ScriptedTarget
+
 import tools.targets
 from agent.nightly.job import JobSpec, onboard
 from agent.nightly.store import Inputs
@@ -18,41 +20,9 @@ RAW = {"model_type": "newmodel", "architectures": ["NewModelForCausalLM"], "hidd
        "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 1000}
 
 
-class Scripted:
-    name, default_repo, pypi_name = "scripted", "", "scripted"
-
-    def __init__(self, passing: bool):
-        self.passing, self.verified = passing, 0
-
-    def supported_types(self, ws):
-        return {"llama"}
-
-    def plan(self, analysis, ws):
-        return Plan(situation="S1", files=["registry.py"])
-
-    def candidates(self, analysis, ws, limit):
-        return [Candidate(id="alias:llama", base="llama", params={"base_class": "L"})]
-
-    def apply(self, cand, analysis, ws, ctx, facts=None):
-        (ws / "registry.py").write_text(f"REGISTERED = {analysis['model_type']!r}\n")
-        return ["registry.py"], []
-
-    def verify(self, cand, analysis, ws, ctx, sandbox, run_tests):
-        self.verified += 1
-        diff = 1e-7 if self.passing else 0.4
-        checks = [Check(name="logits_parity", status="passed" if self.passing else "failed",
-                        metrics={"max_abs_diff": diff})]
-        return VerifyReport(passed=self.passing, checks=checks,
-                            first_failure="" if self.passing else "logits_parity: 0.4")
-
-    def display_name(self, t):
-        return t
-
-    def pr_title(self, analysis, cand):
-        return f"Add {analysis['model_type']}"
-
-    def min_transformers_version(self, t):
-        return "5.0.0", "scripted"
+def Scripted(passing: bool) -> ScriptedTarget:
+    """The shared scripted target with one candidate that passes (distance 1e-7) or fails (0.5)."""
+    return ScriptedTarget(passing={"llama"} if passing else set(), bases=("llama",))
 
 
 @pytest.fixture
@@ -76,7 +46,7 @@ def spec(tmp_path, monkeypatch):
 
 
 def use(monkeypatch, target):
-    monkeypatch.setitem(tools.targets.FACTORIES, "scripted", lambda cache: target)
+    monkeypatch.setitem(tools.targets.REGISTRY, "scripted", lambda cache: target)
 
 
 def test_passing_type_is_pr_once_and_a_new_builder_runs_afresh(spec, monkeypatch):
@@ -86,17 +56,17 @@ def test_passing_type_is_pr_once_and_a_new_builder_runs_afresh(spec, monkeypatch
     row = onboard(spec)
     assert row.status == "pr" and row.base == "llama" and row.thread_id.rsplit("-", 1)[1].startswith("b")
     again = onboard(spec)  # same builder: the finished thread is reported, nothing re-runs
-    assert again.status == "pr" and again.thread_id == row.thread_id and target.verified == 1
+    assert again.status == "pr" and again.thread_id == row.thread_id and len(target.verified) == 1
     newer = onboard(spec.model_copy(update={"inputs": spec.inputs.model_copy(update={"builder": "b2"})}))
-    assert newer.thread_id != row.thread_id and target.verified == 2
+    assert newer.thread_id != row.thread_id and len(target.verified) == 2
     assert len(LocalForge(spec.settings.data_dir).records()) == 1  # upserted, never a second record
 
 
-def test_failing_s1_type_is_parity_failed(spec, monkeypatch):
+def test_failing_s1_type_is_compare_failed(spec, monkeypatch):
     use(monkeypatch, Scripted(passing=False))
     spec.out_dir.mkdir()
     row = onboard(spec)
-    assert row.status == "parity_failed" and row.max_abs_diff == 0.4
+    assert row.status == "compare_failed" and row.score == 0.5
 
 
 def test_crash_in_tiny_is_tiny_failed_named_by_the_checkpoint(spec, monkeypatch):

@@ -10,7 +10,7 @@ from agent.nightly.status import STATUSES
 
 def summary(run_id: str, night: str, statuses: dict[str, str], **extra) -> dict:
     rows = [{"model_type": t, "status": s, "detail": f"detail of {t}", "situation": "S1", "base": "llama",
-             "max_abs_diff": 1.5e-7 if s == "pr" else None, "stages": {"tiny": 1.0, "verify[0]": 9.5},
+             "score": 1.5e-7 if s == "pr" else None, "stages": {"tiny": 1.0, "verify[0]": 9.5},
              "tokens": 0, "seconds": 12.0, "pr_path": f"/prs/{t}.json" if s == "pr" else None,
              "report_path": None, "previous": None} for t, s in statuses.items()]
     return {"run_id": run_id, "night": night, "target": "optimum-intel", "wall_s": 42.0, "jobs": 2,
@@ -47,7 +47,7 @@ def test_skipped_rows_show_the_attempt_they_stand_for(tmp_path):
 
 
 def test_html_escapes_what_models_and_errors_say(tmp_path):
-    s = summary("20261128T020000Z", "2026-11-28", {"a": "export_failed"})
+    s = summary("20261128T020000Z", "2026-11-28", {"a": "build_failed"})
     s["rows"][0]["detail"] = "export: <script>alert(1)</script>"
     html = write(s, tmp_path)["html"].read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html
@@ -55,12 +55,12 @@ def test_html_escapes_what_models_and_errors_say(tmp_path):
 
 def test_nights_are_kept_and_runs_of_one_night_merge(tmp_path):
     write(summary("20261127T020000Z", "2026-11-27", {"a": "needs_llm", "b": "pr"}), tmp_path)
-    write(summary("20261128T020000Z", "2026-11-28", {"a": "parity_failed", "b": "skipped"}), tmp_path)
+    write(summary("20261128T020000Z", "2026-11-28", {"a": "compare_failed", "b": "skipped"}), tmp_path)
     # a second run the same night skips what the first attempted: the night keeps the real outcome
     latest = write(summary("20261128T030000Z", "2026-11-28", {"a": "skipped", "b": "skipped"}), tmp_path)
     nights = history(tmp_path, keep_nights=30)
     assert [n["night"] for n in nights] == ["2026-11-27", "2026-11-28"]
-    assert nights[1]["counts"]["parity_failed"] == 1 and nights[1]["counts"]["skipped"] == 1
+    assert nights[1]["counts"]["compare_failed"] == 1 and nights[1]["counts"]["skipped"] == 1
     assert nights[0]["counts"]["pr"] == 1
     assert len(list((tmp_path / "runs").iterdir())) == 3
     assert (tmp_path / "latest").resolve() == latest["html"].parent.resolve()

@@ -77,9 +77,9 @@ def queue(types, outcomes, *, jobs=2, budget=BIG, clock=None, **kw):
 
 
 def test_every_type_gets_a_row_and_attempts_are_recorded():
-    rows, stopped, launched, recorded = queue(["a", "b", "c"], {"a": "pr", "b": "parity_failed"})
+    rows, stopped, launched, recorded = queue(["a", "b", "c"], {"a": "pr", "b": "compare_failed"})
     assert stopped is None
-    assert sorted((r.model_type, r.status) for r in rows) == [("a", "pr"), ("b", "parity_failed"), ("c", "needs_llm")]
+    assert sorted((r.model_type, r.status) for r in rows) == [("a", "pr"), ("b", "compare_failed"), ("c", "needs_llm")]
     assert sorted(r.model_type for r in recorded) == ["a", "b", "c"]
 
 
@@ -147,7 +147,7 @@ def test_skip_open_pr_recent_same_inputs_and_limit(tmp_path):
     store.record(status.Row(model_type="old", status="needs_llm", inputs=INPUTS.model_dump(),
                             finished_at=now - 10 * 86400))
     other = INPUTS.model_copy(update={"transformers": "5.6.0"})
-    store.record(status.Row(model_type="newtf", status="export_failed", inputs=other.model_dump(),
+    store.record(status.Row(model_type="newtf", status="build_failed", inputs=other.model_dump(),
                             finished_at=now - 60))
     types = ["llama", "code_llama", "haspr", "recent", "old", "newtf", "x", "y"]
     plan = plan_types(types, supported={"llama"}, inputs=INPUTS, store=store, forge=Forge({"haspr"}),

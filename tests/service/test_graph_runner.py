@@ -15,7 +15,7 @@ from tools.errors import UserError
 from agent.service.graph_runner import GraphRunner
 from agent.service.queue import JobQueue
 from agent.settings import Settings
-from tests.fakes.service_env import ScriptedGraphRunner, ScriptedTarget, fake_tiny
+from tests.fakes.service_env import ScriptedGraphRunner, fake_tiny, scripted_target
 from tools.forge.local import LocalForge
 
 
@@ -37,7 +37,7 @@ def runner(tmp_path, monkeypatch):
         return SimpleNamespace(thread_id=initial["thread_id"], initial_state=initial)
 
     def make_deps(settings, target, progress, forge=None):
-        return Deps(settings=settings, target=ScriptedTarget(), forge=forge or LocalForge(settings.data_dir),
+        return Deps(settings=settings, target=scripted_target(), forge=forge or LocalForge(settings.data_dir),
                     repos=scripted.repos, sandbox_factory=lambda: SimpleNamespace(name="none"))
 
     monkeypatch.setattr(agent.graph.request, "prepare", prepare)

@@ -47,6 +47,10 @@ class Forge(Protocol):
 
     def find(self, target: str, model_type: str) -> PRRecord | None: ...
 
+    def public_remote(self, target: str) -> str:
+        """Where reviewers fetch branches from (the PR body's reproduce steps)."""
+        ...
+
     def records(self) -> list[PRRecord]: ...
 
 
@@ -107,6 +111,9 @@ class LocalForge(StoredRecords):
     def __init__(self, data_dir: Path):
         self.root = data_dir
         self.store = RecordStore(data_dir)
+
+    def public_remote(self, target: str) -> str:
+        return str(self.root / "remotes" / f"{target}.git")
 
     def _remote(self, target: str) -> Path:
         path = self.root / "remotes" / f"{target}.git"

@@ -25,9 +25,11 @@ class Tool:
     parameters: dict  # JSON schema of the arguments object
     run: Callable[[dict, "ToolContext"], str]
 
-    def spec(self) -> dict:
-        return {"type": "function",
-                "function": {"name": self.name, "description": self.description, "parameters": self.parameters}}
+    def spec(self, ctx: "ToolContext | None" = None) -> dict:
+        # "{done_when}" in a description is the target's own sentence for what verified means.
+        done_when = (ctx.done_when if ctx else "") or "the target's checks pass"
+        return {"type": "function", "function": {"name": self.name, "parameters": self.parameters,
+                                                 "description": self.description.replace("{done_when}", done_when)}}
 
 
 @dataclass
@@ -37,6 +39,7 @@ class ToolContext:
     # Runs the target's verification on the workspace as it is; returns the report as data.
     verify: Callable[[], dict] | None = None
     references: list[dict] = field(default_factory=list)
+    done_when: str = ""  # the target's sentence for "verified"
     finished: str | None = None  # set by `finish`
     notes: dict[str, Any] = field(default_factory=dict)
 

@@ -32,9 +32,9 @@ def run(args: dict, ctx: ToolContext) -> str:
 
 TOOL = Tool(
     name="run_verification",
-    description="Export the tiny model with the workspace's code and compare it with PyTorch (logits, greedy "
-                "tokens). Takes a while: call it after a coherent set of edits. The final gate also runs the "
-                "repository's own tests.",
+    description="Run the target's checks on the workspace as it is now, without the repository's own tests "
+                "(the final gate adds them). Verified means: {done_when}. Takes a while: call it after a "
+                "coherent set of edits.",
     parameters={"type": "object", "properties": {}, "required": [], "additionalProperties": False},
     run=run,
 )

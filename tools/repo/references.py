@@ -16,7 +16,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import git
 from pydantic import BaseModel, Field
@@ -31,6 +31,8 @@ SAFE = re.compile(r"[^\w.-]")
 
 class ReferenceProfile(Protocol):
     registry_files: tuple[str, ...]
+    kind_of: Callable[[str], str]  # model type -> family kind (dense, moe, ...)
+    base_of: Callable[[str], tuple[str, ...]]  # model type -> the families it is built from
 
     def added_types(self, added: list[str], removed: list[str]) -> list[str]: ...
 

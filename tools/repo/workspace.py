@@ -222,6 +222,12 @@ def diff_against(worktree: Path, rev: str) -> str:
     return repo.git.diff(rev, "--no-color", "--no-ext-diff")
 
 
+def changed_files(worktree: Path) -> set[str]:
+    """Paths the worktree changed, added or deleted since its last commit."""
+    out = git.Repo(worktree).git.status("--porcelain")
+    return {line[3:] for line in out.splitlines() if line}
+
+
 def has_path(worktree: Path, rel: str) -> bool:
     return (worktree / rel).exists()
 

@@ -1,24 +1,52 @@
-"""The Target protocol: everything the graph needs to know about one framework.
+"""The Target contract, whole: what the graph, nightly and the faces may ask of one framework.
 
 A target reads its own registry from the workspace (the code being patched,
 never an installed package), proposes candidate changes in the order it
-believes in, writes one candidate into the workspace, and verifies it in a
-sandbox. The graph only sequences these calls.
+believes in, writes one candidate into the workspace, verifies it in a sandbox
+of its own environment, and describes the pull request. The graph only
+sequences these calls; it never reads a check by name, so nothing outside a
+target's package speaks that target's vocabulary (exports, logits, kernels).
+
+A new target subclasses `BaseTarget`, sets the class attributes, implements the
+six required methods, and adds one line to `tools.targets.REGISTRY`. Its files:
+`tools/targets/<pkg>/`, `sandboxes/targets/<pkg>/` (verify.py, Dockerfile,
+requirements.lock), `prompts/targets/<pkg>/` (playbook.md.j2, pr_intro.md.j2)
+and `tests/targets/<pkg>/`, where <pkg> is the key with "-" as "_".
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from sandboxes.envs import SandboxEnv
+
+if TYPE_CHECKING:
+    from tools.repo.references import ReferenceProfile
+
+Situation = Literal["S1", "S2", "S3"]  # same ops as a family / a family plus new fields / no family fits
+CheckStatus = Literal["passed", "failed", "skipped"]
+# Where a candidate stopped: it could not be built (export, registration, build), it was built but
+# disagrees with the reference, or it agrees and the repository's own tests refuse it.
+Stage = Literal["build", "compare", "tests"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def package_of(key: str) -> str:
+    """The folder name of a target everywhere in the tree: the key with "-" as "_"."""
+    return key.replace("-", "_")
+
 
 class Plan(BaseModel):
-    situation: str  # S1 | S2 | S3
+    situation: Situation
     files: list[str] = Field(default_factory=list)
     checklist: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    # The target knows registration alone cannot finish the job (e.g. a new family): when no
+    # candidate passes, the run says an implementer (the LLM) is needed, not just "refused".
     needs_llm: bool = False
 
 
@@ -34,7 +62,8 @@ class Candidate(BaseModel):
 
 class Check(BaseModel):
     name: str
-    status: str  # passed | failed | skipped
+    status: CheckStatus
+    stage: Stage = "build"
     detail: str = ""
     metrics: dict[str, Any] = Field(default_factory=dict)
 
@@ -43,21 +72,57 @@ class VerifyReport(BaseModel):
     passed: bool
     checks: list[Check] = Field(default_factory=list)
     first_failure: str = ""
+    failed_stage: Stage | None = None
+    # Target-neutral distance to the reference, lower is better (optimum-intel: max |Δlogits|);
+    # None when the candidate never got as far as a comparison. Ranks candidates everywhere.
+    score: float | None = None
+    score_label: str = ""  # how reports phrase the score, e.g. "max |Δlogits|"
+    divergence: dict[str, Any] = Field(default_factory=dict)  # where the comparison first diverged
     timings: dict[str, float] = Field(default_factory=dict)
     raw_path: str | None = None  # full JSON report on disk
 
     def check(self, name: str) -> Check | None:
         return next((c for c in self.checks if c.name == name), None)
 
+    @classmethod
+    def from_checks(cls, checks: list[Check], *, score: float | None = None, score_label: str = "",
+                    divergence: dict | None = None, timings: dict | None = None) -> "VerifyReport":
+        """Passed = nothing failed and something passed: a report of skips alone proves nothing."""
+        failed = [c for c in checks if c.status == "failed"]
+        ran = any(c.status == "passed" for c in checks)
+        if failed:
+            first, stage = f"{failed[0].name}: {failed[0].detail}", failed[0].stage
+        elif not ran:
+            first, stage = "no check ran", "build"
+        else:
+            first, stage = "", None
+        return cls(passed=not failed and ran, checks=checks, first_failure=first, failed_stage=stage,
+                   score=score, score_label=score_label, divergence=divergence or {}, timings=timings or {})
+
+
+class Applied(BaseModel):
+    files: list[str] = Field(default_factory=list)  # workspace-relative paths written
+    notes: list[str] = Field(default_factory=list)  # what a reviewer should know (skips, raised bounds)
+
+
+class PRMeta(BaseModel):
+    title: str
+    key: str  # names the branch and the record: the model type, or finer (one per checkpoint)
+    display_name: str
+    min_version: str = ""  # of transformers, where the target declares one
+    min_version_source: str = ""
+    # Commands a reviewer runs from a clone of the PR branch (never a host path).
+    reproduce: list[str] = Field(default_factory=list)
+
 
 class JobContext(BaseModel):
-    """What a target's verify/apply calls need besides the workspace."""
+    """What a target's apply/verify calls need besides the workspace."""
 
     model_config = {"arbitrary_types_allowed": True}
 
     model_type: str
-    tiny_dir: Path
-    work_dir: Path  # per-job scratch directory (reports, IR, logs)
+    tiny_dir: Path | None = None  # only for targets with needs_tiny_model
+    work_dir: Path  # per-attempt scratch directory (reports, artifacts, logs)
     parity_tolerance: float = 1e-4
     timeout_s: float = 900.0
     tests_timeout_s: float = 1200.0
@@ -65,9 +130,12 @@ class JobContext(BaseModel):
 
 @runtime_checkable
 class Target(Protocol):
-    name: str
+    key: str
     default_repo: str
-    pypi_name: str  # source distribution used when the repository is unreachable
+    pypi_name: str | None  # source distribution used when the repository is unreachable
+    env: SandboxEnv
+    needs_tiny_model: bool
+    done_when: str  # one sentence: what "verified" means here (LLM prompts, run_verification)
 
     def supported_types(self, workspace: Path) -> set[str]: ...
 
@@ -75,18 +143,46 @@ class Target(Protocol):
 
     def candidates(self, analysis: dict, workspace: Path, limit: int) -> list[Candidate]: ...
 
-    def apply(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext) -> list[str]:
-        """Write the candidate into the workspace; return the files changed."""
+    def apply(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext) -> Applied: ...
 
     def verify(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
                sandbox: Any, run_tests: bool) -> VerifyReport: ...
 
-    def display_name(self, model_type: str) -> str: ...
+    def pr_meta(self, analysis: dict, candidate: Candidate, workspace: Path) -> PRMeta: ...
 
-    def pr_title(self, analysis: dict, candidate: Candidate) -> str: ...
+    def references(self) -> "ReferenceProfile | None": ...
 
-    def min_transformers_version(self, model_type: str) -> tuple[str, str]: ...
+    def gap(self, workspace: Path, mappings: dict[str, dict]) -> list[str]: ...
 
-    # Optional: `record_key(analysis) -> str` names the PR (branch, record) when one model type can
-    # yield several independent changes (FlashInfer-Bench: one models.ts entry per checkpoint size).
-    # Without it the key is the model type.
+    def describe(self) -> dict: ...
+
+
+class BaseTarget:
+    """Defaults for the optional seams; subclasses set the class attributes and the required methods."""
+
+    key: str = ""
+    default_repo: str = ""
+    pypi_name: str | None = None
+    needs_tiny_model: bool = True
+    done_when: str = ""
+    env: SandboxEnv
+
+    def __init__(self, cache_dir: Path):
+        self.cache_dir = cache_dir
+
+    def references(self) -> "ReferenceProfile | None":
+        """How to read earlier onboardings from the target's history; None: no reference study."""
+        return None
+
+    def gap(self, workspace: Path, mappings: dict[str, dict]) -> list[str]:
+        """Model types to try in a sweep: those with a causal-LM class that the workspace lacks."""
+        supported = self.supported_types(workspace)
+        return sorted(t for t in mappings.get("text-generation", {}) if t not in supported)
+
+    def describe(self) -> dict:
+        """What ran, for report.json: enough to tell two configurations apart."""
+        return {"key": self.key, "default_repo": self.default_repo, "pypi_name": self.pypi_name,
+                "needs_tiny_model": self.needs_tiny_model, "env": self.env.describe()}
+
+    def supported_types(self, workspace: Path) -> set[str]:
+        raise NotImplementedError

@@ -23,7 +23,7 @@ def references(state: OnboardState, deps: Deps) -> dict:
     from tools.repo.references import select
 
     t = time.monotonic()
-    profile = getattr(deps.target, "references", None)
+    profile = deps.target.references()
     if profile is None:
         return {"references": [], "timings": {"references": 0.0}}
     if state.get("workspace", {}).get("source") == "sdist":
@@ -32,7 +32,7 @@ def references(state: OnboardState, deps: Deps) -> dict:
         return {"references": [], "timings": {"references": 0.0}}
     mirror = Path(state["request"]["mirror"])
     refs = select(mirror, profile, state["analysis"], deps.settings.caches, k=deps.settings.reference_count,
-                  kind_of=deps.target.kind_of, base_of=deps.target.base_of,
+                  kind_of=profile.kind_of, base_of=profile.base_of,
                   out_dir=Path(state["job_dir"]) / "references",
                   explicit=state["request"].get("references") or None)
     deps.progress("references: " + (", ".join(f"{r.ref} ({r.score})" for r in refs) or

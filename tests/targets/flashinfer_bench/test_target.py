@@ -79,7 +79,8 @@ class FakeSandbox:
 def applied(ws, target, tmp_path):
     a = analysis()
     cand = target.candidates(a, ws, 4)[0]
-    files, notes = target.apply(cand, a, ws, ctx(tmp_path))
+    applied = target.apply(cand, a, ws, ctx(tmp_path))
+    files, notes = applied.files, applied.notes
     return a, cand, files, notes
 
 

@@ -132,7 +132,7 @@ def test_node_skips_a_source_distribution_workspace(tmp_path):
     from agent.graph.nodes.references import references
 
     said = []
-    deps = SimpleNamespace(target=SimpleNamespace(references=object()), progress=said.append)
+    deps = SimpleNamespace(target=SimpleNamespace(references=lambda: object()), progress=said.append)
     state = {"workspace": {"source": "sdist"}, "request": {"mirror": str(tmp_path)}, "analysis": {}}
     assert references(state, deps)["references"] == []
     assert "without git history" in said[0]

@@ -6,7 +6,7 @@ a TP/EP setting), Definition JSON files for names the dataset lacks, and a row i
 It is proved by the TypeScript compiler against the repository's zod schema, a semantic check of the
 tree, the flashinfer_bench Definition model and a CPU run of every new reference.
 
-This module is the target protocol; each step lives in its own flashinfer_bench_*.py module: model (the
+This module is the target contract; each step lives in its own module of this package: model (the
 SGLang module tree), names, entry, models_ts, defs and templates, dataset, coverage, checks, job.
 """
 
@@ -21,7 +21,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tools.targets.flashinfer_bench import defs
 from tools.targets.flashinfer_bench import model as fbm
-from tools.targets.base import Candidate, Check, JobContext, Plan, VerifyReport
+from sandboxes.envs import SandboxEnv
+from tools.targets.base import (REPO_ROOT, Applied, BaseTarget, Candidate, Check, JobContext, Plan, PRMeta,
+                                 VerifyReport)
 from tools.targets.flashinfer_bench.checks import semantic_problems, tsc_check
 from tools.targets.flashinfer_bench.coverage import COVERAGE, coverage_section, upsert_coverage
 from tools.targets.flashinfer_bench.dataset import DEFS_DIR, changed_definitions, load_dataset
@@ -30,7 +32,8 @@ from tools.targets.flashinfer_bench.models_ts import MODELS_TS, read_entries, up
 from tools.targets.flashinfer_bench.names import parse_name
 
 ATTENTION_LAYERS = {"full_attention", "attention", "sliding_attention", "chunked_attention"}
-JOB = Path(__file__).resolve().parents[3] / "sandboxes" / "targets" / "flashinfer_bench" / "verify.py"
+ENV = SandboxEnv(name="flashinfer-bench", dir=REPO_ROOT / "sandboxes" / "targets" / "flashinfer_bench")
+JOB = ENV.job_path
 
 
 class FlashInferBenchSettings(BaseSettings):
@@ -46,16 +49,21 @@ class FlashInferBenchSettings(BaseSettings):
     node_modules: str | None = None
 
 
-class FlashInferBenchTarget:
-    name = "flashinfer-bench"
+class FlashInferBenchTarget(BaseTarget):
+    key = "flashinfer-bench"
     default_repo = "https://github.com/flashinfer-ai/flashinfer-bench.git"
     pypi_name = "flashinfer-bench"
-    references = None  # earlier entries are data in one file; the SGLang baseline is the reference
+    env = ENV
+    # Entries are data derived from the config and SGLang's module tree: no model is ever run.
+    needs_tiny_model = False
+    done_when = ("models.ts type-checks against the repository's zod schema with tsc --strict, the entry's "
+                 "module tree and counts match the config, and every new Definition validates and its "
+                 "reference runs on CPU")
 
     def __init__(self, cache_dir: Path, parallel: fbm.Parallel | None = None, dataset: str | None = None,
                  sglang: str | None = None, node_modules: str | None = None):
+        super().__init__(Path(cache_dir) / "flashinfer-bench")
         env = FlashInferBenchSettings()
-        self.cache_dir = Path(cache_dir) / "flashinfer-bench"
         self.parallel = parallel or fbm.Parallel(env.tp, env.ep)
         self.dataset_path = dataset or env.dataset
         self.sglang = sglang or env.sglang
@@ -98,21 +106,34 @@ class FlashInferBenchTarget:
 
     # -- protocol ----------------------------------------------------------------------------------------
     def supported_types(self, workspace: Path) -> set[str]:
-        # Entries are per checkpoint, not per model_type: an existing id is updated in place by apply.
+        # Entries are per checkpoint, not per model_type: an existing id is updated in place by apply,
+        # so a type is never "already supported" as a whole.
         return set()
 
-    def min_transformers_version(self, model_type: str) -> tuple[str, str]:
-        return "n/a", "FlashInfer-Bench entries are data; they do not load the model with transformers"
+    def gap(self, workspace: Path, mappings: dict[str, dict]) -> list[str]:
+        """Causal-LM types whose architecture is the root module of no models.ts entry; where the
+        SGLang index can be had, only those SGLang implements (an entry follows its module tree)."""
+        causal = mappings.get("text-generation", {})
+        roots = {name for e in read_entries((workspace / MODELS_TS).read_text()) for name, m in
+                 (e.get("modules") or {}).items() if not (m or {}).get("parent")}
+        try:
+            baselines = set(self.sglang_index().get("entries", {}))
+        except (fbm.BaselineMissing, OSError):
+            baselines = None
+        out = []
+        for model_type, classes in causal.items():
+            names = {classes} if isinstance(classes, str) else set(classes or ())
+            if names & roots or (baselines is not None and not names & baselines):
+                continue
+            out.append(model_type)
+        return sorted(out)
 
-    def display_name(self, model_type: str) -> str:
-        return model_type
-
-    def record_key(self, analysis: dict) -> str:
-        # Llama-3.1-8B and -70B share a model_type but are two entries, two PRs.
-        return model_id(analysis)[0]
-
-    def pr_title(self, analysis: dict, candidate: Candidate) -> str:
-        return f"[models] Add {candidate.params.get('name', analysis['model_type'])} entry and kernel definitions"
+    def pr_meta(self, analysis: dict, candidate: Candidate, workspace: Path,
+                report: VerifyReport | None = None) -> PRMeta:
+        name = candidate.params.get("name", analysis["model_type"])
+        # Llama-3.1-8B and -70B share a model_type but are two entries, two PRs: the key is the entry id.
+        return PRMeta(title=f"[models] Add {name} entry and kernel definitions", key=model_id(analysis)[0],
+                      display_name=analysis["model_type"])
 
     def _design(self, a: dict, workspace: Path) -> dict:
         entry, module, mods = build_entry(self.sglang_index(), a, self.parallel)
@@ -164,7 +185,7 @@ class FlashInferBenchTarget:
     def _def_path(d: dict) -> str:
         return f"{DEFS_DIR}/{d['op_type']}/{d['name']}.json"
 
-    def apply(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext) -> tuple[list[str], list[str]]:
+    def apply(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext) -> Applied:
         design = self._design(analysis, workspace)
         entry = design["entry"]
         ts = workspace / MODELS_TS
@@ -186,7 +207,7 @@ class FlashInferBenchTarget:
         notes = [f"SGLang baseline sglang/srt/models/{design['module']}.py", f"dataset: {design['dataset_source']}"]
         notes += [f"{n}: {how}" for n, (_, how) in design["made"].items()]
         notes += [f"needs an implementer: {n} ({why})" for n, why in design["gaps"].items()]
-        return files, notes
+        return Applied(files=files, notes=notes)
 
     def verify(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
                sandbox, run_tests: bool) -> VerifyReport:
@@ -223,11 +244,11 @@ class FlashInferBenchTarget:
 
             t2 = time.monotonic()
             job = run_job(sandbox, JOB, workspace, ctx, {"phase": "definitions", "definitions": paths}, ctx.timeout_s)
-            checks += [Check(**c) for c in job["checks"]]
+            # A reference run compares with the Definition's own numbers; the rest is whether it builds.
+            checks += [Check(**{**c, "stage": "compare" if c["name"].startswith("reference:") else "build"})
+                       for c in job["checks"]]
             timings["definitions"] = round(time.monotonic() - t2, 3)
-        failed = [c for c in checks if c.status == "failed"]
-        return VerifyReport(passed=not failed, checks=checks, timings=timings,
-                            first_failure=f"{failed[0].name}: {failed[0].detail}" if failed else "")
+        return VerifyReport.from_checks(checks, timings=timings)
 
     def _tsc(self, workspace: Path, ctx: JobContext, sandbox) -> Check:
         """`tsc --strict` over models.ts and the repository's zod schema, in the sandbox."""

@@ -3,7 +3,7 @@
 The registry is read from the workspace being patched (never from the
 installed package). Candidates pair an existing config class to follow (ranked
 by transformers' modular lineage, then by config similarity) with the patch
-patterns whose preconditions hold (optimum_intel_patterns*.py); each one is
+patterns whose preconditions hold (patterns/); each one is
 written into the workspace and must pass export, f32 logits parity, greedy
 token equality and the repository's own tests before it can become a PR.
 """
@@ -18,7 +18,9 @@ from pathlib import Path
 from packaging.version import Version
 
 from tools.hf.release_index import IndexUnavailable, ReleaseIndex
-from tools.targets.base import Candidate, Check, JobContext, Plan, VerifyReport
+from sandboxes.envs import SandboxEnv
+from tools.targets.base import (REPO_ROOT, Applied, BaseTarget, Candidate, Check, JobContext, Plan, PRMeta,
+                                 Stage, VerifyReport)
 
 MODEL_CONFIGS = "optimum/exporters/openvino/model_configs.py"
 UTILS = "optimum/exporters/openvino/utils.py"
@@ -27,7 +29,16 @@ TESTS_DIR = "tests/openvino"
 # The installed optimum-intel registers its CLI command from here too; only the workspace may.
 WORKSPACE_ONLY = ("optimum.commands.register",)
 NON_DENSE = {"moe", "mla", "ssm", "linear_attention", "vlm"}
-JOB = Path(__file__).resolve().parents[3] / "sandboxes" / "targets" / "optimum_intel" / "verify.py"
+ENV = SandboxEnv(name="optimum-intel", dir=REPO_ROOT / "sandboxes" / "targets" / "optimum_intel")
+JOB = ENV.job_path
+# Which stage each check of the in-sandbox job belongs to (tests:<file> checks are "tests").
+COMPARE_CHECKS = {"logits_parity", "greedy_tokens", "batch_left_padding", "long_sequence_parity"}
+
+
+def stage_of(name: str) -> Stage:
+    if name == "tests" or name.startswith("tests:"):
+        return "tests"
+    return "compare" if name in COMPARE_CHECKS else "build"
 
 
 def read_registry(workspace: Path) -> dict[str, str]:
@@ -71,19 +82,24 @@ def pytest_keyword(model_type: str) -> str:
     return re.sub(r"\W", "_", model_type)
 
 
-class OptimumIntelTarget:
-    name = "optimum-intel"
+class OptimumIntelTarget(BaseTarget):
+    key = "optimum-intel"
     default_repo = "https://github.com/huggingface/optimum-intel.git"
     pypi_name = "optimum-intel"
+    env = ENV
+    needs_tiny_model = True
+    done_when = ("the tiny model exports to OpenVINO IR with the patched code, its logits match PyTorch "
+                 "within the tolerance with the f32 precision hint, greedy tokens are identical, and the "
+                 "repository's own tests of the model pass")
 
     def __init__(self, cache_dir: Path):
-        from tools.targets.optimum_intel import references as optimum_intel_refs
-
-        self.cache_dir = cache_dir
+        super().__init__(cache_dir)
         self._versions: dict[str, tuple[str, str]] = {}
-        self.references = optimum_intel_refs.OptimumIntelReferences()
-        self.kind_of = optimum_intel_refs.kind_of
-        self.base_of = optimum_intel_refs.base_of
+
+    def references(self):
+        from tools.targets.optimum_intel.references import OptimumIntelReferences
+
+        return OptimumIntelReferences()
 
     # -- reading the workspace --------------------------------------------------
     def supported_types(self, workspace: Path) -> set[str]:
@@ -163,8 +179,12 @@ class OptimumIntelTarget:
         return search(analysis, workspace, read_registry(workspace), limit)
 
     # -- writing ------------------------------------------------------------------
-    def apply(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
-              facts: dict | None = None) -> tuple[list[str], list[str]]:
+    def apply(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext) -> Applied:
+        return self._write(candidate, analysis, workspace, ctx, None)
+
+    def _write(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
+               facts: dict | None) -> Applied:
+        """`facts`: what verification measured (SDPA and int8 counts), for the test tables."""
         from tools.targets.optimum_intel.patch import PatchSpec, write_patch
         from tools.targets.optimum_intel.patterns.base import PatternContext, combined_edit
 
@@ -187,13 +207,23 @@ class OptimumIntelTarget:
             class_attrs=edit.class_attrs, imports=edit.imports, patchers=edit.patchers,
         )
         result = write_patch(workspace, spec)
-        return result.files, pattern_notes + result.notes + [f"skipped: {s}" for s in result.skipped]
+        return Applied(files=result.files,
+                       notes=pattern_notes + result.notes + [f"skipped: {s}" for s in result.skipped])
 
-    def display_name(self, model_type: str) -> str:
-        return model_display_name(model_type)
-
-    def pr_title(self, analysis: dict, candidate: Candidate) -> str:
-        return f"[OpenVINO] Add support for {self.display_name(analysis['model_type'])}"
+    def pr_meta(self, analysis: dict, candidate: Candidate, workspace: Path,
+                report: VerifyReport | None = None) -> PRMeta:
+        model_type = analysis["model_type"]
+        version, source = self.min_transformers_version(model_type)
+        written = self.written_min_version(workspace, model_type)
+        if written and written != version:
+            source = f"raised by the applied patterns (first release that ships the model: {version})"
+            version = written
+        display = model_display_name(model_type)
+        return PRMeta(title=f"[OpenVINO] Add support for {display}", key=model_type, display_name=display,
+                      min_version=version, min_version_source=source,
+                      reproduce=[f"optimum-cli export openvino --model <tiny {model_type} model dir> "
+                                 f"--task text-generation-with-past /tmp/{model_type}-ov",
+                                 *_test_commands(report.checks if report else [])])
 
     # -- verification -------------------------------------------------------------
     def verify(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
@@ -205,29 +235,44 @@ class OptimumIntelTarget:
                          {"phase": "parity", "measure_int8": run_tests and (workspace / TESTS_DIR).exists()},
                          ctx.timeout_s,
                          workspace_only=WORKSPACE_ONLY)
-        checks = [Check(**c) for c in parity["checks"]]
+        checks = [_check(c) for c in parity["checks"]]
         timings = dict(parity.get("timings", {}))
         failed = [c for c in checks if c.status == "failed"]
         if not failed and run_tests and (workspace / TESTS_DIR).exists():
             sdpa = next((c.metrics.get("sdpa_ops") for c in checks if c.name == "export"), None)
             int8 = next((c.metrics.get("per_model") for c in checks if c.name == "int8_weights"), None)
-            files, _ = self.apply(candidate, analysis, workspace, ctx,
-                                  facts={"sdpa_ops": sdpa, "int8_weights": int8})
+            files = self._write(candidate, analysis, workspace, ctx,
+                                facts={"sdpa_ops": sdpa, "int8_weights": int8}).files
             selections = [f for f in sorted(set(files)) if f.startswith(f"{TESTS_DIR}/test_")]
             if not selections:
-                checks.append(Check(name="tests", status="failed",
+                checks.append(Check(name="tests", status="failed", stage="tests",
                                     detail="the patch registered the model in no test file"))
             else:
                 tests = run_job(sandbox, JOB, workspace, ctx, {"phase": "tests", "tests": selections},
                                 ctx.tests_timeout_s, workspace_only=WORKSPACE_ONLY)
-                checks += [Check(**c) for c in tests["checks"]]
+                checks += [_check(c) for c in tests["checks"]]
                 timings.update(tests.get("timings", {}))
         elif not (workspace / TESTS_DIR).exists():
-            checks.append(Check(name="tests", status="skipped",
+            checks.append(Check(name="tests", status="skipped", stage="tests",
                                 detail="workspace has no tests/ (source distribution)"))
-        failed = [c for c in checks if c.status == "failed"]
-        return VerifyReport(passed=not failed, checks=checks, timings=timings,
-                            first_failure=f"{failed[0].name}: {failed[0].detail}" if failed else "")
+        parity_check = next((c for c in checks if c.name == "logits_parity"), None)
+        metrics = parity_check.metrics if parity_check else {}
+        return VerifyReport.from_checks(checks, score=metrics.get("max_abs_diff"), score_label="max |Δlogits|",
+                                        divergence=metrics.get("first_divergence") or {}, timings=timings)
+
+
+def _check(data: dict) -> Check:
+    return Check(**{**data, "stage": stage_of(data["name"])})
+
+
+def _test_commands(checks: list[Check]) -> list[str]:
+    """One pytest command per test file, naming exactly the tests that passed."""
+    out = []
+    for c in checks:
+        if c.name.startswith("tests:"):
+            ids = c.metrics.get("passed_ids") or []
+            out.append("pytest " + (" ".join(f'"{i}"' for i in ids) if ids else c.name.split(":", 1)[1]))
+    return out
 
 
 def tiny_fixture_config(tiny_dir: Path) -> dict:

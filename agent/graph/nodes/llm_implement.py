@@ -1,6 +1,6 @@
-"""llm_implement and the routing around it: the LLM takes over where registration alone failed.
+"""llm_implement: the LLM takes over where the deterministic candidates failed.
 
-Round 0 starts from the best deterministic candidate's registration and that
+Round 0 starts from the best deterministic candidate's change and that
 candidate's first failure; every later round is a repair: the gate's first
 failure goes back into the same conversation, at most `repair_attempts` times
 (ONBOARD_REPAIR_ATTEMPTS, shared with the rest of the graph).
@@ -12,30 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from pathlib import Path
 
-from agent.llm import prompts as llm_prompts
+from agent.graph.context import job_context
 from agent.graph.deps import Deps
-from agent.llm.loop import ToolLoop
-from agent.llm.client import Budget, LLMClient, OpenAIClient
-from agent.llm.settings import LLMSettings
-from agent.graph.nodes import change
-from agent.graph.nodes import finish
-from agent.llm.redact import Redactor
 from agent.graph.state import OnboardState
+from agent.graph.verdict import LLM_PREFIX, best_attempt
+from agent.llm import prompts as llm_prompts
+from agent.llm.client import Budget, LLMClient, OpenAIClient
+from agent.llm.loop import ToolLoop
+from agent.llm.redact import Redactor
+from agent.llm.settings import LLMSettings
 from agent.llm.trajectory import Trajectory, path_for
 from tools.llm_tools import TOOLS, ToolContext
 from tools.repo.workspace import RepoManager, diff_against
-from tools.targets.base import Candidate, JobContext
-
-LLM_PREFIX = "llm:"
-VERSION_REFUSAL = re.compile(r"\bversion\b.*\b(required|allow|support)", re.IGNORECASE)
-
-
-def settings() -> LLMSettings:
-    return LLMSettings()
+from tools.targets.base import Candidate
 
 
 def make_client(s: LLMSettings) -> LLMClient:
@@ -46,34 +38,11 @@ def redactor_for(s: LLMSettings) -> Redactor:
     return Redactor(extra=[s.api_key.get_secret_value()] if s.api_key else [])
 
 
-# -- routing ----------------------------------------------------------------------------------
-
-def after_verify(state: OnboardState, deps: Deps) -> str:
-    nxt = change.after_verify(state)
-    if nxt != "report" or not settings().configured:
-        return nxt
-    cand = state["candidates"][state["candidate_index"]]
-    if not cand["id"].startswith(LLM_PREFIX):
-        return "llm_implement"  # the deterministic candidates are used up
-    llm = state.get("llm") or {}
-    repairs_done = llm.get("rounds", 0) - 1
-    return "llm_implement" if llm.get("status") == "submitted" and repairs_done < deps.settings.repair_attempts \
-        else "report"
-
-
-def after_llm(state: OnboardState) -> str:
-    return "verify" if (state.get("llm") or {}).get("status") == "submitted" else "report"
-
-
 # -- the node ---------------------------------------------------------------------------------
 
 def _base_candidate(state: OnboardState) -> tuple[dict, str]:
     """The deterministic candidate to start from, and its first failure."""
-    attempts = [a for a in state.get("attempts", []) if not a["candidate"].startswith(LLM_PREFIX)]
-    exported = [a for a in attempts if a.get("max_abs_diff") is not None]
-    # A base refused for its version bounds got nowhere; one that failed while tracing got further.
-    tried = [a for a in attempts if not VERSION_REFUSAL.search(a.get("first_failure") or "")] or attempts
-    best = min(exported, key=lambda a: a["max_abs_diff"]) if exported else (tried[0] if tried else None)
+    best = best_attempt(state.get("attempts", []), deterministic_only=True)
     by_id = {c["id"]: c for c in state["candidates"]}
     if best and best["candidate"] in by_id:
         return by_id[best["candidate"]], best.get("first_failure") or "verification failed"
@@ -84,15 +53,8 @@ def _setup(state: OnboardState, deps: Deps, base: dict) -> None:
     """Workspace = base revision + the base candidate's registration (idempotent: redone on resume)."""
     ws = Path(state["workspace"]["path"])
     RepoManager.reset(ws, state["workspace"]["base_rev"])
-    ctx = _job_ctx(state, deps, Path(state["job_dir"]) / "llm" / "setup")
+    ctx = job_context(state, deps, Path(state["job_dir"]) / "llm" / "setup")
     deps.target.apply(Candidate(**base), state["analysis"], ws, ctx)
-
-
-def _job_ctx(state: OnboardState, deps: Deps, work_dir: Path) -> JobContext:
-    s = deps.settings
-    return JobContext(model_type=state["analysis"]["model_type"], tiny_dir=Path(state["tiny"]["path"]),
-                      work_dir=work_dir, parity_tolerance=s.parity_tolerance, timeout_s=s.verify_timeout_s,
-                      tests_timeout_s=s.tests_timeout_s)
 
 
 def verifier(state: OnboardState, deps: Deps, cand: dict):
@@ -105,7 +67,7 @@ def verifier(state: OnboardState, deps: Deps, cand: dict):
         cached = root / f"{key}.json"
         if cached.exists():
             return {**json.loads(cached.read_text()), "cached": True}
-        ctx = _job_ctx(state, deps, root / key)
+        ctx = job_context(state, deps, root / key)
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
         report = deps.target.verify(Candidate(**cand), state["analysis"], ws, ctx, deps.sandbox, run_tests=False)
         data = report.model_dump(mode="json")
@@ -114,13 +76,13 @@ def verifier(state: OnboardState, deps: Deps, cand: dict):
     return run
 
 
-def implement(state: OnboardState, deps: Deps) -> dict:
+def llm_implement(state: OnboardState, deps: Deps) -> dict:
     t = time.monotonic()
-    s = settings()
+    s = deps.llm
     redactor = redactor_for(s)
     job_dir = Path(state["job_dir"])
     traj = Trajectory.load_or_new(path_for(job_dir), redactor, thread_id=state["thread_id"],
-                                  target=deps.target.name, model_type=state["analysis"]["model_type"],
+                                  target=deps.target.key, model_type=state["analysis"]["model_type"],
                                   settings=s.public_dict())
     done = (state.get("llm") or {}).get("rounds", 0)
     rnd = traj.open_round()
@@ -134,7 +96,7 @@ def implement(state: OnboardState, deps: Deps) -> dict:
             _setup(state, deps, base)
             tool_names = list(TOOLS)
             traj.messages[:] = [
-                {"role": "system", "content": llm_prompts.system(deps.target, state, tool_names, s.max_steps)},
+                {"role": "system", "content": llm_prompts.system(deps.target, state, tool_names, s.max_steps, deps.settings.parity_tolerance)},
                 {"role": "user", "content": llm_prompts.task(deps.target, state, base["id"], failure, redactor)}]
         else:
             base = _llm_base(state)
@@ -147,7 +109,8 @@ def implement(state: OnboardState, deps: Deps) -> dict:
     budget = Budget.from_settings(s)
     budget.restore(traj.data.get("usage") or {})
     ctx = ToolContext(workspace=Path(state["workspace"]["path"]), output_chars=s.tool_output_chars,
-                      verify=verifier(state, deps, cand), references=state.get("references") or [])
+                      verify=verifier(state, deps, cand), references=state.get("references") or [],
+                      done_when=deps.target.done_when)
     deps.progress(f"LLM implementer round {rnd['round']} ({rnd['kind']}) with {s.model}")
     # Tools cannot leave the workspace, but code the model writes runs when verified: say how contained.
     warning = getattr(deps.sandbox, "warning", None)
@@ -190,58 +153,3 @@ def _update(state: OnboardState, traj: Trajectory, rnd: dict, status: str, messa
             "candidates": candidates, "candidate_index": len(candidates) - 1,
             "patch": {"candidate": cand["id"], "files": [], "notes": [f"LLM: {summary}"] if summary else []},
             "timings": {f"llm[{rnd['round']}]": round(time.monotonic() - t, 3)}}
-
-
-# -- the report -------------------------------------------------------------------------------
-
-WHY_LLM = {
-    "S1": "no registered family reproduces its numbers, so the change needs more than a registration",
-    "S2": "registering it after its closest family is not enough; its forward must be adapted for export",
-    "S3": "it belongs to no supported family, so a new export configuration has to be written",
-}
-
-
-def needs_llm_message(state: OnboardState, detail: str) -> str:
-    analysis, plan = state.get("analysis", {}), state.get("plan", {})
-    situation = plan.get("situation", "?")
-    tried = ", ".join(a["candidate"] for a in state.get("attempts", [])) or "none"
-    # finish.report's own hint about configuring an endpoint is replaced by the fuller one below
-    detail = detail.split("; an implementer must change", 1)[0]
-    return (f"needs an LLM endpoint: {analysis.get('model_type')} is a {analysis.get('kind', '?')} model "
-            f"(features: {', '.join(analysis.get('features') or []) or 'none'}), situation {situation}; "
-            f"candidates tried without an LLM: {tried}. Result: {detail}. Why an LLM: "
-            f"{WHY_LLM.get(situation, WHY_LLM['S2'])}, which is the LLM implementer's job. To let it try, "
-            "configure an OpenAI-compatible endpoint (ONBOARD_LLM_BASE_URL, e.g. http://127.0.0.1:8000/v1; "
-            "ONBOARD_LLM_MODEL; ONBOARD_LLM_API_KEY if the endpoint needs one) and start the run again.")
-
-
-def _overlay(state: OnboardState, outcome: str, detail: str) -> dict | None:
-    if outcome not in ("refused", "needs_llm"):  # pr, already_supported, dry_run, rejected stand as they are
-        return None
-    llm = state.get("llm")
-    if llm:
-        usage = llm.get("usage") or {}
-        spent = f"{usage.get('total_tokens', 0)} tokens, {usage.get('steps', 0)} steps"
-        if llm["status"] != "submitted":
-            why = f"the LLM implementer stopped with {llm['status']} ({llm['message']})"
-        else:
-            why = (f"the LLM implementer's change still fails after {llm['rounds'] - 1} repair rounds: "
-                   f"{(state.get('verification') or {}).get('first_failure', '')[:300]}")
-        return {"outcome": "refused", "message": f"no PR: {why}; {spent}; trajectory {llm['trajectory']}"}
-    needs = outcome == "needs_llm" or (state.get("plan") or {}).get("situation") in ("S2", "S3")
-    if needs and not settings().configured:
-        return {"outcome": "needs_llm", "message": needs_llm_message(state, detail)}
-    return None
-
-
-def report(state: OnboardState, deps: Deps) -> dict:
-    update = finish.report(state, deps)
-    overlay = _overlay(state, update.get("outcome") or state.get("outcome") or "",
-                       update.get("message") or state.get("message") or "")
-    if overlay:
-        update.update(overlay)
-        path = Path(state["job_dir"]) / "report.json"
-        doc = json.loads(path.read_text()) if path.exists() else {}
-        doc.update(overlay, llm=state.get("llm"))
-        path.write_text(json.dumps(doc, indent=2, default=str))
-    return update

@@ -1,0 +1,29 @@
+"""Small helpers every node shares: the candidate in hand, its job context, stage timings."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from agent.graph.deps import Deps
+from agent.graph.state import OnboardState
+from tools.targets.base import Candidate, JobContext
+
+
+def timed(name: str, start: float) -> dict:
+    return {"timings": {name: round(time.monotonic() - start, 3)}}
+
+
+def current(state: OnboardState) -> Candidate:
+    return Candidate(**state["candidates"][state["candidate_index"]])
+
+
+def job_context(state: OnboardState, deps: Deps, work_dir: Path | None = None) -> JobContext:
+    """The context of the current attempt (or of `work_dir`, for the LLM's own verifications)."""
+    s = deps.settings
+    tiny = (state.get("tiny") or {}).get("path")
+    if work_dir is None:
+        work_dir = Path(state["job_dir"]) / f"attempt-{state.get('candidate_index', 0)}"
+    return JobContext(model_type=state["analysis"]["model_type"], tiny_dir=Path(tiny) if tiny else None,
+                      work_dir=work_dir, parity_tolerance=s.parity_tolerance, timeout_s=s.verify_timeout_s,
+                      tests_timeout_s=s.tests_timeout_s)
