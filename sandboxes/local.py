@@ -28,10 +28,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
+from sandboxes import scratch
 from sandboxes.base import Limits, Mount, Result, check_mount, sigterm_raises
 from sandboxes.cgroup import Cgroup
 from sandboxes.output import OutputBuffer, last_activity
@@ -162,7 +162,7 @@ class LocalSandbox:
         limits = limits or Limits()
         for m in [*mounts, *([workdir] if workdir else [])]:
             check_mount(m)
-        home = tempfile.mkdtemp(prefix="onboard-sbx-")
+        home, held = scratch.claim("onboard-sbx-")  # a killed run's home is reaped by the next run
         if self.user is not None:
             os.chown(home, self.user, self.user)
         start = time.monotonic()
@@ -170,7 +170,7 @@ class LocalSandbox:
             with sigterm_raises():
                 return self._run(list(cmd), env, workdir, limits, home, start)
         finally:
-            shutil.rmtree(home, ignore_errors=True)
+            scratch.release(home, held)
 
     def _run(self, argv, env, workdir, limits, home, start) -> Result:
         environment = self._env(home, env)

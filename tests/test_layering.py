@@ -11,8 +11,9 @@ import ast
 from pathlib import Path
 
 import pytest
+from tests import TESTS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = TESTS.parent
 FACES = ("agent.cli", "agent.service", "agent.nightly")
 # (importer prefix, forbidden prefixes, why)
 RULES = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -10,6 +11,7 @@ from typing import Optional
 import typer
 from pydantic import ValidationError
 
+from agent.cli.checks import check_data_dir, check_database, check_thread_id
 from agent.cli.output import Progress, err, out, print_json, summary_table
 from tools.errors import EnvironmentProblem, UserError
 from agent.settings import Settings
@@ -21,37 +23,61 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 DataDir = typer.Option(None, "--data-dir", help="State, caches and PR records (env ONBOARD_DATA_DIR).")
 
 
-def settings_for(data_dir: Optional[Path], **overrides) -> Settings:
+def settings_for(data_dir: Optional[Path], *, writes: bool = True, **overrides) -> Settings:
+    """Settings for a command; `writes=False` for commands that only read the data dir."""
     try:
         kwargs = {k: v for k, v in overrides.items() if v is not None}
         if data_dir is not None:
             kwargs["data_dir"] = data_dir.expanduser().resolve()
-        return Settings(**kwargs)
+        settings = Settings(**kwargs)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise UserError(f"invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    except (OSError, RuntimeError) as exc:  # resolve(): a symlink loop, a vanished cwd
+        raise UserError(f"invalid --data-dir {data_dir}: {exc}") from None
+    check_data_dir(settings.data_dir, writes=writes)
+    if settings.cache_dir is not None:
+        check_data_dir(settings.cache_dir, writes=writes, what="cache dir")
+    return settings
+
+
+def one_line(text: str) -> str:
+    from rich.markup import escape
+
+    # User input (paths, refs, JSON) ends up in messages: neither a newline nor rich markup may survive.
+    return escape(" ".join(str(text).split()))
 
 
 def fail(exc: Exception) -> None:
-    err.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False)
+    err.print(f"[red]error:[/red] {one_line(exc)}", soft_wrap=True, highlight=False)
     raise typer.Exit(getattr(exc, "exit_code", 1))
+
+
+def _save_traceback(exc: BaseException, settings: Settings | None, thread: str | None) -> str:
+    """Where the traceback went, or why it could not be kept: a full disk must not turn into a traceback."""
+    import tempfile
+    import time
+    import traceback
+
+    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{thread or 'run'}.log"
+    dirs = ([settings.path("logs")] if settings is not None else []) + [Path(tempfile.gettempdir())]
+    problem = ""
+    for d in dirs:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            log = d / (name if d != dirs[-1] else f"onboard-{name}")
+            log.write_text("".join(traceback.format_exception(exc)))
+            return f"; traceback in {log}"
+        except (OSError, ValueError) as why:
+            problem = problem or f"{getattr(why, 'strerror', None) or why}"
+    return f"; traceback not saved ({problem})"
 
 
 def crash(exc: Exception, settings: Settings | None, thread: str | None) -> None:
     """An unexpected error: one line for the user, the traceback in a file (state is checkpointed)."""
-    import time
-    import traceback
-
-    where = ""
-    if settings is not None:
-        log = settings.path("logs", f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{thread or 'run'}.log")
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("".join(traceback.format_exception(exc)))
-        where = f"; traceback in {log}"
+    where = _save_traceback(exc, settings, thread)
     hint = f"; `onboard resume {thread}` retries from the last finished stage" if thread else ""
-    from rich.markup import escape
-
-    err.print(f"[red]internal error:[/red] {escape(f'{type(exc).__name__}: {exc}{where}{hint}')}",
+    err.print(f"[red]internal error:[/red] {one_line(f'{type(exc).__name__}: {exc}{where}{hint}')}",
               soft_wrap=True, highlight=False)
     raise typer.Exit(1)
 
@@ -84,6 +110,7 @@ def run(
     settings, thread = None, None
     try:
         settings = settings_for(data_dir, sandbox=sandbox)
+        check_database(settings.path("checkpoints.sqlite"))
         progress = Progress()
         job = prepare(Request(model=model, target=target, repo=repo, ref=ref, sandbox=sandbox,
                               references=reference), settings, progress.note)
@@ -104,7 +131,9 @@ def resume(thread: str, data_dir: Optional[Path] = DataDir, as_json: bool = type
     from agent.graph.run import drive, make_deps, stored_state
 
     try:
+        check_thread_id(thread)
         settings = settings_for(data_dir)
+        check_database(settings.path("checkpoints.sqlite"))
         values = stored_state(settings, thread)
         if not values:
             raise UserError(f"no run with thread id {thread} in {settings.data_dir}")
@@ -118,16 +147,30 @@ def resume(thread: str, data_dir: Optional[Path] = DataDir, as_json: bool = type
     _finish(state, how, as_json)
 
 
+def _read_report(report: Path) -> dict:
+    # report.json is ours, but a hand edit or a link to a device must not hang or crash `show`.
+    if not report.is_file() or report.is_symlink():
+        raise UserError(f"{report} is not a regular file")
+    try:
+        state = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise UserError(f"{report} is unreadable: {exc}") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{report} is not a run report (expected a JSON object)")
+    return state
+
+
 @app.command()
 def show(thread: str, data_dir: Optional[Path] = DataDir, as_json: bool = typer.Option(False, "--json")) -> None:
     """The report of a run."""
     from agent.graph.run import job_dir, stored_state
 
     try:
-        settings = settings_for(data_dir)
+        check_thread_id(thread)
+        settings = settings_for(data_dir, writes=False)
         report = job_dir(settings, thread) / "report.json"
-        if report.exists():
-            state = json.loads(report.read_text())
+        if os.path.lexists(report):
+            state = _read_report(report)
         else:
             state = stored_state(settings, thread)
             if not state:
@@ -151,10 +194,12 @@ def prs(data_dir: Optional[Path] = DataDir, as_json: bool = typer.Option(False, 
     from tools.forge.local import LocalForge
 
     try:
-        settings = settings_for(data_dir)
+        settings = settings_for(data_dir, writes=False)
+        records = LocalForge(settings.data_dir).records()
     except UserError as exc:
         fail(exc)
-    records = LocalForge(settings.data_dir).records()
+    except (OSError, ValueError) as exc:  # a PR record someone edited by hand, or unreadable
+        fail(UserError(f"cannot read the PR records in {settings.data_dir}/prs: {exc}"))
     if as_json:
         print_json([r.model_dump(mode="json") for r in records])
         return
@@ -198,3 +243,17 @@ def main() -> None:  # pragma: no cover - console script entry
     except KeyboardInterrupt:
         err.print("interrupted; `onboard resume THREAD` continues from the last finished stage")
         sys.exit(130)
+    except (UserError, EnvironmentProblem) as exc:  # a command that let one through: still one line
+        try:
+            fail(exc)
+        except typer.Exit as done:
+            sys.exit(done.exit_code)
+    except Exception as exc:  # noqa: BLE001 - never a traceback on the terminal
+        try:
+            crash(exc, None, None)
+        except typer.Exit as done:
+            sys.exit(done.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m agent.cli.main`
+    main()

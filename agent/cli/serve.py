@@ -32,9 +32,12 @@ def serve(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="state, queue and caches"),
 ) -> None:
     """Serve chat-ops, GitHub webhooks and the jobs API; endpoints without their secret stay disabled."""
+    import sqlite3
+
     import uvicorn
 
     from agent.cli.main import fail, settings_for
+    from agent.cli.checks import check_database
     from tools.errors import UserError
     from agent.service.app import build_service, create_app
     from agent.service.settings import endpoint_status
@@ -42,6 +45,14 @@ def serve(
     try:
         settings = settings_for(data_dir)
         svc, gh = _service_settings(host=host, port=port, concurrency=concurrency)
+        # Both state databases are checked before the queue opens (and creates) anything.
+        queue_path = svc.queue_path or settings.path("service", "jobs.sqlite")
+        for db in (queue_path, settings.path("checkpoints.sqlite")):
+            check_database(db)
+        try:
+            service = build_service(settings, svc, gh)
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{queue_path} is unreadable ({exc}); move it aside to start afresh") from None
     except UserError as exc:
         fail(exc)
     err.print(f"[bold]onboard serve[/] on http://{svc.host}:{svc.port}", highlight=False)
@@ -49,7 +60,6 @@ def serve(
         # One line each, unwrapped: operators grep these in service logs.
         state = "[green]enabled [/]" if e.enabled else "[red]disabled[/]"
         err.print(f"  {state} {e.route} — {e.why}", soft_wrap=True, highlight=False)
-    service = build_service(settings, svc, gh)
     err.print(f"queue {service.queue.path}; {svc.concurrency} worker(s); unfinished jobs resume on start",
               soft_wrap=True, highlight=False)
     uvicorn.run(create_app(service), host=svc.host, port=svc.port, log_level="info", access_log=False)

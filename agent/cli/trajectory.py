@@ -43,8 +43,11 @@ def register(app: typer.Typer) -> None:
         from tools.errors import UserError
         from agent.llm.trajectory import path_for
 
+        from agent.cli.checks import check_thread_id
+
         try:
-            settings = settings_for(data_dir)
+            check_thread_id(thread)
+            settings = settings_for(data_dir, writes=False)
             path = path_for(settings.path("jobs", thread))
             if not path.exists():
                 raise UserError(f"no trajectory for thread {thread} in {settings.data_dir} "

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from tools.errors import UserError
 from agent.settings import Settings
-from tools.repo.workspace import RepoManager, RepoUnavailable, Workspace, normalise_repo
+from tools.repo.workspace import RepoManager, RepoUnavailable, Workspace, normalise_repo, wrong_repository
 from tools.targets import get_target
 from tools.targets import DEFAULT_TARGET
 
@@ -50,13 +50,27 @@ def _installed_version(dist: str) -> str:
         raise UserError(f"{dist} is not installed, and its repository is unreachable") from None
 
 
-def resolve_workspace(target, request: Request, settings: Settings, repos: RepoManager) -> tuple[Path, Workspace]:
+def target_marker(target) -> str | None:
+    """A file every checkout of `target` has: a repository without it is some other project."""
+    return target.marker
+
+
+def resolve_workspace(target, request: Request, settings: Settings, repos: RepoManager,
+                      progress=lambda m: None) -> tuple[Path, Workspace]:
     url = normalise_repo(request.repo) if request.repo else target.default_repo
+    marker = target_marker(target)
     try:
+        # Bad input stops here, before the progress line and before anything is cloned: one line, exit 2.
+        repos.preflight(url, request.ref, marker)
+        progress(f"resolving {target.key} workspace")
         mirror = repos.mirror(url)
         rev = repos.resolve(mirror, request.ref)
+        if marker and not repos.has_file(mirror, rev, marker):  # a remote: only the clone could tell
+            raise UserError(wrong_repository(url, marker))
         return mirror, Workspace(path=mirror, base_rev=rev, source="git", origin=url)
     except RepoUnavailable as exc:
+        if request.repo:  # the user named this repository: another source would be a different request
+            raise UserError(str(exc)) from None
         if request.ref:
             raise UserError(f"{exc}; --ref {request.ref} needs the repository") from None
         version = _installed_version(target.pypi_name)
@@ -81,8 +95,7 @@ def prepare(request: Request, settings: Settings, progress=lambda m: None) -> Jo
     config_hash = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:12]
 
     repos = RepoManager(settings.caches, settings.git_timeout_s, settings.mirror_freshness_s, on_note=progress)
-    progress(f"resolving {target.key} workspace")
-    mirror, ws = resolve_workspace(target, request, settings, repos)
+    mirror, ws = resolve_workspace(target, request, settings, repos, progress)
     if ws.note:
         progress(ws.note)
     from agent.llm.settings import LLMSettings

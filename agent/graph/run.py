@@ -79,15 +79,23 @@ def compiled(settings: Settings, deps: Deps):
 
 
 def stored_state(settings: Settings, thread_id: str) -> dict | None:
+    """The last checkpoint of `thread_id`, None when there is none; UserError when the database is corrupt."""
+    import sqlite3
+
+    from tools.errors import UserError
+
     path = settings.path("checkpoints.sqlite")
-    if not path.exists():
+    if not path.is_file():
         return None
-    saver = sqlite_checkpointer(path)
     try:
-        tup = saver.get_tuple({"configurable": {"thread_id": thread_id}})
-        return dict(tup.checkpoint["channel_values"]) if tup else None
-    finally:
-        saver.conn.close()
+        saver = sqlite_checkpointer(path)
+        try:
+            tup = saver.get_tuple({"configurable": {"thread_id": thread_id}})
+            return dict(tup.checkpoint["channel_values"]) if tup else None
+        finally:
+            saver.conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{path} is unreadable ({exc}); move it aside to start afresh") from None
 
 
 def drive(settings: Settings, deps: Deps, thread_id: str, initial: dict | None, on_node=None,

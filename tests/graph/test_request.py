@@ -46,3 +46,37 @@ def test_prepare_refuses_bad_input_before_writing_anything(tmp_path, upstream):
     with pytest.raises(UserError, match="unknown target"):
         prepare(Request(model="cwm", target="nope", repo=str(upstream)), settings)
     assert not (tmp_path / "data" / "jobs").exists()
+
+
+def test_the_sdist_fallback_thread_id_survives_a_cache_rebuild(tmp_path, monkeypatch):
+    """The base commit of a source distribution depends on its content, not on when the cache was built."""
+    import io
+    import subprocess
+    import tarfile
+    import time
+
+    import tools.repo.workspace
+    from tools.targets.optimum_intel.target import OptimumIntelTarget
+
+    monkeypatch.delenv("ONBOARD_LLM_BASE_URL", raising=False)
+    monkeypatch.setattr(OptimumIntelTarget, "default_repo", "http://127.0.0.1:9/optimum-intel.git")
+
+    def fake_pip(cmd, **kw):  # `pip download` of the sdist, offline: a fixed archive
+        dest = Path(cmd[cmd.index("-d") + 1])
+        with tarfile.open(dest / "optimum_intel-9.9.tar.gz", "w:gz") as tar:
+            for rel in ("optimum-intel-9.9/optimum/exporters/openvino/model_configs.py", "optimum-intel-9.9/setup.py"):
+                data = b"# fixed content\n"
+                info = tarfile.TarInfo(rel)
+                info.size, info.mtime, info.mode = len(data), 0, 0o644
+                tar.addfile(info, io.BytesIO(data))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(tools.repo.workspace.subprocess, "run", fake_pip)
+    settings = Settings(data_dir=tmp_path / "data")
+    first = prepare(Request(model="cwm", target="optimum-intel"), settings)
+    assert first.initial_state["workspace"]["source"] == "sdist"
+    shutil.rmtree(settings.caches / "mirrors")  # the cache is rebuilt (a later commit time)
+    time.sleep(1.1)
+    again = prepare(Request(model="cwm", target="optimum-intel"), settings)
+    assert again.initial_state["workspace"]["base_rev"] == first.initial_state["workspace"]["base_rev"]
+    assert again.thread_id == first.thread_id

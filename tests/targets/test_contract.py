@@ -16,8 +16,9 @@ from tests.fakes.scripted_target import ScriptedTarget
 from tools.forge.local import LocalForge
 from tools.targets import REGISTRY, get_target, target_class
 from tools.targets.base import BaseTarget, Candidate, Target, package_of
+from tests import TESTS
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = TESTS.parent
 REQUIRED = ("supported_types", "plan", "candidates", "apply", "verify", "pr_meta")
 
 

@@ -23,8 +23,11 @@ from tools.hf import facts as pat
 
 MAX_CONFIG_BYTES = 2 * 1024 * 1024  # real configs are a few KB; anything bigger is not a config
 HUB_TIMEOUT_S = 15.0
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
-MODEL_TYPE = re.compile(r"^[A-Za-z0-9][\w.-]{0,63}$")
+# ASCII only and matched whole (fullmatch): `$` would let a trailing newline through, `\w` any script's
+# letters, and a model_type becomes branch names, file names and thread ids.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}", re.ASCII)
+MODEL_TYPE = re.compile(r"[A-Za-z0-9][\w.-]{0,63}", re.ASCII)
+MAX_DEPTH = 32  # real configs nest three or four levels; deeper is hostile and would exhaust recursion
 
 # Keys that must be positive ints when present (null allowed): a wrong type here would only surface as
 # an obscure error deep inside model construction.
@@ -58,26 +61,56 @@ class LoadedConfig(BaseModel):
 
 def load_config(source: str | Path, *, trust_remote_code: bool = False) -> LoadedConfig:
     """Resolve `source` to a raw config dict; `trust_remote_code` only matters for Hub configs with code."""
-    text = str(source).strip()
+    text = str(source).strip(" ")
     if not text:
         raise ConfigError("empty model reference: give a config.json, a model directory, a model_type or a Hub id")
+    if any(ch < " " or ch == "\x7f" for ch in text):
+        raise ConfigError(f"model reference {text!r} contains control characters (a newline, a tab?)")
+    try:
+        return _load_config(text, trust_remote_code)
+    except OSError as exc:  # a name too long for the filesystem, a path through a file
+        raise ConfigError(f"cannot read {text[:200]!r}: {exc.strerror or exc}") from None
+    except RuntimeError as exc:  # `~nosuchuser/config.json`
+        raise ConfigError(f"cannot read {text[:200]!r}: {exc}") from None
+
+
+def _load_config(text: str, trust_remote_code: bool) -> LoadedConfig:
     path = Path(text).expanduser()
     if path.is_dir():
         cfg = path / "config.json"
         if not cfg.is_file():
-            raise ConfigError(f"{path} is a directory without config.json")
+            why = _not_regular(cfg)
+            raise ConfigError(f"{cfg} {why}" if why else f"{path} is a directory without config.json")
         raw = _read_json(cfg)
         _attach_modelopt_quant(raw, path / "hf_quant_config.json")
         return LoadedConfig(raw=raw, source=str(cfg.resolve()), origin="dir")
     if path.is_file():
         return LoadedConfig(raw=_read_json(path), source=str(path.resolve()), origin="file")
+    if why := _not_regular(path):
+        raise ConfigError(f"{text} {why}")
     if text.endswith(".json") or text.startswith((".", "/", "~")):
         raise ConfigError(f"no such file: {text}")
-    if MODEL_TYPE.match(text) and "/" not in text:
+    if MODEL_TYPE.fullmatch(text):
         return LoadedConfig(raw=_default_config(text), source=text, origin="model_type")
-    if HUB_ID.match(text):
+    if HUB_ID.fullmatch(text):
         return LoadedConfig(raw=_hub_config(text, trust_remote_code), source=text, origin="hub")
     raise ConfigError(f"cannot read {text!r} as a path, a model_type or a Hub id (org/name)")
+
+
+def _not_regular(path: Path) -> str | None:
+    """Why `path` (which exists, or is a link) cannot be a config file; None when it is absent."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "is a broken symbolic link" if path.is_symlink() else None
+    except OSError as exc:
+        return f"is unreadable ({exc.strerror})"
+    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
+             (stat.S_ISSOCK, "a socket"))
+    kind = next((name for test, name in kinds if test(mode)), None)
+    return f"is {kind}, not a config file" if kind else None
 
 
 def _read_json(path: Path) -> dict:
@@ -86,12 +119,36 @@ def _read_json(path: Path) -> dict:
         raise ConfigError(f"{path} is {size // 1024} KB: too large to be a config.json (limit "
                           f"{MAX_CONFIG_BYTES // 1024} KB)")
     try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
+        # O_NONBLOCK: a file swapped for a pipe after the checks above must not hang the read.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)  # /proc files report size 0 and can be endless
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KB: too large to be a config.json")
+    try:
+        raw = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} nests deeper than any config (limit {MAX_DEPTH} levels)") from None
     return validate_raw(raw, where=str(path))
+
+
+def _depth(value: Any) -> int:
+    """How deeply `value` nests, without recursion (the value may be hostile)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                return depth
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def _attach_modelopt_quant(raw: dict, path: Path) -> None:
@@ -110,10 +167,12 @@ def validate_raw(raw: Any, *, where: str = "config") -> dict:
     """Structural checks shared by every source; returns `raw` unchanged when it passes."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+    if _depth(raw) > MAX_DEPTH:
+        raise ConfigError(f"{where}: nests deeper than any config (limit {MAX_DEPTH} levels)")
     mt = raw.get("model_type")
     if mt is None:
         raise ConfigError(f"{where}: missing model_type")
-    if not isinstance(mt, str) or not MODEL_TYPE.match(mt):
+    if not isinstance(mt, str) or not MODEL_TYPE.fullmatch(mt):
         raise ConfigError(f"{where}: model_type must be a short identifier string, got {json.dumps(mt)[:60]}")
     archs = raw.get("architectures")
     if archs is not None and not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):

@@ -82,12 +82,38 @@ def bound(text: str, limit: int, hint: str = "ask for a narrower range") -> str:
     return f"{text[:half]}\n[... {dropped} characters omitted; {hint} ...]\n{text[-half:]}"
 
 
-def read_text(path: Path) -> str:
+def read_regular(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; anything else is refused without blocking.
+
+    A named pipe or device in the workspace would block a plain read forever, so the file is opened
+    non-blocking and checked through its descriptor (a file swapped for a pipe after a check is caught too).
+    """
+    import os
+    import stat
+
     if path.is_dir():
         raise ToolRefused(f"{path.name} is a directory (use list_dir)")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ToolRefused(f"{path.name} is larger than {MAX_FILE_BYTES} bytes; grep it instead")
-    data = path.read_bytes()
+    odd = ToolRefused(f"{path.name} is not a regular file (a pipe, socket or device)")
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # opening a device can act on it: never open one
+            raise odd
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY)
+    except OSError as exc:
+        raise ToolRefused(f"{path.name} cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise odd
+        if st.st_size > limit:
+            raise ToolRefused(f"{path.name} is larger than {limit} bytes; grep it instead")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ToolRefused(f"{path.name} is larger than {limit} bytes; grep it instead")
+    return data
+
+
+def read_text(path: Path) -> str:
+    data = read_regular(path)
     if b"\0" in data[:8192]:
         raise ToolRefused(f"{path.name} is a binary file")
     return data.decode("utf-8", "replace")

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
+import time
 from pathlib import Path
 
-from tools.llm_tools.base import MAX_FILE_BYTES, Tool, ToolContext, ToolRefused, bound, confine, rel
+# `regex` (pinned in requirements.lock) rather than `re`: its matching takes a timeout, so a pattern that
+# backtracks catastrophically costs the model one refusal instead of hanging the run.
+import regex
+
+from tools.llm_tools.base import Tool, ToolContext, ToolRefused, bound, confine, read_regular, rel
 from tools.llm_tools.list_dir import SKIP
 
 MAX_MATCHES = 80
 MAX_LINE = 220
+DEADLINE_S = 5.0  # the whole search; a workspace greps in well under a second
 
 
 def _files(root, glob: str | None):
@@ -30,8 +35,8 @@ def run(args: dict, ctx: ToolContext) -> str:
     if not isinstance(pattern, str) or not pattern:
         raise ToolRefused("`pattern` must be a non-empty regular expression")
     try:
-        rx = re.compile(pattern)
-    except re.error as exc:
+        rx = regex.compile(pattern)
+    except (regex.error, ValueError, OverflowError) as exc:
         raise ToolRefused(f"bad regular expression ({exc}); escape special characters such as ( [ . *")
     glob = args.get("glob")
     if glob is not None and not isinstance(glob, str):
@@ -39,18 +44,28 @@ def run(args: dict, ctx: ToolContext) -> str:
     root = confine(ctx, args.get("path") or ".")
     hits: list[str] = []
     files_hit = 0
+    deadline = time.monotonic() + DEADLINE_S
     for path in _files(root, glob):
         try:
-            if path.is_symlink() or path.stat().st_size > MAX_FILE_BYTES:
+            if path.is_symlink():
                 continue
-            data = path.read_bytes()
-        except OSError:
+            data = read_regular(path)  # pipes and devices are skipped, never read (a read would block)
+        except (OSError, ToolRefused):
             continue
         if b"\0" in data[:8192]:
             continue
         found = False
         for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-            if rx.search(line):
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                matched = rx.search(line, timeout=left)
+            except TimeoutError:
+                raise ToolRefused(f"the search for /{pattern}/ took more than {DEADLINE_S:g} s (nested quantifiers "
+                                  "such as (a+)+ backtrack without end, or the search is too wide); simplify the "
+                                  "pattern or narrow `path`") from None
+            if matched:
                 found = True
                 if len(hits) < MAX_MATCHES:
                     text = line.strip()

@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from tools.errors import UserError
 
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GIT_SSH_COMMAND": "ssh -oBatchMode=yes"}
 BOT = ("Onboarder", "onboarder@localhost")
+SDIST_COMMIT_DATE = "2000-01-01T00:00:00+0000"
 log = logging.getLogger(__name__)
 
 
@@ -56,14 +58,35 @@ def git_reason(exc: git.GitCommandError) -> str:
     return lines[-1] if lines else f"git exited with {exc.status}"
 
 
+# Revisions as `rev-parse` takes them (branch, tag, commit, `main~2`), never an option or a range.
+REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/~^{}@+-]{0,255}", re.ASCII)
+HEX = re.compile(r"[0-9a-f]{4,40}", re.ASCII)
+
+
 def normalise_repo(repo: str) -> str:
     """Local paths become absolute file paths; URLs stay as they are."""
+    if any(ch < " " or ch == "\x7f" for ch in repo) or repo.startswith("-"):
+        raise UserError(f"{repo!r} is not a repository URL or path")
     if "://" in repo or repo.startswith("git@"):
         return repo
     path = Path(repo).expanduser()
     if not path.exists():
         raise UserError(f"repository path does not exist: {repo}")
+    if not _is_git_dir(path):
+        raise UserError(f"{repo} is not a git repository (no .git, and not a bare repository)")
     return str(path.resolve())
+
+
+def _is_git_dir(path: Path) -> bool:
+    """A checkout (.git directory or gitfile) or a bare repository, judged by its layout: no git runs here."""
+    if (path / ".git").exists():
+        return True
+    return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
+
+
+def check_ref(ref: str) -> None:
+    if not REF.fullmatch(ref) or ".." in ref:
+        raise UserError(f"--ref {ref!r} is not a branch, tag or commit name")
 
 
 @contextmanager
@@ -77,12 +100,14 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def commit_all(repo: git.Repo, message: str) -> str:
+def commit_all(repo: git.Repo, message: str, *, date: str | None = None) -> str:
+    """Commit everything; with a fixed `date` the commit id depends on the content alone."""
+    dates = {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date} if date else {}
     repo.git.add("-A")
     repo.git.commit(
         "-q", "--no-verify", "--allow-empty", "-m", message,
         env={**GIT_ENV, "GIT_AUTHOR_NAME": BOT[0], "GIT_AUTHOR_EMAIL": BOT[1],
-             "GIT_COMMITTER_NAME": BOT[0], "GIT_COMMITTER_EMAIL": BOT[1]},
+             "GIT_COMMITTER_NAME": BOT[0], "GIT_COMMITTER_EMAIL": BOT[1], **dates},
     )
     return repo.head.commit.hexsha
 
@@ -158,6 +183,68 @@ class RepoManager:
         except (OSError, ValueError):
             return 0.0
 
+    # -- checks before anything is cloned -------------------------------------------
+    def preflight(self, url: str, ref: str | None, marker: str | None) -> None:
+        """Refuse an unknown `ref` or a repository without `marker` before anything is cloned or written.
+
+        The cached mirror answers when there is one, else the source itself: a local repository is read
+        in place; a remote is asked for its refs (`git ls-remote`), which tells whether a branch or tag
+        exists but not whether a bare commit id does nor which files it holds: those are checked on the
+        clone. Raises RepoUnavailable when the source cannot be reached.
+        """
+        if ref is not None:
+            check_ref(ref)
+        cached = self.root / "mirrors" / f"{_slug(url)}.git"
+        local = not ("://" in url or url.startswith("git@"))
+        if cached.is_dir() and self._healthy(cached) and self._verify(cached, ref, marker):
+            return
+        if local:
+            self._verify(Path(url), ref, marker, strict=True)
+            return
+        self._ls_remote_has(url, ref)  # reachable at all? (one round trip, nothing written)
+
+    def _verify(self, repo_path: Path, ref: str | None, marker: str | None, strict: bool = False) -> bool:
+        """Whether `ref` (and `marker` in it) is in the repository; `strict` raises UserError instead of False."""
+        try:
+            repo = git.Repo(repo_path)
+            rev = repo.git.rev_parse("--verify", "--quiet", f"{ref or 'HEAD'}^{{commit}}", env=GIT_ENV)
+        except git.GitCommandError:
+            if strict:
+                raise UserError(f"unknown ref {ref!r} in {repo_path.name}" if ref else
+                                f"{repo_path} has no commits") from None
+            return False
+        except (git.GitError, OSError) as exc:
+            if strict:
+                raise UserError(f"{repo_path} is not a readable git repository ({type(exc).__name__})") from None
+            return False
+        if marker and not self.has_file(repo_path, rev, marker):
+            raise UserError(wrong_repository(str(repo_path), marker))
+        return True
+
+    @staticmethod
+    def has_file(repo_path: Path, rev: str, path: str) -> bool:
+        try:
+            git.Repo(repo_path).git.cat_file("-e", f"{rev}:{path}", env=GIT_ENV)
+            return True
+        except git.GitCommandError:
+            return False
+
+    def _ls_remote_has(self, url: str, ref: str | None) -> None:
+        try:
+            listing = git.Git().ls_remote(url, env=GIT_ENV, kill_after_timeout=self.timeout)
+        except git.GitCommandError as exc:
+            raise RepoUnavailable(f"cannot reach {url}: {git_reason(exc)}") from exc
+        if ref is None:
+            return
+        tips = [line.split("\t", 1) for line in listing.splitlines() if "\t" in line]
+        base = re.split(r"[~^@{]", ref, maxsplit=1)[0]
+        names = {n for _, n in tips}
+        if {base, f"refs/heads/{base}", f"refs/tags/{base}"} & names:
+            return
+        if HEX.fullmatch(base.lower()):
+            return  # a commit id: only the clone can tell whether it exists
+        raise UserError(f"unknown ref {ref!r}: {url} has no such branch or tag")
+
     def resolve(self, mirror: Path, ref: str | None) -> str:
         repo = git.Repo(mirror)
         try:
@@ -187,7 +274,10 @@ class RepoManager:
                     tar.extractall(tmp, filter="data")
                 (top,) = [p for p in tmp.iterdir() if p.is_dir()]
                 repo = git.Repo.init(top)
-                commit_all(repo, f"Base: {pypi_name} {version} source distribution (package index)")
+                # A fixed date: rebuilding the cache from the same archive gives the same base commit, so
+                # the thread id (derived from it) and resumable runs survive the rebuild.
+                commit_all(repo, f"Base: {pypi_name} {version} source distribution (package index)",
+                           date=SDIST_COMMIT_DATE)
                 top.rename(path)
                 shutil.rmtree(tmp, ignore_errors=True)
             finally:
@@ -214,6 +304,10 @@ class RepoManager:
         repo.git.checkout("-q", "--detach", "-f", rev)
         repo.git.reset("-q", "--hard", rev)
         repo.git.clean("-fdq")
+
+
+def wrong_repository(where: str, marker: str) -> str:
+    return f"{where} is not a repository of this target: it has no {marker}"
 
 
 def diff_against(worktree: Path, rev: str) -> str:

@@ -136,6 +136,7 @@ class Target(Protocol):
     env: SandboxEnv
     needs_tiny_model: bool
     done_when: str  # one sentence: what "verified" means here (LLM prompts, run_verification)
+    marker: str | None  # a file every checkout of the target has
 
     def supported_types(self, workspace: Path) -> set[str]: ...
 
@@ -165,6 +166,8 @@ class BaseTarget:
     pypi_name: str | None = None
     needs_tiny_model: bool = True
     done_when: str = ""
+    # A file every checkout of the target has: a --repo without it is some other project.
+    marker: str | None = None
     env: SandboxEnv
 
     def __init__(self, cache_dir: Path):

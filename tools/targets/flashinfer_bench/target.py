@@ -54,6 +54,7 @@ class FlashInferBenchTarget(BaseTarget):
     default_repo = "https://github.com/flashinfer-ai/flashinfer-bench.git"
     pypi_name = "flashinfer-bench"
     env = ENV
+    marker = MODELS_TS
     # Entries are data derived from the config and SGLang's module tree: no model is ever run.
     needs_tiny_model = False
     done_when = ("models.ts type-checks against the repository's zod schema with tsc --strict, the entry's "

@@ -87,6 +87,7 @@ class OptimumIntelTarget(BaseTarget):
     default_repo = "https://github.com/huggingface/optimum-intel.git"
     pypi_name = "optimum-intel"
     env = ENV
+    marker = MODEL_CONFIGS
     needs_tiny_model = True
     done_when = ("the tiny model exports to OpenVINO IR with the patched code, its logits match PyTorch "
                  "within the tolerance with the f32 precision hint, greedy tokens are identical, and the "
