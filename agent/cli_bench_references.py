@@ -39,13 +39,14 @@ def run_bench(tgt, url: str, types: list[str], runs: int, k: int, scratch: Path)
     """Numbers for `types` over the history of `url`, all state under `scratch`."""
     import git
 
+    from tools.git_safe import open_gitdir
     from tools.hf_config import analyze, load_config
     from tools.reference import find_additions, select
     from tools.repo import RepoManager
 
     repos = RepoManager(scratch)
     mirror, clone_s = _timed(lambda: repos.mirror(url))
-    repo = git.Repo(mirror)
+    repo = open_gitdir(mirror)
     registry = tgt.references.registry_files
     history = {
         "head": repo.git.rev_parse("HEAD"),

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from agent.deps import Deps
+from agent.errors import EnvironmentProblem
 from agent.graph import build_graph, sqlite_checkpointer
 from agent.settings import Settings
 from tools.forge import Forge, LocalForge
@@ -14,13 +15,13 @@ from tools.targets import get_target
 
 
 def make_sandbox(settings: Settings):
-    try:
-        from sandboxes.factory import make_sandbox as factory
-    except ImportError:  # the factory arrives with the docker backend
-        from sandboxes.local import LocalSandbox
+    from sandboxes.base import SandboxUnavailable
+    from sandboxes.factory import make_sandbox as factory
 
-        return LocalSandbox()
-    return factory(settings.sandbox, image=settings.sandbox_image)
+    try:
+        return factory(settings.sandbox, image=settings.sandbox_image)
+    except SandboxUnavailable as exc:  # fail closed, in one line: never a run outside a sandbox
+        raise EnvironmentProblem(str(exc)) from None
 
 
 def select_forge(settings: Settings) -> Forge:

@@ -57,4 +57,7 @@ def make_sandbox(kind: Kind = "auto", image: str = DEFAULT_IMAGE, *, ping_timeou
     if kind == "docker":
         raise SandboxUnavailable(f"docker sandbox unavailable: {why}")
     log.warning("sandbox: falling back to local: %s", why)
-    return LocalSandbox(python=python)
+    try:
+        return LocalSandbox(python=python)
+    except SandboxUnavailable as exc:
+        raise SandboxUnavailable(f"{exc}; and docker: {why}") from None

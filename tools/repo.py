@@ -24,8 +24,10 @@ import git
 from pydantic import BaseModel
 
 from agent.errors import UserError
+from tools.git_safe import (GIT_ENV, UnsafeRepository, check_gitdir, check_worktree, harden, open_gitdir,
+                             open_worktree)
 
-GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GIT_SSH_COMMAND": "ssh -oBatchMode=yes"}
+__all__ = ["GIT_ENV", "UnsafeRepository", "commit_all", "diff_against", "RepoManager"]
 BOT = ("Onboarder", "onboarder@localhost")
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ def _locked(path: Path):
 
 
 def commit_all(repo: git.Repo, message: str) -> str:
+    check_worktree(Path(repo.working_tree_dir))
+    harden(repo)
     repo.git.add("-A")
     repo.git.commit(
         "-q", "--no-verify", "--allow-empty", "-m", message,
@@ -104,6 +108,8 @@ class RepoManager:
         """
         path = self.root / "mirrors" / f"{_slug(url)}.git"
         with _locked(path.with_suffix(".lock")):
+            if path.exists():
+                check_gitdir(path, url)  # a planted config is refused, never "repaired" silently
             problem = corrupt or (self._problem(path) if path.exists() else None)
             if path.exists() and problem:
                 shutil.rmtree(path)  # corrupt mirror: start again rather than fail forever
@@ -120,10 +126,11 @@ class RepoManager:
                     except BaseException:
                         shutil.rmtree(tmp, ignore_errors=True)
                         raise
+                    check_gitdir(tmp, url)
                     tmp.rename(path)
                     (path / "onboarder-fetched").write_text(str(time.time()))
                 elif time.time() - self._fetched_at(path) > self.freshness:
-                    git.Repo(path).git.fetch("--prune", "origin", env=GIT_ENV, kill_after_timeout=self.timeout)
+                    open_gitdir(path, url).git.fetch("--prune", "origin", env=GIT_ENV, kill_after_timeout=self.timeout)
                     (path / "onboarder-fetched").write_text(str(time.time()))
             except git.GitCommandError as exc:
                 raise RepoUnavailable(f"cannot reach {url}: {git_reason(exc)}") from exc
@@ -142,7 +149,7 @@ class RepoManager:
         (a full fsck would cost seconds on every call).
         """
         try:
-            repo = git.Repo(path)
+            repo = harden(git.Repo(path))
             repo.git.rev_parse("--verify", "--quiet", "HEAD^{commit}")
             repo.git.cat_file("-e", "HEAD^{tree}")
             return None
@@ -159,7 +166,7 @@ class RepoManager:
             return 0.0
 
     def resolve(self, mirror: Path, ref: str | None) -> str:
-        repo = git.Repo(mirror)
+        repo = open_gitdir(mirror)
         try:
             return repo.git.rev_parse("--verify", f"{ref or 'HEAD'}^{{commit}}")
         except git.GitCommandError as exc:
@@ -171,6 +178,7 @@ class RepoManager:
         path = self.root / "mirrors" / f"sdist-{pypi_name}-{version}"
         with _locked(path.with_suffix(".lock")):
             if path.exists() and self._healthy(path):
+                open_gitdir(path)
                 return path
             shutil.rmtree(path, ignore_errors=True)
             dl = Path(tempfile.mkdtemp(prefix="onboard-sdist-"))
@@ -186,7 +194,7 @@ class RepoManager:
                 with tarfile.open(archives[0]) as tar:
                     tar.extractall(tmp, filter="data")
                 (top,) = [p for p in tmp.iterdir() if p.is_dir()]
-                repo = git.Repo.init(top)
+                repo = harden(git.Repo.init(top))
                 commit_all(repo, f"Base: {pypi_name} {version} source distribution (package index)")
                 top.rename(path)
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -198,7 +206,7 @@ class RepoManager:
     def worktree(self, mirror: Path, rev: str, dest: Path) -> Path:
         """A worktree of `mirror` at `rev` in `dest`, reset to `rev` if it exists."""
         with _locked(mirror.parent / f"{mirror.name}.lock"):
-            repo = git.Repo(mirror)
+            repo = open_gitdir(mirror)
             if dest.exists() and (dest / ".git").exists():
                 self.reset(dest, rev)
                 return dest
@@ -210,16 +218,16 @@ class RepoManager:
 
     @staticmethod
     def reset(worktree: Path, rev: str) -> None:
-        repo = git.Repo(worktree)
+        repo = open_worktree(worktree)
         repo.git.checkout("-q", "--detach", "-f", rev)
         repo.git.reset("-q", "--hard", rev)
         repo.git.clean("-fdq")
 
 
 def diff_against(worktree: Path, rev: str) -> str:
-    repo = git.Repo(worktree)
+    repo = open_worktree(worktree)
     repo.git.add("-A", "--intent-to-add")
-    return repo.git.diff(rev, "--no-color", "--no-ext-diff")
+    return repo.git.diff(rev, "--no-color", "--no-ext-diff", "--no-textconv")
 
 
 def has_path(worktree: Path, rel: str) -> bool:

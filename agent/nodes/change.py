@@ -62,9 +62,9 @@ def verify(state: OnboardState, deps: Deps) -> dict:
 
 
 def _changed(ws: Path) -> set[str]:
-    import git
+    from tools.git_safe import open_worktree
 
-    out = git.Repo(ws).git.status("--porcelain")
+    out = open_worktree(ws).git.status("--porcelain")
     return {line[3:] for line in out.splitlines() if line}
 
 
