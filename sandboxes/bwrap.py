@@ -16,7 +16,6 @@ an unprivileged user namespace and the command keeps that user's uid.
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ ETC = ("passwd", "group", "nsswitch.conf", "host.conf", "hosts", "ld.so.cache", 
        "protocols", "services", "ssl/certs", "ssl/openssl.cnf", "ca-certificates")
 RESERVED = ("/proc", "/dev", "/usr", "/etc")
 INSTALL_HINT = "install it: apt-get install bubblewrap"
+MIN_VERSION = (0, 8)  # --disable-userns
 
 
 def tools() -> tuple[str, str]:
@@ -39,6 +39,15 @@ def tools() -> tuple[str, str]:
     bwrap = shutil.which("bwrap")
     if not bwrap:
         raise SandboxUnavailable(f"local sandbox unavailable: bubblewrap (bwrap) is not installed; {INSTALL_HINT}")
+    out = ""
+    try:
+        out = subprocess.run([bwrap, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        version = tuple(int(x) for x in out.split()[-1].split(".")[:2])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        version = (0, 0)
+    if version < MIN_VERSION:
+        raise SandboxUnavailable(f"local sandbox unavailable: {bwrap} is not bubblewrap >= "
+                                 f"{'.'.join(map(str, MIN_VERSION))} ({out[:60] or 'no version'}); {INSTALL_HINT}")
     setpriv = shutil.which("setpriv")
     if os.geteuid() == 0 and not setpriv:
         raise SandboxUnavailable("local sandbox unavailable: setpriv (util-linux) is not installed; "
@@ -201,10 +210,13 @@ def command(bwrap: str, setpriv: str, layout: Layout, mounts: list[Mount], env: 
     return head + lay.args + tail + argv
 
 
-@functools.lru_cache(maxsize=8)
-def probe(python: str, uid: int | None) -> str:
-    """'' when a trivial command runs in this layout here, else the one-line reason."""
-    bwrap, setpriv = tools()
+_probed: set[tuple[str, str, str, int | None]] = set()
+
+
+def probe(bwrap: str, setpriv: str, python: str, uid: int | None) -> str:
+    """'' when a trivial command runs in this layout here, else the one-line reason. Successes are cached."""
+    if (bwrap, setpriv, python, uid) in _probed:
+        return ""
     r, w = os.pipe()
     try:
         argv = command(bwrap, setpriv, base_layout(python, 16), [], {"PATH": "/usr/bin:/bin"}, "/tmp",
@@ -217,6 +229,7 @@ def probe(python: str, uid: int | None) -> str:
         os.close(w)
         os.close(r)
     if res.returncode == 0:
+        _probed.add((bwrap, setpriv, python, uid))
         return ""
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     return lines[-1] if lines else f"bwrap exited with {res.returncode}"

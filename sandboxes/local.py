@@ -91,7 +91,7 @@ class LocalSandbox:
         else:
             self.user = None
         self._bwrap, self._setpriv = bwrap.tools()
-        why = bwrap.probe(self.python, self.user)
+        why = bwrap.probe(self._bwrap, self._setpriv, self.python, self.user)
         if why:
             raise SandboxUnavailable(f"local sandbox unavailable: bubblewrap cannot build its sandbox here ({why})")
         self.use_cgroup = use_cgroup and os.geteuid() == 0

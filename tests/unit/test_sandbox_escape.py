@@ -26,6 +26,7 @@ from pathlib import Path
 import git
 import pytest
 
+from sandboxes.base import Mount
 from sandboxes.factory import engine_status
 from sandboxes.images import DEFAULT_IMAGE
 from tools.repo import GIT_ENV, RepoManager, commit_all, diff_against
@@ -365,3 +366,40 @@ def test_host_git_environment_disarms_fsmonitor_and_hooks(job):
                 ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], ["checkout", "-q", "--detach", "HEAD~0"]):
         subprocess.run(["git", "-C", str(job["ws"]), *cmd], env=env, capture_output=True, timeout=60)
         assert not marker.exists(), f"git {cmd[0]} ran the planted program"
+
+
+# --- the local backend fails closed -------------------------------------------------------------------
+
+def test_local_backend_refuses_to_run_without_bubblewrap(monkeypatch, tmp_path):
+    from sandboxes.base import SandboxUnavailable
+    from sandboxes.factory import make_sandbox
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither bwrap nor setpriv (nor unshare) to be found
+    with pytest.raises(SandboxUnavailable, match="bubblewrap") as exc:
+        make_sandbox("local")
+    assert "\n" not in str(exc.value) and "apt-get install bubblewrap" in str(exc.value)
+
+
+def test_local_backend_refuses_where_namespaces_are_refused(monkeypatch, tmp_path):
+    from agent.errors import EnvironmentProblem
+    from agent.runner import make_sandbox
+    from agent.settings import Settings
+
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\n[ \"$1\" = --version ] && { echo 'bubblewrap 0.8.0'; exit 0; }\n"
+                    "echo 'bwrap: No permissions to create a new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/sbin:/usr/bin:/sbin:/bin")
+    with pytest.raises(EnvironmentProblem, match="No permissions to create a new namespace") as exc:
+        make_sandbox(Settings(data_dir=tmp_path / "data", sandbox="local"))
+    assert "\n" not in str(exc.value)
+
+
+def test_local_mount_cannot_hide_the_interpreter(tmp_path):
+    from sandboxes.base import UnsafeMount
+    from sandboxes.factory import make_sandbox
+
+    box = make_sandbox("local")
+    top = "/" + Path(box.python).parts[1]  # e.g. /work or /root: where the interpreter lives
+    with pytest.raises(UnsafeMount, match="would hide"):
+        box.run(["true"], mounts=[Mount(tmp_path, top)])
