@@ -7,6 +7,7 @@ from pathlib import Path
 
 from agent.deps import Deps
 from agent.state import OnboardState
+from sandboxes.output import write_host_file
 from tools.repo import RepoManager, diff_against
 from tools.targets.base import Candidate, JobContext
 
@@ -45,10 +46,11 @@ def verify(state: OnboardState, deps: Deps) -> dict:
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     report = deps.target.verify(cand, state["analysis"], ws, ctx, deps.sandbox, run_tests=True)
     diff_path = ctx.work_dir / "change.diff"
-    diff_path.write_text(diff_against(ws, state["workspace"]["base_rev"]))
+    # The sandbox wrote into work_dir: never write through a link it left there.
+    write_host_file(diff_path, diff_against(ws, state["workspace"]["base_rev"]))
     report_path = ctx.work_dir / "verification.json"
     report.raw_path = str(report_path)
-    report_path.write_text(report.model_dump_json(indent=2))
+    write_host_file(report_path, report.model_dump_json(indent=2))
     parity = report.check("logits_parity")
     attempt = {"candidate": cand.id, "passed": report.passed, "first_failure": report.first_failure,
                "max_abs_diff": parity.metrics.get("max_abs_diff") if parity else None,

@@ -403,3 +403,38 @@ def test_local_mount_cannot_hide_the_interpreter(tmp_path):
     top = "/" + Path(box.python).parts[1]  # e.g. /work or /root: where the interpreter lives
     with pytest.raises(UnsafeMount, match="would hide"):
         box.run(["true"], mounts=[Mount(tmp_path, top)])
+
+
+# --- the output directory: the host never writes through what a job left there ------------------------
+
+PLANT_LINKS = r"""
+import os, sys
+for name in ("job-parity.log", "job-tests.log", "spec-tests.json", "change.diff", "verification.json",
+             "tsc.log", "tsconfig.fib.json", "summary.md"):
+    try:
+        os.symlink(sys.argv[2], os.path.join(os.getcwd(), name))
+    except FileExistsError:
+        pass
+print("planted")
+"""
+
+
+def test_links_left_in_the_output_directory_are_never_written_through(tmp_path):
+    from sandboxes.factory import make_sandbox
+    from tools.targets.base import JobContext
+    from tools.targets.verify_runner import run_job
+
+    victim = tmp_path / "victim"  # stands for /root/.bashrc: a file the job names, we must not write
+    victim.write_text("host file\n")
+    job = tmp_path / "job" / "plant.py"
+    job.parent.mkdir()
+    job.write_text(PLANT_LINKS.replace("sys.argv[2]", repr(str(victim))))
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "tiny").mkdir()
+    ctx = JobContext(model_type="x", tiny_dir=tmp_path / "tiny", work_dir=tmp_path / "out")
+    box = make_sandbox("local")
+    for phase in ("parity", "tests"):  # the second phase's spec is written where the first left a link
+        run_job(box, job, tmp_path / "ws", ctx, {"phase": phase}, 60)
+    assert victim.read_text() == "host file\n"
+    assert "planted" in (ctx.work_dir / "job-tests.log").read_text()
+    assert not (ctx.work_dir / "job-tests.log").is_symlink()

@@ -287,3 +287,23 @@ def test_local_job_dies_with_a_killed_caller(workspace):
             break
         time.sleep(0.1)
     assert _with_marker(marker) == [], "the sandboxed job outlived its SIGKILLed caller"
+
+
+@pytest.mark.parametrize("kind", ["dir", "file"])
+def test_git_metadata_is_masked(box, workspace, kind):
+    """A repository's own .git (dir) or a worktree's gitfile never reaches the command, on any mount."""
+    if kind == "dir":
+        (workspace / ".git").mkdir()
+        (workspace / ".git" / "config").write_text("[core]\n\tfsmonitor = /host/program\n")
+    else:
+        (workspace / ".git").write_text("gitdir: /host/mirrors/repo.git/worktrees/job\n")
+    (workspace / "code.py").write_text("x = 1\n")
+    m = Mount(workspace, "/scratch", read_only=True)
+    code = ("import os\np = '/scratch/.git'\nprint('listing', os.listdir(p) if os.path.isdir(p) else None)\n"
+            "for f in (p, p + '/config'):\n    try:\n        print('READ', repr(open(f).read()))\n"
+            "    except OSError as exc:\n        print('refused', type(exc).__name__)\n"
+            "print('code', open('/scratch/code.py').read().strip())\n")
+    r = box.run(py(box, code), mounts=[m], limits=Limits(timeout_s=30))
+    assert r.ok, r
+    assert "fsmonitor" not in r.stdout and "gitdir" not in r.stdout and "/host/" not in r.stdout, r.stdout
+    assert "code x = 1" in r.stdout

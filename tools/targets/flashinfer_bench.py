@@ -20,6 +20,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandboxes.jobs import fib_verify as job
+from sandboxes.output import write_host_file
 from tools.targets import flashinfer_bench_defs as defs
 from tools.targets import flashinfer_bench_model as fbm
 from tools.targets.base import Candidate, Check, JobContext, Plan, VerifyReport
@@ -183,7 +184,7 @@ class FlashInferBenchTarget:
             cov.write_text(upsert_coverage(cov.read_text(), row, section, entry["name"]))
             files.append(COVERAGE)
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
-        (ctx.work_dir / "summary.md").write_text(summary_report(design, self.parallel))
+        write_host_file(ctx.work_dir / "summary.md", summary_report(design, self.parallel))  # a sandbox's dir
         notes = [f"SGLang baseline sglang/srt/models/{design['module']}.py", f"dataset: {design['dataset_source']}"]
         notes += [f"{n}: {how}" for n, (_, how) in design["made"].items()]
         notes += [f"needs an implementer: {n} ({why})" for n, why in design["gaps"].items()]
