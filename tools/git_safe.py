@@ -83,8 +83,8 @@ def check_gitdir(gitdir: Path, url: str | None = None) -> None:
     if config.is_symlink() or not config.is_file():
         raise UnsafeRepository(f"{config} is missing or not a regular file: refusing the repository")
     _own(config, "git config")
-    res = subprocess.run(["git", "config", "--file", str(config), "--list", "--null"], env=GIT_ENV,
-                         capture_output=True, timeout=30)
+    res = subprocess.run(["git", "config", "--file", str(config), "--list", "--null"],
+                         env={"PATH": os.environ.get("PATH", os.defpath), **GIT_ENV}, capture_output=True, timeout=30)
     if res.returncode != 0:
         raise UnsafeRepository(f"{config} does not parse: refusing the repository")
     for item in res.stdout.decode("utf-8", "replace").split("\0"):
