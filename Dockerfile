@@ -12,7 +12,9 @@
 # socket is root on the host, and the service handles untrusted issue text.
 # The service never passes the engine (socket or certificates) on to the
 # sandboxes it starts. Without an engine, ONBOARD_SANDBOX=local runs checks
-# as rlimited subprocesses inside this container.
+# under bubblewrap inside this container, as uid 1000 in an unprivileged user
+# namespace: the container must be allowed to create one (the engine's default
+# seccomp profile refuses it), else the local backend refuses to run, saying why.
 #
 # Without secrets the service starts with its webhook, chat and jobs
 # endpoints disabled (fail closed) and says so in its log and /healthz.
@@ -41,9 +43,10 @@ RUN /opt/venv/bin/pip install --no-deps . \
 
 FROM ${BASE}
 # git: worktrees, commits and pushes (HTTPS; the token reaches git through a credential helper).
+# bubblewrap: the local sandbox backend.
 RUN set -eu; \
     apt-get update; \
-    apt-get install -y --no-install-recommends git ca-certificates; \
+    apt-get install -y --no-install-recommends git ca-certificates bubblewrap; \
     rm -rf /var/lib/apt/lists/*; \
     grep -q '^onboard:' /etc/group || echo 'onboard:x:1000:' >> /etc/group; \
     grep -q '^onboard:' /etc/passwd || echo 'onboard:x:1000:1000:onboard:/home/onboard:/usr/sbin/nologin' >> /etc/passwd; \

@@ -123,6 +123,26 @@ def check_mount(mount: Mount) -> None:
             raise UnsafeMount(f"refusing {mount.source}: it exposes the engine socket {sock}")
 
 
+# Version control metadata inside a mount: a worktree's `.git` names the host
+# repository it belongs to, whose config and hooks the host's git trusts.
+# Every backend hides these from the command.
+METADATA = (".git",)
+
+
+def masked(mount: Mount) -> list[tuple[str, str]]:
+    """(target path, "dir" | "file") of the metadata entries to hide in `mount`."""
+    out = []
+    for name in METADATA:
+        entry = Path(mount.source) / name
+        if entry.is_symlink():
+            raise UnsafeMount(f"refusing {mount.source}: its {name} is a symlink")
+        if entry.is_dir():
+            out.append((f"{mount.target.rstrip('/')}/{name}", "dir"))
+        elif entry.exists():
+            out.append((f"{mount.target.rstrip('/')}/{name}", "file"))
+    return out
+
+
 @contextmanager
 def sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into SystemExit for the duration, so `finally` blocks

@@ -3,7 +3,8 @@
 Every container: no network, uid 1000, all capabilities dropped,
 no-new-privileges, read-only root with a size-limited tmpfs /tmp, memory
 (without swap) / CPU / pids / file-size limits, only the caller's mounts,
-only the caller's env (plus PATH/HOME), no logging driver (output is read
+only the caller's env (plus PATH/HOME), any `.git` inside a mount masked
+(an empty read-only tmpfs or /dev/null), no logging driver (output is read
 from the attach stream and bounded in memory, so gigabytes of output never
 reach the daemon's disk). It is removed in `finally` whatever happens,
 including KeyboardInterrupt and SIGTERM; containers of callers that died
@@ -18,7 +19,7 @@ import socket
 import threading
 import time
 
-from sandboxes.base import Limits, Mount, Result, check_mount, sigterm_raises
+from sandboxes.base import Limits, Mount, Result, check_mount, masked, sigterm_raises
 from sandboxes.images import DEFAULT_IMAGE
 from sandboxes.output import OutputBuffer, last_activity
 
@@ -112,7 +113,7 @@ class DockerSandbox:
             self.image, command=cmd, user=self.user, environment=env,
             working_dir=workdir.target if workdir else "/tmp",
             mounts=[DockerMount(m.target, str(m.source.resolve()), type="bind", read_only=m.read_only)
-                    for m in mounts],
+                    for m in mounts] + _masks(mounts),
             network_mode="none", cap_drop=["ALL"], security_opt=["no-new-privileges"],
             read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,exec,size={limits.tmp_size_mb}m,mode=1777"},
@@ -215,6 +216,18 @@ class DockerSandbox:
                     break
                 time.sleep(0.2 * (attempt + 1))
         _live.discard(cid)
+
+
+def _masks(mounts: list[Mount]) -> list:
+    # A worktree's `.git` names the host repository whose config the host's git trusts.
+    from docker.types import Mount as DockerMount
+
+    out = []
+    for m in mounts:
+        for target, kind in masked(m):
+            out.append(DockerMount(target, None, type="tmpfs", read_only=True, tmpfs_size=4096) if kind == "dir"
+                       else DockerMount(target, "/dev/null", type="bind", read_only=True))
+    return out
 
 
 def _pid_alive(pid: int) -> bool:

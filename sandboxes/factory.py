@@ -64,4 +64,7 @@ def make_sandbox(kind: Kind = "auto", env: SandboxEnv | str = DEFAULT_IMAGE, *, 
     log.warning("sandbox: falling back to local: %s", why)
     if python is None and isinstance(env, SandboxEnv):
         python = env.local_python(progress)
-    return LocalSandbox(python=python)
+    try:
+        return LocalSandbox(python=python)
+    except SandboxUnavailable as exc:
+        raise SandboxUnavailable(f"{exc}; and docker: {why}") from None

@@ -55,3 +55,26 @@ class OutputBuffer:
 
 def last_activity(*buffers: OutputBuffer) -> float:
     return max(b.last_activity for b in buffers)
+
+
+def write_host_file(path, text: str) -> None:
+    """Write `path` in a directory a sandboxed command could write to (its output directory).
+
+    Whatever the command left at that name (a symlink to a host file, a FIFO, a directory) is
+    removed first and the file is created anew without following links: as root, writing through
+    a planted symlink would let the command choose which host file we overwrite.
+    """
+    import os
+    import shutil
+
+    path = os.fspath(path)
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)

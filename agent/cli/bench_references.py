@@ -40,13 +40,14 @@ def run_bench(tgt, url: str, types: list[str], runs: int, k: int, scratch: Path)
     """Numbers for `types` over the history of `url`, all state under `scratch`."""
     import git
 
+    from tools.repo.git_safe import open_gitdir
     from tools.hf.config import analyze, load_config
     from tools.repo.references import find_additions, select
     from tools.repo.workspace import RepoManager
 
     repos = RepoManager(scratch)
     mirror, clone_s = _timed(lambda: repos.mirror(url))
-    repo = git.Repo(mirror)
+    repo = open_gitdir(mirror)
     registry = tgt.references().registry_files
     history = {
         "head": repo.git.rev_parse("HEAD"),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from agent.graph.deps import Deps
 from agent.graph.build import build_graph, sqlite_checkpointer
+from tools.errors import EnvironmentProblem
 from agent.settings import Settings
 from sandboxes.envs import SandboxEnv
 from tools.forge.local import Forge, LocalForge
@@ -16,9 +17,13 @@ from tools.targets import get_target
 
 def make_sandbox(settings: Settings, env: SandboxEnv, progress=None):
     """The sandbox for one target's environment: its image under docker, its interpreter locally."""
+    from sandboxes.base import SandboxUnavailable
     from sandboxes.factory import make_sandbox as factory
 
-    return factory(settings.sandbox, env, progress=progress)
+    try:
+        return factory(settings.sandbox, env, progress=progress)
+    except SandboxUnavailable as exc:  # fail closed, in one line: never a run outside a sandbox
+        raise EnvironmentProblem(str(exc)) from None
 
 
 def select_forge(settings: Settings) -> Forge:

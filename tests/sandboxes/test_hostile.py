@@ -1,7 +1,10 @@
 """Hostile code in a sandbox: every case ends contained, with a clear status,
-and leaves the host as it was. Run against both backends; the docker cases
-need a reachable engine with the sandbox image (skipped with the reason
-otherwise, never counted as passed)."""
+and leaves the host as it was. Run against both backends as production runs
+them: the local backend built the way the factory builds it (as root here, so
+the command is dropped to an unprivileged uid; our own interpreter, which lives
+under /root). The docker cases need a reachable engine with the sandbox image
+(ONBOARD_SANDBOX_TEST_IMAGE and ONBOARD_SANDBOX_TEST_PYTHON pick a smaller
+one); skipped with the reason otherwise, never counted as passed."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import stat
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -22,26 +26,23 @@ from sandboxes.images import DEFAULT_IMAGE
 from sandboxes.local import LocalSandbox
 from tests import TESTS
 
-NOBODY = 65534
-# As root the local backend can only keep a command off the host's files by
-# running it as another uid; that uid cannot execute our venv under /root.
-SYSTEM_PYTHON = next((p for p in ("/usr/bin/python3.11", "/usr/bin/python3") if os.path.exists(p)),
-                     shutil.which("python3") or "python3")
+IMAGE = os.environ.get("ONBOARD_SANDBOX_TEST_IMAGE", DEFAULT_IMAGE)
 
 
 def _docker_or_skip():
-    client, why = engine_status(DEFAULT_IMAGE)
+    client, why = engine_status(IMAGE)
     if client is None:
         pytest.skip(f"docker backend not testable here: {why}")
     from sandboxes.docker import DockerSandbox
 
-    return DockerSandbox(DEFAULT_IMAGE)
+    return DockerSandbox(IMAGE, python=os.environ.get("ONBOARD_SANDBOX_TEST_PYTHON", "python"))
 
 
 def _local():
-    if os.geteuid() == 0:
-        return LocalSandbox(python=SYSTEM_PYTHON, user=NOBODY)
-    return LocalSandbox(python=SYSTEM_PYTHON)
+    # What make_sandbox("local") builds: no uid, no interpreter chosen by the caller.
+    from sandboxes.factory import make_sandbox
+
+    return make_sandbox("local")
 
 
 @pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
@@ -63,7 +64,7 @@ def py(box, code: str) -> list[str]:
 
 
 def ws_mount(path: Path) -> Mount:
-    return Mount(path, "/work", read_only=False)
+    return Mount(path, "/scratch", read_only=False)
 
 
 def at(box, mount: Mount) -> str:
@@ -79,8 +80,6 @@ def test_loopback_listener_unreachable(box):
     srv.settimeout(8)
     t = threading.Thread(target=lambda: accepted.append(_accept(srv)), daemon=True)
     t.start()
-    if isinstance(box, LocalSandbox) and not box.isolate_network:
-        pytest.skip("local backend: unshare -rn is not permitted here, so no network isolation")
     r = box.run(py(box, f"import socket; socket.create_connection(('127.0.0.1', {port}), 2)"),
                 limits=Limits(timeout_s=30))
     t.join(timeout=10)
@@ -117,8 +116,6 @@ print("NOT CONTAINED", n, flush=True)
 
 
 def test_fork_bomb_stopped_by_pids_limit(box):
-    if isinstance(box, LocalSandbox) and not box.use_cgroup and os.geteuid() == 0:
-        pytest.skip("local backend as root without a cgroup: the kernel exempts root from RLIMIT_NPROC")
     r = box.run(py(box, FORK_BOMB), limits=Limits(timeout_s=60, pids=64))
     assert "refused after" in r.stdout, (r.status, r.stdout, r.stderr[-500:])
     assert int(r.stdout.split()[2]) < 64
@@ -143,8 +140,6 @@ def test_writes_outside_the_workspace_fail(box, workspace, tmp_path):
             "    try:\n        open(p, 'w').write('x')\n        print('WROTE', p)\n"
             "    except OSError as exc:\n        print('refused', p, type(exc).__name__)\n"
             f"open(os.path.join({at(box, m)!r}, 'ok'), 'w').write('inside')\n")
-    if isinstance(box, LocalSandbox) and box.user is None:
-        pytest.skip("local backend without user=: the command writes wherever our uid can (documented)")
     r = box.run(py(box, code), mounts=[m], limits=Limits(timeout_s=30))
     assert r.ok, r
     assert "WROTE" not in r.stdout, r.stdout
@@ -175,8 +170,6 @@ def test_engine_socket_unreachable(box):
     code = ("import socket\nfor p in %r:\n    s = socket.socket(socket.AF_UNIX)\n    try:\n"
             "        s.connect(p)\n        print('CONNECTED', p)\n"
             "    except OSError as exc:\n        print('no', p, type(exc).__name__)\n") % socks
-    if isinstance(box, LocalSandbox) and box.user is None:
-        pytest.skip("local backend without user=: the command shares our uid and filesystem")
     r = box.run(py(box, code), limits=Limits(timeout_s=30))
     assert r.ok, r
     assert "CONNECTED" not in r.stdout and r.stdout.count("no ") == len(socks)
@@ -231,24 +224,32 @@ time.sleep(3600)
 """
 
 
+def _with_marker(marker: str) -> list[int]:
+    """Host pids whose command line carries `marker` (a pid namespace hides host pids from the job)."""
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) != os.getpid():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    cmdline = f.read()
+                with open(f"/proc/{d}/stat") as f:
+                    zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            except OSError:
+                continue
+            if marker.encode() in cmdline and not zombie:
+                found.append(int(d))
+    return found
+
+
 def test_process_ignoring_sigterm_is_killed(box, workspace):
     m = ws_mount(workspace)
-    r = box.run([box.python, "-c", IGNORES_TERM, at(box, m)], mounts=[m], limits=Limits(timeout_s=4))
+    marker = f"onboard-term-{uuid.uuid4().hex}"
+    r = box.run([box.python, "-c", IGNORES_TERM, at(box, m), marker], mounts=[m], limits=Limits(timeout_s=4))
     assert r.status == "timeout", r
     assert "ignoring TERM" in r.stdout
-    pid_file = workspace / "child.pid"
-    if isinstance(box, LocalSandbox) and pid_file.exists():
-        pid = int(pid_file.read_text())
-        time.sleep(0.5)
-        assert not _alive(pid), f"child {pid} survived the sandbox"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+    assert (workspace / "child.pid").exists(), "the setsid child never started"
+    time.sleep(0.5)
+    assert _with_marker(marker) == [], "a process of the job survived the sandbox"
 
 
 def test_local_backend_says_it_is_weaker():
@@ -267,23 +268,43 @@ def test_local_job_dies_with_a_killed_caller(workspace):
     import subprocess
     import sys
 
+    marker = f"onboard-orphan-{uuid.uuid4().hex}"
     script = (f"import sys; sys.path.insert(0, {str(TESTS.parent)!r})\n"
-              "from pathlib import Path\nfrom sandboxes.local import LocalSandbox\nfrom sandboxes.base import Limits\n"
-              f"LocalSandbox(python={SYSTEM_PYTHON!r}).run([{SYSTEM_PYTHON!r}, '-c', "
-              f"\"import os, time; open({str(workspace / 'pid')!r}, 'w').write(str(os.getpid())); time.sleep(600)\"], "
+              "from sandboxes.factory import make_sandbox\nfrom sandboxes.base import Limits, Mount\n"
+              "from pathlib import Path\nbox = make_sandbox('local')\n"
+              f"box.run([box.python, '-c', 'import time; open(\\'/w/started\\', \\'w\\'); time.sleep(600)', "
+              f"{marker!r}], mounts=[Mount(Path({str(workspace)!r}), '/w', read_only=False)], "
               "limits=Limits(timeout_s=600))\n")
     caller = subprocess.Popen([sys.executable, "-c", script])
-    pid_file = workspace / "pid"
-    for _ in range(100):
-        if pid_file.exists() and pid_file.read_text():
+    for _ in range(200):
+        if (workspace / "started").exists():
             break
         time.sleep(0.1)
-    pid = int(pid_file.read_text())
-    assert _alive(pid)
+    assert (workspace / "started").exists() and _with_marker(marker)
     caller.kill()
     caller.wait()
     for _ in range(50):
-        if not _alive(pid):
+        if not _with_marker(marker):
             break
         time.sleep(0.1)
-    assert not _alive(pid), f"sandboxed pid {pid} outlived its SIGKILLed caller"
+    assert _with_marker(marker) == [], "the sandboxed job outlived its SIGKILLed caller"
+
+
+@pytest.mark.parametrize("kind", ["dir", "file"])
+def test_git_metadata_is_masked(box, workspace, kind):
+    """A repository's own .git (dir) or a worktree's gitfile never reaches the command, on any mount."""
+    if kind == "dir":
+        (workspace / ".git").mkdir()
+        (workspace / ".git" / "config").write_text("[core]\n\tfsmonitor = /host/program\n")
+    else:
+        (workspace / ".git").write_text("gitdir: /host/mirrors/repo.git/worktrees/job\n")
+    (workspace / "code.py").write_text("x = 1\n")
+    m = Mount(workspace, "/scratch", read_only=True)
+    code = ("import os\np = '/scratch/.git'\nprint('listing', os.listdir(p) if os.path.isdir(p) else None)\n"
+            "for f in (p, p + '/config'):\n    try:\n        print('READ', repr(open(f).read()))\n"
+            "    except OSError as exc:\n        print('refused', type(exc).__name__)\n"
+            "print('code', open('/scratch/code.py').read().strip())\n")
+    r = box.run(py(box, code), mounts=[m], limits=Limits(timeout_s=30))
+    assert r.ok, r
+    assert "fsmonitor" not in r.stdout and "gitdir" not in r.stdout and "/host/" not in r.stdout, r.stdout
+    assert "code x = 1" in r.stdout

@@ -17,7 +17,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tools.forge.local import PRRecord, RecordStore, StoredRecords
-from tools.repo.workspace import GIT_ENV, commit_all
+from tools.repo.git_safe import git_env, open_worktree
+from tools.repo.workspace import commit_all
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +91,10 @@ def make_client(config: GitHubConfig, auth: Auth.Auth | None = None) -> Github:
 
 def git_auth_env(token: str | None) -> dict[str, str]:
     """Environment for a git child process that authenticates HTTPS with `token`."""
-    env = dict(GIT_ENV)
-    if token:
-        # The empty first value clears helpers from system/global config, so none of them stores it.
-        env.update(GIT_CONFIG_COUNT="2", GIT_CONFIG_KEY_0="credential.helper", GIT_CONFIG_VALUE_0="",
-                   GIT_CONFIG_KEY_1="credential.helper", GIT_CONFIG_VALUE_1=_HELPER, ONBOARD_GIT_TOKEN=token)
-    return env
+    if not token:
+        return git_env()
+    # The empty first value clears any other helper, so none of them stores it.
+    return git_env(("credential.helper", ""), ("credential.helper", _HELPER), ONBOARD_GIT_TOKEN=token)
 
 
 def _says(exc: GithubException, words: str) -> bool:
@@ -122,7 +121,7 @@ class GitHubForge(StoredRecords):
     # --- Forge protocol (find/records come from StoredRecords) ---
     def publish(self, *, worktree, base_rev, branch, title, body, target, model_type, thread_id,
                 verification) -> PRRecord:
-        repo = git.Repo(worktree)
+        repo = open_worktree(worktree)
         # A resumed publish re-creates the same single commit rather than stacking a second one.
         repo.git.reset("-q", "--soft", base_rev)
         head = commit_all(repo, f"{title}\n\nGenerated and verified by Onboarder (thread {thread_id}).")
@@ -134,7 +133,7 @@ class GitHubForge(StoredRecords):
         if self.config.labels:
             pr.add_to_labels(*self.config.labels)
         log.info("pull request %s %s (%s)", action, pr.html_url, branch)
-        diff = repo.git.diff(base_rev, head, "--no-color", "--no-ext-diff")
+        diff = repo.git.diff(base_rev, head, "--no-color", "--no-ext-diff", "--no-textconv")
         return self._write_record(target=target, model_type=model_type, title=title, branch=branch,
                                   remote=push_url, base_rev=base_rev, head_rev=head, url=pr.html_url,
                                   body=body, diff=diff, thread_id=thread_id, verification=verification)
@@ -148,14 +147,14 @@ class GitHubForge(StoredRecords):
         """Force-push HEAD to `branch` of the push repository; returns the (token-free) URL."""
         url = self.public_remote(target)
         token = getattr(self._auth, "token", None)
-        git.Repo(worktree).git.push("-q", "--force", url, f"HEAD:refs/heads/{branch}", env=git_auth_env(token))
+        open_worktree(worktree).git.push("-q", "--force", url, f"HEAD:refs/heads/{branch}", env=git_auth_env(token))
         return url
 
     def push_attempt(self, worktree: Path, base_rev: str, target: str, model_type: str) -> str | None:
         """Keep a failed run's last attempt on a branch (no PR) when configured; returns the branch."""
         if not self.config.push_failed_branches:
             return None
-        repo = git.Repo(worktree)
+        repo = open_worktree(worktree)
         repo.git.reset("-q", "--soft", base_rev)
         commit_all(repo, f"Unverified attempt: {model_type} in {target}\n\nDid not pass Onboarder's checks.")
         branch = f"onboard/{target}/{model_type}-attempt"

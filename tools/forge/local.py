@@ -16,7 +16,8 @@ from typing import Protocol, runtime_checkable
 import git
 from pydantic import BaseModel, Field
 
-from tools.repo.workspace import GIT_ENV, commit_all
+from tools.repo.git_safe import GIT_ENV, harden, open_gitdir, open_worktree
+from tools.repo.workspace import commit_all
 
 
 class PRRecord(BaseModel):
@@ -119,18 +120,20 @@ class LocalForge(StoredRecords):
         path = self.root / "remotes" / f"{target}.git"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            git.Repo.init(path, bare=True)
+            harden(git.Repo.init(path, bare=True))
+        # Pushing runs the remote's receive-pack with the remote's own config and hooks.
+        open_gitdir(path)
         return path
 
     def publish(self, *, worktree, base_rev, branch, title, body, target, model_type, thread_id,
                 verification) -> PRRecord:
-        repo = git.Repo(worktree)
+        repo = open_worktree(worktree)
         # Re-running publish (resume) must yield the same branch content, not a second commit.
         repo.git.reset("-q", "--soft", base_rev)
         head = commit_all(repo, f"{title}\n\nGenerated and verified by Onboarder (thread {thread_id}).")
         remote = self._remote(target)
         repo.git.push("-q", "--force", str(remote), f"HEAD:refs/heads/{branch}", env=GIT_ENV)
-        diff = repo.git.diff(base_rev, head, "--no-color", "--no-ext-diff")
+        diff = repo.git.diff(base_rev, head, "--no-color", "--no-ext-diff", "--no-textconv")
         return self.store.write(target=target, model_type=model_type, body=body, diff=diff, title=title,
                                 branch=branch, remote=str(remote), base_rev=base_rev, head_rev=head,
                                 url=f"file://{remote}#{branch}", thread_id=thread_id, verification=verification)

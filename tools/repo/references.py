@@ -23,7 +23,8 @@ from pydantic import BaseModel, Field
 from unidiff import PatchSet
 
 from tools.errors import UserError
-from tools.repo.workspace import GIT_ENV, git_reason
+from tools.repo.git_safe import GIT_ENV, open_gitdir
+from tools.repo.workspace import git_reason
 
 PR_NUMBER = re.compile(r"\(#(\d+)\)\s*$")
 SAFE = re.compile(r"[^\w.-]")
@@ -69,7 +70,7 @@ def find_additions(mirror: Path, profile: ReferenceProfile, cache_dir: Path) -> 
     Cached on disk keyed by the mirror's HEAD sha: a fetch that moves HEAD makes
     the next call rescan, and older scans of that mirror are dropped.
     """
-    repo = git.Repo(mirror)
+    repo = open_gitdir(mirror)
     head = repo.git.rev_parse("HEAD")
     stem = f"{mirror.name}-{type(profile).__name__}"
     cache = cache_dir / "references" / f"{stem}-{head[:12]}.json"
@@ -186,7 +187,7 @@ def score(addition: Addition, analysis: dict, kind_of, base_of, newest: int) -> 
 
 
 def structured_diff(mirror: Path, rev: str, profile: ReferenceProfile, out_dir: Path | None = None) -> Reference:
-    repo = git.Repo(mirror)
+    repo = open_gitdir(mirror)
     try:
         sha = repo.git.rev_parse("--verify", f"{rev}^{{commit}}")
     except git.GitCommandError:
@@ -216,7 +217,7 @@ def structured_diff(mirror: Path, rev: str, profile: ReferenceProfile, out_dir: 
 def pr_ref(mirror: Path, number: int, timeout_s: float = 120) -> str:
     """Pull request `number`: its merged commit on HEAD's line, else its head from the mirror's
     refs, else fetched from origin."""
-    repo = git.Repo(mirror)
+    repo = open_gitdir(mirror)
     merged = repo.git.log("--first-parent", "--format=%H", "-E", f"--grep=\\(#{number}\\)$", "HEAD")
     if merged:
         return merged.splitlines()[0]

@@ -25,8 +25,10 @@ import git
 from pydantic import BaseModel
 
 from tools.errors import UserError
+from tools.repo.git_safe import (GIT_ENV, UnsafeRepository, check_gitdir, check_worktree, harden, open_gitdir,
+                             open_worktree)
 
-GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GIT_SSH_COMMAND": "ssh -oBatchMode=yes"}
+__all__ = ["GIT_ENV", "UnsafeRepository", "commit_all", "diff_against", "RepoManager"]
 BOT = ("Onboarder", "onboarder@localhost")
 SDIST_COMMIT_DATE = "2000-01-01T00:00:00+0000"
 log = logging.getLogger(__name__)
@@ -103,6 +105,8 @@ def _locked(path: Path):
 def commit_all(repo: git.Repo, message: str, *, date: str | None = None) -> str:
     """Commit everything; with a fixed `date` the commit id depends on the content alone."""
     dates = {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date} if date else {}
+    check_worktree(Path(repo.working_tree_dir))
+    harden(repo)
     repo.git.add("-A")
     repo.git.commit(
         "-q", "--no-verify", "--allow-empty", "-m", message,
@@ -129,6 +133,8 @@ class RepoManager:
         """
         path = self.root / "mirrors" / f"{_slug(url)}.git"
         with _locked(path.with_suffix(".lock")):
+            if path.exists():
+                check_gitdir(path, url)  # a planted config is refused, never "repaired" silently
             problem = corrupt or (self._problem(path) if path.exists() else None)
             if path.exists() and problem:
                 shutil.rmtree(path)  # corrupt mirror: start again rather than fail forever
@@ -145,10 +151,11 @@ class RepoManager:
                     except BaseException:
                         shutil.rmtree(tmp, ignore_errors=True)
                         raise
+                    check_gitdir(tmp, url)
                     tmp.rename(path)
                     (path / "onboarder-fetched").write_text(str(time.time()))
                 elif time.time() - self._fetched_at(path) > self.freshness:
-                    git.Repo(path).git.fetch("--prune", "origin", env=GIT_ENV, kill_after_timeout=self.timeout)
+                    open_gitdir(path, url).git.fetch("--prune", "origin", env=GIT_ENV, kill_after_timeout=self.timeout)
                     (path / "onboarder-fetched").write_text(str(time.time()))
             except git.GitCommandError as exc:
                 raise RepoUnavailable(f"cannot reach {url}: {git_reason(exc)}") from exc
@@ -167,7 +174,7 @@ class RepoManager:
         (a full fsck would cost seconds on every call).
         """
         try:
-            repo = git.Repo(path)
+            repo = harden(git.Repo(path))
             repo.git.rev_parse("--verify", "--quiet", "HEAD^{commit}")
             repo.git.cat_file("-e", "HEAD^{tree}")
             return None
@@ -246,7 +253,7 @@ class RepoManager:
         raise UserError(f"unknown ref {ref!r}: {url} has no such branch or tag")
 
     def resolve(self, mirror: Path, ref: str | None) -> str:
-        repo = git.Repo(mirror)
+        repo = open_gitdir(mirror)
         try:
             return repo.git.rev_parse("--verify", f"{ref or 'HEAD'}^{{commit}}")
         except git.GitCommandError as exc:
@@ -258,6 +265,7 @@ class RepoManager:
         path = self.root / "mirrors" / f"sdist-{pypi_name}-{version}"
         with _locked(path.with_suffix(".lock")):
             if path.exists() and self._healthy(path):
+                open_gitdir(path)
                 return path
             shutil.rmtree(path, ignore_errors=True)
             dl = Path(tempfile.mkdtemp(prefix="onboard-sdist-"))
@@ -273,7 +281,7 @@ class RepoManager:
                 with tarfile.open(archives[0]) as tar:
                     tar.extractall(tmp, filter="data")
                 (top,) = [p for p in tmp.iterdir() if p.is_dir()]
-                repo = git.Repo.init(top)
+                repo = harden(git.Repo.init(top))
                 # A fixed date: rebuilding the cache from the same archive gives the same base commit, so
                 # the thread id (derived from it) and resumable runs survive the rebuild.
                 commit_all(repo, f"Base: {pypi_name} {version} source distribution (package index)",
@@ -288,7 +296,7 @@ class RepoManager:
     def worktree(self, mirror: Path, rev: str, dest: Path) -> Path:
         """A worktree of `mirror` at `rev` in `dest`, reset to `rev` if it exists."""
         with _locked(mirror.parent / f"{mirror.name}.lock"):
-            repo = git.Repo(mirror)
+            repo = open_gitdir(mirror)
             if dest.exists() and (dest / ".git").exists():
                 self.reset(dest, rev)
                 return dest
@@ -300,7 +308,7 @@ class RepoManager:
 
     @staticmethod
     def reset(worktree: Path, rev: str) -> None:
-        repo = git.Repo(worktree)
+        repo = open_worktree(worktree)
         repo.git.checkout("-q", "--detach", "-f", rev)
         repo.git.reset("-q", "--hard", rev)
         repo.git.clean("-fdq")
@@ -311,14 +319,14 @@ def wrong_repository(where: str, marker: str) -> str:
 
 
 def diff_against(worktree: Path, rev: str) -> str:
-    repo = git.Repo(worktree)
+    repo = open_worktree(worktree)
     repo.git.add("-A", "--intent-to-add")
-    return repo.git.diff(rev, "--no-color", "--no-ext-diff")
+    return repo.git.diff(rev, "--no-color", "--no-ext-diff", "--no-textconv")
 
 
 def changed_files(worktree: Path) -> set[str]:
     """Paths the worktree changed, added or deleted since its last commit."""
-    out = git.Repo(worktree).git.status("--porcelain")
+    out = open_worktree(worktree).git.status("--porcelain")
     return {line[3:] for line in out.splitlines() if line}
 
 

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from sandboxes.base import Limits, Mount
+from sandboxes.output import write_host_file
 from tools.targets.base import JobContext
 
 # Helpers every in-sandbox job gets on its path (sitecustomize, the pytest selection plugin).
@@ -39,7 +40,8 @@ def run_job(sandbox, job: Path, workspace: Path, ctx: JobContext, spec: dict, ti
         **spec,
     }
     spec_file = ctx.work_dir / f"spec-{phase}.json"
-    spec_file.write_text(json.dumps(full, indent=2))
+    # The directory is the sandbox's to write: names in it may be links planted by an earlier job.
+    write_host_file(spec_file, json.dumps(full, indent=2))
     env = {
         # site/ first: its sitecustomize and pytest plugin apply to every process of the job.
         "PYTHONPATH": f"{sandbox.inside(m_site)}:{sandbox.inside(m_ws)}",
@@ -55,7 +57,8 @@ def run_job(sandbox, job: Path, workspace: Path, ctx: JobContext, spec: dict, ti
     cmd = [sandbox.python, f"{sandbox.inside(m_job)}/{job.name}", f"{sandbox.inside(m_out)}/{spec_file.name}"]
     result = sandbox.run(cmd, mounts=[m_ws, m_tiny, m_out, m_job, m_site], env=env, workdir=m_out,
                          limits=Limits(timeout_s=timeout_s))
-    (ctx.work_dir / f"job-{phase}.log").write_text(
+    write_host_file(
+        ctx.work_dir / f"job-{phase}.log",
         f"$ {' '.join(cmd)}\n[status {result.status}, exit {result.exit_code}, "
         f"{result.duration_s:.1f}s, backend {result.backend}]\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
     for line in reversed(result.stdout.strip().splitlines()):

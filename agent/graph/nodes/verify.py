@@ -8,6 +8,7 @@ from pathlib import Path
 from agent.graph.context import current, job_context, timed
 from agent.graph.deps import Deps
 from agent.graph.state import OnboardState
+from sandboxes.output import write_host_file
 from tools.repo.workspace import changed_files, diff_against
 
 
@@ -20,10 +21,11 @@ def verify(state: OnboardState, deps: Deps) -> dict:
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     report = deps.target.verify(cand, state["analysis"], ws, ctx, deps.sandbox, run_tests=True)
     diff_path = ctx.work_dir / "change.diff"
-    diff_path.write_text(diff_against(ws, state["workspace"]["base_rev"]))
+    # The attempt dir is the job's output dir: never follow what the job left there.
+    write_host_file(diff_path, diff_against(ws, state["workspace"]["base_rev"]))
     report_path = ctx.work_dir / "verification.json"
     report.raw_path = str(report_path)
-    report_path.write_text(report.model_dump_json(indent=2))
+    write_host_file(report_path, report.model_dump_json(indent=2))
     attempt = {"candidate": cand.id, "passed": report.passed, "first_failure": report.first_failure,
                "failed_stage": report.failed_stage, "score": report.score, "score_label": report.score_label,
                "divergence": report.divergence, "report": str(report_path), "diff": str(diff_path)}

@@ -62,7 +62,7 @@ class FakeSandbox:
     def __init__(self):
         from sandboxes.local import LocalSandbox
 
-        self._inner = LocalSandbox(isolate_network=False, use_cgroup=False)
+        self._inner = LocalSandbox(use_cgroup=False)
         self.python = self._inner.python
 
     def inside(self, mount):

@@ -54,6 +54,7 @@ def tsc_check(workspace: Path, node_modules: Path, work_dir: Path, sandbox) -> C
     import shutil
 
     from sandboxes.base import Limits, Mount
+    from sandboxes.output import write_host_file
 
     if getattr(sandbox, "name", "") != "local":
         return Check(name="tsc", status="skipped",
@@ -72,11 +73,11 @@ def tsc_check(workspace: Path, node_modules: Path, work_dir: Path, sandbox) -> C
                                   "moduleResolution": "bundler", "skipLibCheck": True, "types": [],
                                   "paths": {"@/*": [f"{web}/*"], "zod": [f"{sandbox.inside(m_nm)}/zod"]}},
               "files": [f"{web}/data/models.ts"]}
-    (work_dir / "tsconfig.fib.json").write_text(json.dumps(config, indent=2))
+    write_host_file(work_dir / "tsconfig.fib.json", json.dumps(config, indent=2))
     res = sandbox.run([node, f"{sandbox.inside(m_nm)}/typescript/bin/tsc", "-p",
                        f"{sandbox.inside(m_out)}/tsconfig.fib.json"], mounts=[m_ws, m_nm, m_out],
                       workdir=m_out, limits=Limits(timeout_s=300))
-    (work_dir / "tsc.log").write_text(res.stdout + res.stderr)
+    write_host_file(work_dir / "tsc.log", res.stdout + res.stderr)
     if res.status == "ok":
         return Check(name="tsc", status="passed", detail="tsc --strict: no errors in models.ts with the zod schema",
                      metrics={"seconds": round(res.duration_s, 2)})

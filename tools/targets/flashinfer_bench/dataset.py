@@ -9,6 +9,9 @@ import json
 import subprocess
 from pathlib import Path
 
+from tools.repo.git_safe import check_worktree
+from tools.repo.workspace import env_without_git_prompts
+
 DEFS_DIR = "flashinfer_trace/definitions"
 
 
@@ -26,7 +29,10 @@ def load_dataset(workspace: Path, explicit: str | None) -> tuple[dict[str, dict]
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(workspace), *args], capture_output=True, text=True,
-                              timeout=60, check=True).stdout
+                              timeout=60, check=True, env=env_without_git_prompts()).stdout
+
+    if (workspace / ".git").exists():
+        check_worktree(workspace)
 
     try:
         rev = "HEAD"
@@ -46,9 +52,12 @@ def load_dataset(workspace: Path, explicit: str | None) -> tuple[dict[str, dict]
 
 def changed_definitions(workspace: Path, dataset: set[str]) -> list[str]:
     """Definition files this change adds or edits (relative paths): what the sandbox job must prove."""
+    if (workspace / ".git").exists():
+        check_worktree(workspace)
     try:
         out = subprocess.run(["git", "-C", str(workspace), "status", "--porcelain", "--untracked-files=all", "--",
-                              DEFS_DIR], capture_output=True, text=True, timeout=60, check=True).stdout
+                              DEFS_DIR], capture_output=True, text=True, timeout=60, check=True,
+                             env=env_without_git_prompts()).stdout
         return sorted(line[3:] for line in out.splitlines() if line[3:].endswith(".json") and line[:2] != " D")
     except (subprocess.SubprocessError, OSError):  # not a git checkout: whatever is on disk and not in the dataset
         root = workspace / DEFS_DIR

@@ -30,6 +30,7 @@ from tools.targets.flashinfer_bench.dataset import DEFS_DIR, changed_definitions
 from tools.targets.flashinfer_bench.entry import build_entry, model_id, referenced, sampling_names
 from tools.targets.flashinfer_bench.models_ts import MODELS_TS, read_entries, upsert_entry
 from tools.targets.flashinfer_bench.names import parse_name
+from sandboxes.output import write_host_file
 
 ATTENTION_LAYERS = {"full_attention", "attention", "sliding_attention", "chunked_attention"}
 ENV = SandboxEnv(name="flashinfer-bench", dir=REPO_ROOT / "sandboxes" / "targets" / "flashinfer_bench")
@@ -204,7 +205,7 @@ class FlashInferBenchTarget(BaseTarget):
             cov.write_text(upsert_coverage(cov.read_text(), row, section, entry["name"]))
             files.append(COVERAGE)
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
-        (ctx.work_dir / "summary.md").write_text(summary_report(design, self.parallel))
+        write_host_file(ctx.work_dir / "summary.md", summary_report(design, self.parallel))  # a sandbox's dir
         notes = [f"SGLang baseline sglang/srt/models/{design['module']}.py", f"dataset: {design['dataset_source']}"]
         notes += [f"{n}: {how}" for n, (_, how) in design["made"].items()]
         notes += [f"needs an implementer: {n} ({why})" for n, why in design["gaps"].items()]
