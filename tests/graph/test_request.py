@@ -61,7 +61,11 @@ def test_the_sdist_fallback_thread_id_survives_a_cache_rebuild(tmp_path, monkeyp
     monkeypatch.delenv("ONBOARD_LLM_BASE_URL", raising=False)
     monkeypatch.setattr(OptimumIntelTarget, "default_repo", "http://127.0.0.1:9/optimum-intel.git")
 
-    def fake_pip(cmd, **kw):  # `pip download` of the sdist, offline: a fixed archive
+    real_run = subprocess.run
+
+    def fake_pip(cmd, **kw):  # `pip download` of the sdist, offline: a fixed archive; git runs for real
+        if "-d" not in cmd:
+            return real_run(cmd, **kw)
         dest = Path(cmd[cmd.index("-d") + 1])
         with tarfile.open(dest / "optimum_intel-9.9.tar.gz", "w:gz") as tar:
             for rel in ("optimum-intel-9.9/optimum/exporters/openvino/model_configs.py", "optimum-intel-9.9/setup.py"):

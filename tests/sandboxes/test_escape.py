@@ -34,11 +34,10 @@ from tools.repo.workspace import GIT_ENV, RepoManager, commit_all, diff_against
 TOKEN = "ghp_escape_" + uuid.uuid4().hex
 API_KEY = "sk-escape-" + uuid.uuid4().hex
 IMAGE = os.environ.get("ONBOARD_SANDBOX_TEST_IMAGE", DEFAULT_IMAGE)
-ROOT = TESTS.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 PAYLOAD = r"""
 import glob, json, os, signal, socket, sys
-from tests import TESTS
 a = json.loads(sys.argv[1])
 res = {}
 def attempt(name, fn):

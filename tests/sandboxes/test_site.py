@@ -8,12 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-SITE = TESTS.parent / "sandboxes" / "site"
+SITE = Path(__file__).resolve().parents[2] / "sandboxes" / "site"
 
 TESTS = '''
 import unittest
 from parameterized import parameterized
-from tests import TESTS
 
 ARCHS = [("text-generation-with-past", "cwm"), ("text-generation-with-past", "llama"),
          ("text-generation-with-past", "cwm_moe")]
