@@ -383,6 +383,7 @@ def test_local_backend_refuses_to_run_without_bubblewrap(monkeypatch, tmp_path):
 def test_local_backend_refuses_where_namespaces_are_refused(monkeypatch, tmp_path):
     from tools.errors import EnvironmentProblem
     from agent.graph.run import make_sandbox
+    from tests.fakes.scripted_target import ScriptedTarget
     from agent.settings import Settings
 
     fake = tmp_path / "bwrap"
@@ -391,7 +392,7 @@ def test_local_backend_refuses_where_namespaces_are_refused(monkeypatch, tmp_pat
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/sbin:/usr/bin:/sbin:/bin")
     with pytest.raises(EnvironmentProblem, match="No permissions to create a new namespace") as exc:
-        make_sandbox(Settings(data_dir=tmp_path / "data", sandbox="local"))
+        make_sandbox(Settings(data_dir=tmp_path / "data", sandbox="local"), ScriptedTarget().env)
     assert "\n" not in str(exc.value)
 
 
