@@ -251,7 +251,12 @@ def _causal_lm_default(class_name: str | None):
 def _hub_config(repo_id: str, trust_remote_code: bool) -> dict:
     """Fetch config.json from the Hub with a hard deadline: an unreachable Hub must fail in seconds."""
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+    try:
+        validate_repo_id(repo_id)  # the Hub's own rules (no `..`, `--`, edge dots) are stricter than HUB_ID
+    except HFValidationError as exc:
+        raise ConfigError(f"{repo_id!r} is not a Hub id: {exc}") from None
     cached = try_to_load_from_cache(repo_id, "config.json")
     if isinstance(cached, str):
         return _check_remote(_read_json(Path(cached)), repo_id, trust_remote_code)
