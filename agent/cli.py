@@ -42,6 +42,9 @@ class OneLineErrors(typer.core.TyperGroup):
         except click.exceptions.Abort:
             err.print("interrupted; `onboard resume THREAD` continues from the last finished stage")
             sys.exit(130)
+        except (UserError, EnvironmentProblem) as exc:  # a command that let one through: still one line
+            err.print(f"[red]error:[/red] {one_line(exc)}", soft_wrap=True, highlight=False)
+            sys.exit(exc.exit_code)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -265,11 +268,6 @@ def main() -> None:  # pragma: no cover - console script entry
     except KeyboardInterrupt:
         err.print("interrupted; `onboard resume THREAD` continues from the last finished stage")
         sys.exit(130)
-    except (UserError, EnvironmentProblem) as exc:  # a command that let one through: still one line
-        try:
-            fail(exc)
-        except typer.Exit as done:
-            sys.exit(done.exit_code)
     except Exception as exc:  # noqa: BLE001 - never a traceback on the terminal
         try:
             crash(exc, None, None)

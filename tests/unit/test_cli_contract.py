@@ -258,3 +258,9 @@ def test_a_hub_id_the_hub_itself_rejects(data, upstream, model):
                                   ["show", "-..x"]])
 def test_usage_errors_are_one_line_too(data, args):
     refuse([*args, "--data-dir", str(data)] if args[0] != "nope" else args, data)
+
+
+@pytest.mark.parametrize("args", [["bench", "s1", "cwm"], ["bench", "sandbox", "--skip-job"], ["nightly"],
+                                  ["tiny", "cwm", "--out", "{tmp}/out"], ["references", "cwm"]])
+def test_every_command_that_writes_refuses_an_unusable_data_dir(tmp_path, args):
+    refuse([a.format(tmp=tmp_path) for a in args] + ["--data-dir", "/proc"], tmp_path, contains="/proc")
