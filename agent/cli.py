@@ -19,7 +19,6 @@ from agent.errors import EnvironmentProblem, UserError
 from agent.settings import Settings
 
 
-
 class OneLineErrors(typer.core.TyperGroup):
     """Usage errors (an unknown option, a missing argument, a bad --port) as one line, exit 2, like every
     other bad input; click's own rendering is a boxed, multi-line block."""
