@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
+import typer.core
 from pydantic import ValidationError
 
 from agent.cli.checks import check_data_dir, check_database, check_thread_id
@@ -17,7 +19,36 @@ from tools.errors import EnvironmentProblem, UserError
 from agent.settings import Settings
 from tools.targets import DEFAULT_TARGET
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+
+class OneLineErrors(typer.core.TyperGroup):
+    """Usage errors (an unknown option, a missing argument, a bad --port) as one line, exit 2, like every
+    other bad input; click's own rendering is a boxed, multi-line block."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            return super().main(args, prog_name, complete_var, standalone_mode=True, **extra)  # the help
+        except click.UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            err.print(f"[red]error:[/red] {one_line(exc.format_message().rstrip('.') + hint)}", soft_wrap=True,
+                      highlight=False)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            err.print(f"[red]error:[/red] {one_line(exc.format_message())}", soft_wrap=True, highlight=False)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            err.print("interrupted; `onboard resume THREAD` continues from the last finished stage")
+            sys.exit(130)
+        except (UserError, EnvironmentProblem) as exc:  # a command that let one through: still one line
+            err.print(f"[red]error:[/red] {one_line(exc)}", soft_wrap=True, highlight=False)
+            sys.exit(exc.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=OneLineErrors,
                   help="Onboard new Hugging Face architectures into ML frameworks, verified end to end.")
 
 DataDir = typer.Option(None, "--data-dir", help="State, caches and PR records (env ONBOARD_DATA_DIR).")
@@ -243,11 +274,6 @@ def main() -> None:  # pragma: no cover - console script entry
     except KeyboardInterrupt:
         err.print("interrupted; `onboard resume THREAD` continues from the last finished stage")
         sys.exit(130)
-    except (UserError, EnvironmentProblem) as exc:  # a command that let one through: still one line
-        try:
-            fail(exc)
-        except typer.Exit as done:
-            sys.exit(done.exit_code)
     except Exception as exc:  # noqa: BLE001 - never a traceback on the terminal
         try:
             crash(exc, None, None)

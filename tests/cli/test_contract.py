@@ -244,3 +244,23 @@ def test_through_a_real_process(tmp_path, data, args):
     got = invoke_process(args)
     assert not got.refused(), f"{got.refused()}: {got.stderr[-600:]}"
     assert snapshot(data) == before and "OUTSIDE" not in got.stdout
+
+
+# -- found by the fuzz test --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["s41../x", "a--b/c", "org/-name"])
+def test_a_hub_id_the_hub_itself_rejects(data, upstream, model):
+    refuse(["run", model, "--repo", str(upstream), "--data-dir", str(data)], data, contains="not a Hub id")
+
+
+@pytest.mark.parametrize("args", [["run", "-v"], ["run"], ["show"], ["serve", "--port", "abc"], ["nope"],
+                                  ["show", "-..x"]])
+def test_usage_errors_are_one_line_too(data, args):
+    refuse([*args, "--data-dir", str(data)] if args[0] != "nope" else args, data)
+
+
+@pytest.mark.parametrize("args", [["bench", "s1", "cwm"], ["bench", "sandbox", "--skip-job"], ["nightly"],
+                                  ["tiny", "cwm", "--out", "{tmp}/out"], ["references", "cwm"]])
+def test_every_command_that_writes_refuses_an_unusable_data_dir(tmp_path, args):
+    refuse([a.format(tmp=tmp_path) for a in args] + ["--data-dir", "/proc"], tmp_path, contains="/proc")

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from tools.errors import UserError
 from tools.hf import facts as pat
+from tools.untrusted_file import nesting, not_regular, read_bounded
 
 MAX_CONFIG_BYTES = 2 * 1024 * 1024  # real configs are a few KB; anything bigger is not a config
 HUB_TIMEOUT_S = 15.0
@@ -79,14 +80,14 @@ def _load_config(text: str, trust_remote_code: bool) -> LoadedConfig:
     if path.is_dir():
         cfg = path / "config.json"
         if not cfg.is_file():
-            why = _not_regular(cfg)
+            why = not_regular(cfg)
             raise ConfigError(f"{cfg} {why}" if why else f"{path} is a directory without config.json")
         raw = _read_json(cfg)
         _attach_modelopt_quant(raw, path / "hf_quant_config.json")
         return LoadedConfig(raw=raw, source=str(cfg.resolve()), origin="dir")
     if path.is_file():
         return LoadedConfig(raw=_read_json(path), source=str(path.resolve()), origin="file")
-    if why := _not_regular(path):
+    if why := not_regular(path):
         raise ConfigError(f"{text} {why}")
     if text.endswith(".json") or text.startswith((".", "/", "~")):
         raise ConfigError(f"no such file: {text}")
@@ -97,32 +98,13 @@ def _load_config(text: str, trust_remote_code: bool) -> LoadedConfig:
     raise ConfigError(f"cannot read {text!r} as a path, a model_type or a Hub id (org/name)")
 
 
-def _not_regular(path: Path) -> str | None:
-    """Why `path` (which exists, or is a link) cannot be a config file; None when it is absent."""
-    import stat
-
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return "is a broken symbolic link" if path.is_symlink() else None
-    except OSError as exc:
-        return f"is unreadable ({exc.strerror})"
-    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
-             (stat.S_ISSOCK, "a socket"))
-    kind = next((name for test, name in kinds if test(mode)), None)
-    return f"is {kind}, not a config file" if kind else None
-
-
 def _read_json(path: Path) -> dict:
     size = path.stat().st_size
     if size > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path} is {size // 1024} KB: too large to be a config.json (limit "
                           f"{MAX_CONFIG_BYTES // 1024} KB)")
     try:
-        # O_NONBLOCK: a file swapped for a pipe after the checks above must not hang the read.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as fh:
-            data = fh.read(MAX_CONFIG_BYTES + 1)  # /proc files report size 0 and can be endless
+        data = read_bounded(path, MAX_CONFIG_BYTES)  # /proc files report size 0 and can be endless
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     if len(data) > MAX_CONFIG_BYTES:
@@ -136,19 +118,6 @@ def _read_json(path: Path) -> dict:
     except RecursionError:
         raise ConfigError(f"{path} nests deeper than any config (limit {MAX_DEPTH} levels)") from None
     return validate_raw(raw, where=str(path))
-
-
-def _depth(value: Any) -> int:
-    """How deeply `value` nests, without recursion (the value may be hostile)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict | list):
-            deepest = max(deepest, depth)
-            if depth > MAX_DEPTH:
-                return depth
-            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return deepest
 
 
 def _attach_modelopt_quant(raw: dict, path: Path) -> None:
@@ -167,7 +136,7 @@ def validate_raw(raw: Any, *, where: str = "config") -> dict:
     """Structural checks shared by every source; returns `raw` unchanged when it passes."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a JSON object, got {type(raw).__name__}")
-    if _depth(raw) > MAX_DEPTH:
+    if nesting(raw, MAX_DEPTH) > MAX_DEPTH:
         raise ConfigError(f"{where}: nests deeper than any config (limit {MAX_DEPTH} levels)")
     mt = raw.get("model_type")
     if mt is None:
@@ -251,7 +220,12 @@ def _causal_lm_default(class_name: str | None):
 def _hub_config(repo_id: str, trust_remote_code: bool) -> dict:
     """Fetch config.json from the Hub with a hard deadline: an unreachable Hub must fail in seconds."""
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+    try:
+        validate_repo_id(repo_id)  # the Hub's own rules (no `..`, `--`, edge dots) are stricter than HUB_ID
+    except HFValidationError as exc:
+        raise ConfigError(f"{repo_id!r} is not a Hub id: {exc}") from None
     cached = try_to_load_from_cache(repo_id, "config.json")
     if isinstance(cached, str):
         return _check_remote(_read_json(Path(cached)), repo_id, trust_remote_code)
