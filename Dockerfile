@@ -11,8 +11,9 @@
 # Never mount /var/run/docker.sock into this container: whoever holds the
 # socket is root on the host, and the service handles untrusted issue text.
 # The service never passes the engine (socket or certificates) on to the
-# sandboxes it starts. Without an engine, ONBOARD_SANDBOX=local runs checks
-# as rlimited subprocesses inside this container.
+# sandboxes it starts. Without an engine, `onboard serve` refuses to start
+# unless ONBOARD_SERVICE_ALLOW_LOCAL_SANDBOX=1 accepts ONBOARD_SANDBOX=local
+# (checks as rlimited subprocesses inside this container: weaker isolation).
 #
 # Without secrets the service starts with its webhook, chat and jobs
 # endpoints disabled (fail closed) and says so in its log and /healthz.

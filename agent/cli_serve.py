@@ -42,6 +42,7 @@ def serve(
     try:
         settings = settings_for(data_dir)
         svc, gh = _service_settings(host=host, port=port, concurrency=concurrency)
+        service = build_service(settings, svc, gh)  # refuses the local sandbox unless it is allowed
     except UserError as exc:
         fail(exc)
     err.print(f"[bold]onboard serve[/] on http://{svc.host}:{svc.port}", highlight=False)
@@ -49,9 +50,8 @@ def serve(
         # One line each, unwrapped: operators grep these in service logs.
         state = "[green]enabled [/]" if e.enabled else "[red]disabled[/]"
         err.print(f"  {state} {e.route} — {e.why}", soft_wrap=True, highlight=False)
-    service = build_service(settings, svc, gh)
-    err.print(f"queue {service.queue.path}; {svc.concurrency} worker(s); unfinished jobs resume on start",
-              soft_wrap=True, highlight=False)
+    err.print(f"sandbox {service.settings.sandbox}; queue {service.queue.path}; {svc.concurrency} worker(s); "
+              "unfinished jobs resume on start", soft_wrap=True, highlight=False)
     uvicorn.run(create_app(service), host=svc.host, port=svc.port, log_level="info", access_log=False)
 
 

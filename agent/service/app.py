@@ -24,6 +24,7 @@ from agent.service import github_webhook, slack
 from agent.service.dispatch import Dispatcher, body_key, loads
 from agent.service.notify import CallbackChannel, GitHubChannel, Notifier
 from agent.service.queue import JobQueue
+from agent.service.sandbox_guard import serving_settings
 from agent.llm_settings import LLMSettings
 from agent.redact import Redactor, install, uninstall
 from agent.service.service_settings import ServiceSettings, endpoint_status
@@ -52,6 +53,7 @@ def build_service(settings: Settings, svc: ServiceSettings, gh: GitHubConfig, *,
                   clock: Callable[[], float] = time.time) -> Service:
     from tools.targets import FACTORIES
 
+    settings = serving_settings(settings, svc.allow_local_sandbox)  # before anything is written
     queue = JobQueue(svc.queue_path or settings.path("service", "jobs.sqlite"))
     llm = LLMSettings()
     llm_key = [llm.api_key.get_secret_value()] if llm.api_key else []
@@ -123,6 +125,7 @@ def create_app(service: Service) -> FastAPI:
 
     app = FastAPI(title="Onboarder", version="0.1.0", lifespan=lifespan,
                   description="Onboard new Hugging Face architectures into ML frameworks, verified end to end.")
+    app.state.service = service
 
     def require_api(request: Request) -> None:
         if svc.api_token is None:

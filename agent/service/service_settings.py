@@ -37,6 +37,8 @@ class ServiceSettings(BaseSettings):
     permission_cache_s: float = 60.0
     # Run the nightly sweep (ONBOARD_NIGHTLY_* settings) on its cron inside this process.
     nightly: bool = False
+    # Serve even when jobs would run in the local sandbox backend (weaker isolation than docker).
+    allow_local_sandbox: bool = False
 
     def secrets(self) -> list[str]:
         return [s.get_secret_value() for s in (self.slack_signing_secret, self.api_token,

@@ -211,9 +211,10 @@ def make_service(tmp: Path, gh_url: str | None, runner_factory, *, concurrency: 
 
     settings = Settings(data_dir=tmp / "data")
     gh = github_config(gh_url, tmp) if gh_url else GitHubConfig()
+    # The runners here are scripted (no sandbox runs); the opt-in to the local backend is still explicit.
     svc = ServiceSettings(**{"github_webhook_secret": WEBHOOK_SECRET, "slack_signing_secret": SLACK_SECRET,
                              "api_token": API_TOKEN, "concurrency": concurrency,
-                             "callback_hosts": ["127.0.0.1"], **svc_overrides})
+                             "callback_hosts": ["127.0.0.1"], "allow_local_sandbox": True, **svc_overrides})
     forge = GitHubForge(gh, settings.data_dir) if gh_url else None
     service = build_service(settings, svc, gh, runner=runner_factory(settings, forge), clock=clock)
     service.pool.poll_s = 0.05
