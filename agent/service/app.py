@@ -188,21 +188,23 @@ def create_app(service: Service) -> FastAPI:
         event = request.headers.get("x-github-event", "")
         if not delivery or len(delivery) > 100:
             raise HTTPException(400, "missing X-GitHub-Delivery")
-        return await run_in_threadpool(_delivery, event, delivery, body)
-
-    def _delivery(event: str, delivery: str, body: bytes):
-        if not queue.record_delivery(delivery):
-            return JSONResponse({"duplicate": True}, status_code=200)
-        if event == "ping":
-            return {"pong": True}
         try:
             payload = loads(body)
         except ValueError:
             raise HTTPException(400, "body is not a JSON object") from None
+        return await run_in_threadpool(_delivery, event, payload, body)
+
+    def _delivery(event: str, payload: dict, body: bytes):
+        # The delivery id is not signed: replays are recognised by what the signature covers.
+        key = github_webhook.delivery_key(event, payload, body)
+        if not queue.record_delivery(key):
+            return JSONResponse({"duplicate": True}, status_code=200)
+        if event == "ping":
+            return {"pong": True}
         try:
-            return dispatcher.github_delivery(event, delivery, payload)
+            return dispatcher.github_delivery(event, payload)
         except Exception:
-            queue.forget_delivery(delivery)  # let GitHub's redelivery try again
+            queue.forget_delivery(key)  # let GitHub's redelivery try again
             raise
 
     @app.get("/jobs")

@@ -8,9 +8,11 @@ scripted target, for the approval interrupt and checkpoint contents.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -48,15 +50,26 @@ def slack_request(secret: str, form: dict, ts: float | None = None, signature: s
         "Content-Type": "application/x-www-form-urlencoded"}}
 
 
+def issue_id(repo: str, number: int) -> int:
+    """GitHub's global issue id (not the number): stable per issue, as in real payloads."""
+    return 10**6 + zlib.crc32(f"{repo}#{number}".encode())
+
+
+_COMMENT_IDS = itertools.count(5_000_001)
+
+
 def labeled(repo: str, number: int, text: str, sender: str = "alice", label: str = "onboard") -> dict:
     return {"action": "labeled", "label": {"name": label},
-            "issue": {"number": number, "title": text, "body": "", "labels": [{"name": label}]},
+            "issue": {"id": issue_id(repo, number), "number": number, "title": text, "body": "",
+                      "labels": [{"name": label}]},
             "repository": {"full_name": repo}, "sender": {"login": sender, "type": "User"}}
 
 
-def commented(repo: str, number: int, text: str, sender: str) -> dict:
-    return {"action": "created", "issue": {"number": number, "title": "t", "body": ""},
-            "comment": {"body": text, "user": {"login": sender, "type": "User"}},
+def commented(repo: str, number: int, text: str, sender: str, comment_id: int | None = None) -> dict:
+    """A new comment: each call is a different comment (its own id) unless `comment_id` is given."""
+    return {"action": "created", "issue": {"id": issue_id(repo, number), "number": number, "title": "t", "body": ""},
+            "comment": {"id": comment_id or next(_COMMENT_IDS), "body": text,
+                        "user": {"login": sender, "type": "User"}},
             "repository": {"full_name": repo}, "sender": {"login": sender, "type": "User"}}
 
 
