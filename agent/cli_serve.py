@@ -37,6 +37,7 @@ def serve(
     from agent.cli import fail, settings_for
     from agent.errors import UserError
     from agent.service.app import build_service, create_app
+    from agent.service.http_limits import server_options
     from agent.service.service_settings import endpoint_status
 
     try:
@@ -52,7 +53,10 @@ def serve(
         err.print(f"  {state} {e.route} — {e.why}", soft_wrap=True, highlight=False)
     err.print(f"sandbox {service.settings.sandbox}; queue {service.queue.path}; {svc.concurrency} worker(s); "
               "unfinished jobs resume on start", soft_wrap=True, highlight=False)
-    uvicorn.run(create_app(service), host=svc.host, port=svc.port, log_level="info", access_log=False)
+    err.print(f"limits: bodies {svc.max_body_bytes} bytes in {svc.body_timeout_s:g} s, headers in "
+              f"{svc.header_timeout_s:g} s, {svc.max_connections} connections", soft_wrap=True, highlight=False)
+    uvicorn.run(create_app(service), host=svc.host, port=svc.port, log_level="info", access_log=False,
+                **server_options(svc))
 
 
 def bench_service(
