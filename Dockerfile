@@ -11,10 +11,11 @@
 # Never mount /var/run/docker.sock into this container: whoever holds the
 # socket is root on the host, and the service handles untrusted issue text.
 # The service never passes the engine (socket or certificates) on to the
-# sandboxes it starts. Without an engine, ONBOARD_SANDBOX=local runs checks
-# under bubblewrap inside this container, as uid 1000 in an unprivileged user
-# namespace: the container must be allowed to create one (the engine's default
-# seccomp profile refuses it), else the local backend refuses to run, saying why.
+# sandboxes it starts. Without an engine, `onboard serve` refuses to start
+# unless ONBOARD_SERVICE_ALLOW_LOCAL_SANDBOX=1 accepts ONBOARD_SANDBOX=local: checks then run
+# under bubblewrap inside this container, as an unprivileged uid in a user namespace; the
+# container must be allowed to create one (the engine's default seccomp profile refuses it),
+# else the local backend refuses to run, saying why.
 #
 # Without secrets the service starts with its webhook, chat and jobs
 # endpoints disabled (fail closed) and says so in its log and /healthz.

@@ -40,6 +40,7 @@ def serve(
     from agent.cli.checks import check_database
     from tools.errors import UserError
     from agent.service.app import build_service, create_app
+    from agent.service.http_limits import server_options
     from agent.service.settings import endpoint_status
 
     try:
@@ -50,7 +51,7 @@ def serve(
         for db in (queue_path, settings.path("checkpoints.sqlite")):
             check_database(db)
         try:
-            service = build_service(settings, svc, gh)
+            service = build_service(settings, svc, gh)  # refuses the local sandbox unless allowed
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{queue_path} is unreadable ({exc}); move it aside to start afresh") from None
     except UserError as exc:
@@ -60,9 +61,12 @@ def serve(
         # One line each, unwrapped: operators grep these in service logs.
         state = "[green]enabled [/]" if e.enabled else "[red]disabled[/]"
         err.print(f"  {state} {e.route} — {e.why}", soft_wrap=True, highlight=False)
-    err.print(f"queue {service.queue.path}; {svc.concurrency} worker(s); unfinished jobs resume on start",
-              soft_wrap=True, highlight=False)
-    uvicorn.run(create_app(service), host=svc.host, port=svc.port, log_level="info", access_log=False)
+    err.print(f"sandbox {service.settings.sandbox}; queue {service.queue.path}; {svc.concurrency} worker(s); "
+              "unfinished jobs resume on start", soft_wrap=True, highlight=False)
+    err.print(f"limits: bodies {svc.max_body_bytes} bytes in {svc.body_timeout_s:g} s, headers in "
+              f"{svc.header_timeout_s:g} s, {svc.max_connections} connections", soft_wrap=True, highlight=False)
+    uvicorn.run(create_app(service), host=svc.host, port=svc.port, log_level="info", access_log=False,
+                **server_options(svc))
 
 
 def bench_service(

@@ -2,7 +2,9 @@
 
 Every route that acts answers from the queue alone (a few milliseconds);
 graph runs happen in the worker threads started with the app. Routes whose
-secret is not configured answer 503 and say which setting is missing.
+secret is not configured answer 503 and say which setting is missing. Callers
+are authenticated before their bodies are parsed (bearer routes: before they
+are read), and bodies are capped and timed (agent.service.http_limits).
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from agent.service import github_webhook, slack
 from agent.service.dispatch import Dispatcher, body_key, loads
+from agent.service.http_limits import BodyLimits
 from agent.service.notify import CallbackChannel, GitHubChannel, Notifier
 from agent.service.queue import JobQueue
+from agent.service.sandbox_guard import serving_settings
 from agent.llm.settings import LLMSettings
 from agent.llm.redact import Redactor, install, uninstall
 from agent.service.settings import ServiceSettings, endpoint_status
@@ -52,6 +56,7 @@ def build_service(settings: Settings, svc: ServiceSettings, gh: GitHubConfig, *,
                   clock: Callable[[], float] = time.time) -> Service:
     from tools.targets import names as target_names
 
+    settings = serving_settings(settings, svc.allow_local_sandbox)  # before anything is written
     queue = JobQueue(svc.queue_path or settings.path("service", "jobs.sqlite"))
     llm = LLMSettings()
     llm_key = [llm.api_key.get_secret_value()] if llm.api_key else []
@@ -91,6 +96,8 @@ _CHAT_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": ChatRequest.model_json_schema()}}}}
 _GITHUB_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "description": "a GitHub webhook payload (issues, issue_comment, ping)"}}}}}
+_DECISION_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": Decision.model_json_schema()}}}}
 
 
 def _disabled(setting: str, why: str) -> HTTPException:
@@ -123,6 +130,8 @@ def create_app(service: Service) -> FastAPI:
 
     app = FastAPI(title="Onboarder", version="0.1.0", lifespan=lifespan,
                   description="Onboard new Hugging Face architectures into ML frameworks, verified end to end.")
+    app.state.service = service
+    app.add_middleware(BodyLimits, max_bytes=svc.max_body_bytes, timeout_s=svc.body_timeout_s)
 
     def require_api(request: Request) -> None:
         if svc.api_token is None:
@@ -131,6 +140,8 @@ def create_app(service: Service) -> FastAPI:
         if not hmac.compare_digest(given.encode(), f"Bearer {svc.api_token.get_secret_value()}".encode()):
             raise HTTPException(401, "bad or missing bearer token")
 
+    api = [Depends(require_api)]  # a dependency runs before query parameters are validated
+
     @app.get("/healthz")
     def healthz() -> dict:
         return {"status": "ok", "jobs": queue.count(), "concurrency": svc.concurrency,
@@ -138,12 +149,12 @@ def create_app(service: Service) -> FastAPI:
 
     @app.post("/chatops", openapi_extra=_CHAT_BODY)
     async def chatops(request: Request) -> dict:
-        body = await request.body()
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("application/x-www-form-urlencoded"):
-            text, trigger, reply, user = _slack(request, body)
+            text, trigger, reply, user = await _slack(request)
         elif ctype.startswith("application/json"):
             require_api(request)
+            body = await request.body()
             try:
                 chat = ChatRequest.model_validate(loads(body))
             except ValueError as exc:
@@ -158,9 +169,12 @@ def create_app(service: Service) -> FastAPI:
         return {"response_type": "ephemeral", "text": answer.text,
                 "job": answer.job.public() if answer.job else None, "created": answer.created}
 
-    def _slack(request: Request, body: bytes) -> tuple[str, str, dict, str]:
+    async def _slack(request: Request) -> tuple[str, str, dict, str]:
         if svc.slack_signing_secret is None:
             raise _disabled("ONBOARD_SERVICE_SLACK_SIGNING_SECRET", "Slack requests cannot be verified")
+        if not request.headers.get("x-slack-signature"):
+            raise HTTPException(401, "invalid Slack signature or timestamp")
+        body = await request.body()  # the signature covers the exact bytes (capped by BodyLimits)
         why = slack.verify(svc.slack_signing_secret.get_secret_value(),
                            request.headers.get("x-slack-request-timestamp"), body,
                            request.headers.get("x-slack-signature"), service.clock(), svc.slack_window_s)
@@ -176,49 +190,58 @@ def create_app(service: Service) -> FastAPI:
     async def github(request: Request):
         if svc.github_webhook_secret is None:
             raise _disabled("ONBOARD_SERVICE_GITHUB_WEBHOOK_SECRET", "deliveries cannot be verified")
+        signature = request.headers.get("x-hub-signature-256")
+        if not signature:
+            raise HTTPException(401, "invalid X-Hub-Signature-256")
         body = await request.body()
         # Verify before anything is stored: unsigned requests must not fill the de-dup table either.
-        if not github_webhook.verify(svc.github_webhook_secret.get_secret_value(), body,
-                                     request.headers.get("x-hub-signature-256")):
+        if not github_webhook.verify(svc.github_webhook_secret.get_secret_value(), body, signature):
             raise HTTPException(401, "invalid X-Hub-Signature-256")
         delivery = request.headers.get("x-github-delivery", "")
         event = request.headers.get("x-github-event", "")
         if not delivery or len(delivery) > 100:
             raise HTTPException(400, "missing X-GitHub-Delivery")
-        return await run_in_threadpool(_delivery, event, delivery, body)
-
-    def _delivery(event: str, delivery: str, body: bytes):
-        if not queue.record_delivery(delivery):
-            return JSONResponse({"duplicate": True}, status_code=200)
-        if event == "ping":
-            return {"pong": True}
         try:
             payload = loads(body)
         except ValueError:
             raise HTTPException(400, "body is not a JSON object") from None
+        return await run_in_threadpool(_delivery, event, payload, body)
+
+    def _delivery(event: str, payload: dict, body: bytes):
+        # The delivery id is not signed: replays are recognised by what the signature covers.
+        key = github_webhook.delivery_key(event, payload, body)
+        if not queue.record_delivery(key):
+            return JSONResponse({"duplicate": True}, status_code=200)
+        if event == "ping":
+            return {"pong": True}
         try:
-            return dispatcher.github_delivery(event, delivery, payload)
+            return dispatcher.github_delivery(event, payload)
         except Exception:
-            queue.forget_delivery(delivery)  # let GitHub's redelivery try again
+            queue.forget_delivery(key)  # let GitHub's redelivery try again
             raise
 
-    @app.get("/jobs")
-    def list_jobs(request: Request, status: str | None = None, limit: int = 100) -> list[dict]:
-        require_api(request)
+    @app.get("/jobs", dependencies=api)
+    def list_jobs(status: str | None = None, limit: int = 100) -> list[dict]:
         return [j.public() for j in queue.list(min(max(limit, 1), 1000), status)]
 
-    @app.get("/jobs/{job_id}")
-    def get_job(job_id: str, request: Request) -> dict:
-        require_api(request)
+    @app.get("/jobs/{job_id}", dependencies=api)
+    def get_job(job_id: str) -> dict:
         job = queue.get(job_id)
         if job is None:
             raise HTTPException(404, f"no job {job_id}")
         report = service.settings.path("jobs", job.thread_id, "report.json") if job.thread_id else None
         return {**job.public(), "report": _read_json(report)}
 
-    @app.post("/jobs/{job_id}/approve")
-    def approve(job_id: str, decision: Decision, request: Request) -> dict:
-        require_api(request)
+    @app.post("/jobs/{job_id}/approve", dependencies=api, openapi_extra=_DECISION_BODY)
+    async def approve(job_id: str, request: Request) -> dict:
+        body = await request.body()  # read only once the token is checked
+        try:
+            decision = Decision.model_validate(loads(body or b"null"))  # an empty body is not a decision
+        except ValueError:
+            raise HTTPException(422, 'expected a JSON object like {"approved": true, "by": "name"}') from None
+        return await run_in_threadpool(_approve, job_id, decision)
+
+    def _approve(job_id: str, decision: Decision) -> dict:
         try:
             job = queue.approve(job_id, decision.model_dump())
         except KeyError:
@@ -228,9 +251,8 @@ def create_app(service: Service) -> FastAPI:
         service.pool.wake()
         return job.public()
 
-    @app.post("/jobs/{job_id}/cancel")
-    def cancel(job_id: str, request: Request) -> dict:
-        require_api(request)
+    @app.post("/jobs/{job_id}/cancel", dependencies=api)
+    def cancel(job_id: str) -> dict:
         try:
             job = queue.cancel(job_id)
         except KeyError:

@@ -2,6 +2,11 @@
 
 Only queue writes happen here (fast); GitHub calls (permission checks,
 comments) go to a small background executor, and graph runs to the workers.
+A GitHub run request is queued as `authorizing` and admitted by the workers
+once its sender's permission is known. Job commands (status, approve,
+cancel) act only on jobs of their own origin: an issue's commands on the jobs
+that issue started, chat's on chat jobs. The bearer-token jobs API is the
+operator's and reaches every job.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 
 from agent.service.commands import HELP, Approve, Cancel, CommandError, Help, Run, Status, parse
 from agent.service.github_webhook import IssueCommand, issue_command
-from agent.service.notify import GitHubChannel
+from agent.service.notify import GitHubChannel, refusal_text
 from agent.service.queue import Job, JobQueue
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,10 @@ class Dispatcher:
     # --- shared by every face ---
     def command(self, text: str, *, source: str, trigger_key: str, reply: dict, user: str,
                 authorize: dict | None = None) -> Answer:
+        """`authorize` ({repo, login}): the sender still needs a permission check before the run may queue.
+
+        `reply` is also the origin job commands are scoped to (a GitHub issue's repo and number).
+        """
         try:
             cmd = parse(text, self.known_targets, self.default_target)
         except CommandError as exc:
@@ -64,21 +73,23 @@ class Dispatcher:
                        # Untrusted: it reaches an LLM prompt only as a quoted block, never a shell.
                        ("chat_text" if source == "chat" else "issue_text"): self.redact(text)[:4000]}
             job, created = self.queue.enqueue(trigger_key=trigger_key, subject=f"{cmd.target}|{cmd.model}",
-                                              source=source, request=request, reply=reply)
+                                              source=source, request=request, reply=reply,
+                                              authorized=authorize is None)
             if created:
                 self.wake()
                 return Answer(f"queued job `{job.id}`: {cmd.model} → {cmd.target} ({publish})", job, True)
             return Answer(f"already on it: {describe(job)}", job, False)
-        job = self.queue.get(cmd.job)
+        # Not found and not ours look the same: ids and thread ids are guessable.
+        job = self.queue.find(cmd.job, lambda j: belongs(j, source, reply))
         if job is None:
             return Answer(f"no job {cmd.job}")
         try:
             if isinstance(cmd, Approve):
-                job = self.queue.approve(cmd.job, {"approved": True, "by": user})
+                job = self.queue.approve(job.id, {"approved": True, "by": user})
                 self.wake()
                 return Answer(f"approved; publishing {describe(job)}", job)
             if isinstance(cmd, Cancel):
-                job = self.queue.cancel(cmd.job)
+                job = self.queue.cancel(job.id)
                 self.wake()
                 return Answer(f"cancelling {describe(job)}", job)
         except ValueError as exc:
@@ -87,28 +98,27 @@ class Dispatcher:
         return Answer(describe(job), job)
 
     # --- GitHub ---
-    def github_delivery(self, event: str, delivery: str, payload: dict) -> dict:
+    def github_delivery(self, event: str, payload: dict) -> dict:
         found = issue_command(event, payload, self.label)
         if found is None:
             return {"ignored": True}
-        if isinstance(found, str):
-            repo, number = payload["repository"]["full_name"], int(payload["issue"]["number"])
-            sender = payload["sender"]["login"]
-            self._later(self._answer_issue, repo, number, sender, f"reply:{delivery}", found)
-            return {"ignored": True, "reason": found}
+        marker = f"reply:{found.key}"
+        if not found.text:
+            why = f"labelled `{self.label}` but no `/onboard MODEL` line in the title or body"
+            self._later(self._answer_issue, found, marker, why)
+            return {"ignored": True, "reason": why}
         try:
             cmd = parse(found.text, self.known_targets, self.default_target)
         except CommandError as exc:
-            self._later(self._answer_issue, found.repo, found.issue, found.sender, f"reply:{delivery}",
-                        f"{exc}\n\n{HELP}")
+            self._later(self._answer_issue, found, marker, f"{exc}\n\n{HELP}")
             return {"ignored": True, "reason": "not a valid command"}
-        reply = {"kind": "github", "repo": found.repo, "issue": found.issue}
+        origin = {"kind": "github", "repo": found.repo, "issue": found.issue}
         if isinstance(cmd, Run):
-            # Runs are authorised by the worker, so this answer never waits on the GitHub API.
-            answer = self.command(found.text, source="github", trigger_key=f"github:{delivery}", reply=reply,
+            # Admitted by the workers once the sender's permission is known, so this never waits on GitHub.
+            answer = self.command(found.text, source="github", trigger_key=f"github:{found.key}", reply=origin,
                                   user=found.sender, authorize={"repo": found.repo, "login": found.sender})
             return {"job": answer.job.id, "created": answer.created}
-        self._later(self._issue_command, found, f"reply:{delivery}")
+        self._later(self._issue_command, found, marker, origin)
         return {"accepted": True}
 
     def _later(self, fn, *args) -> None:
@@ -126,16 +136,29 @@ class Dispatcher:
             return False
         return self.github.can_write(repo, login)
 
-    def _answer_issue(self, repo: str, number: int, sender: str, marker: str, text: str) -> None:
-        if self._allowed(repo, sender):
-            self.github.comment(repo, number, marker, self.redact(text))
+    def _answer_issue(self, found: IssueCommand, marker: str, text: str) -> None:
+        if self._allowed(found.repo, found.sender):
+            self.github.comment(found.repo, found.issue, marker, self.redact(text))
+        elif self.github is not None:
+            self.github.comment(found.repo, found.issue, marker, refusal_text(found.sender, found.repo))
 
-    def _issue_command(self, found: IssueCommand, marker: str) -> None:
+    def _issue_command(self, found: IssueCommand, marker: str, origin: dict) -> None:
         if not self._allowed(found.repo, found.sender):
-            log.info("%s has no write permission on %s; command ignored", found.sender, found.repo)
+            log.info("%s has no write permission on %s; command refused", found.sender, found.repo)
+            if self.github is not None:
+                self.github.comment(found.repo, found.issue, marker, refusal_text(found.sender, found.repo))
             return
-        answer = self.command(found.text, source="github", trigger_key=marker, reply={}, user=found.sender)
+        answer = self.command(found.text, source="github", trigger_key=marker, reply=origin, user=found.sender)
         self.github.comment(found.repo, found.issue, marker, self.redact(answer.text))
+
+
+def belongs(job: Job, source: str, origin: dict) -> bool:
+    """May a command from `source` (at `origin`) see or change `job`?"""
+    if job.source != source:
+        return False
+    if source == "github":
+        return (job.reply.get("repo"), job.reply.get("issue")) == (origin.get("repo"), origin.get("issue"))
+    return True
 
 
 def body_key(body: bytes) -> str:

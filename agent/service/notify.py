@@ -20,6 +20,12 @@ from tools.forge.github import GitHubIssues
 log = logging.getLogger(__name__)
 
 
+def refusal_text(login: str, repo: str) -> str:
+    """The one answer a sender without write permission gets, whatever the command."""
+    return (f"@{login}: only people with write access to {repo} can run `/onboard` commands here; "
+            "nothing was queued.")
+
+
 class GitHubChannel:
     def __init__(self, issues: GitHubIssues, permission_cache_s: float = 60.0):
         self.issues = issues

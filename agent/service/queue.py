@@ -1,11 +1,14 @@
 """Persistent job queue in SQLite: one row per job, unique by trigger key.
 
-A trigger key names what asked for the job (a GitHub delivery, a chat
-request, a nightly slot), so a retried delivery finds its job instead of
+A trigger key names what asked for the job (a GitHub comment or issue, a chat
+request, a nightly slot), so a retried request finds its job instead of
 adding one. At most one job per subject (target + model) is active at a
 time: jobs for the same model share a graph thread, and two workers on one
-thread would race. Jobs left `running` by a dead process go back to the queue
-on start; the graph's checkpointer makes the re-run resume, not restart.
+thread would race. A request whose sender is not yet authorised waits in
+`authorizing`, outside that slot: it can neither take the slot nor be joined,
+so a stranger's request never holds or swallows anyone else's. Jobs left
+`running` by a dead process go back to the queue on start; the graph's
+checkpointer makes the re-run resume, not restart.
 """
 
 from __future__ import annotations
@@ -17,11 +20,15 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Literal
 
 from pydantic import BaseModel
 
-ACTIVE = ("queued", "running", "awaiting_approval")
-FINAL = ("done", "failed", "cancelled", "unauthorized")
+Status = Literal["authorizing", "queued", "running", "awaiting_approval",
+                 "done", "failed", "cancelled", "unauthorized", "joined"]
+ACTIVE = ("queued", "running", "awaiting_approval")  # holds the subject's one slot
+FINAL = ("done", "failed", "cancelled", "unauthorized", "joined")
+Verdict = Literal["allowed", "refused", "unknown"]  # a permission check's answer; unknown is not yes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -57,9 +64,10 @@ class Job(BaseModel):
     trigger_key: str
     subject: str
     source: str  # github | chat | api | nightly
-    request: dict  # model, target, publish (auto|approval|dry_run), authorize: {repo, login} | None
+    # model, target, publish (auto|approval|dry_run), authorize: {repo, login, checked} | None
+    request: dict
     reply: dict  # where progress goes: {"kind": "github", repo, issue} | {"kind": "callback", url} | {}
-    status: str
+    status: Status
     stage: str = ""
     thread_id: str = ""
     outcome: str = ""
@@ -130,30 +138,70 @@ class JobQueue:
             db.execute("DELETE FROM deliveries WHERE id = ?", (delivery_id,))
 
     def enqueue(self, *, trigger_key: str, subject: str, source: str, request: dict,
-                reply: dict) -> tuple[Job, bool]:
-        """(job, created): an existing job for the trigger, or the active job for the subject, wins."""
+                reply: dict, authorized: bool = True) -> tuple[Job, bool]:
+        """(job, created): an existing job for the trigger wins, then the active job for the subject.
+
+        An unauthorised request (`authorized=False`) gets its own job in `authorizing` and joins
+        nothing until `admit` has its sender's permission.
+        """
         with self._tx() as db:
             row = db.execute("SELECT * FROM jobs WHERE trigger_key = ?", (trigger_key,)).fetchone()
-            if row is None:
-                row = db.execute(f"SELECT * FROM jobs WHERE subject = ? AND status IN {ACTIVE}",
-                                 (subject,)).fetchone()
+            if row is None and authorized:
+                row = self._active(db, subject)
             if row is not None:
                 return self._job(row), False
             now = time.time()
             jid = job_id_for(trigger_key)
             db.execute("INSERT INTO jobs (id, trigger_key, subject, source, request, reply, status, created_at, "
-                       "updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                       (jid, trigger_key, subject, source, json.dumps(request), json.dumps(reply), now, now))
-            return self._job(db.execute("SELECT * FROM jobs WHERE id = ?", (jid,)).fetchone()), True
+                       "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (jid, trigger_key, subject, source, json.dumps(request), json.dumps(reply),
+                        "queued" if authorized else "authorizing", now, now))
+            return self._get(db, jid), True
 
-    # --- workers ---
-    def recover(self, keep_deliveries_s: float = 30 * 86400) -> list[str]:
-        """Requeue jobs a dead process left running (one service process per queue file).
+    @staticmethod
+    def _active(db: sqlite3.Connection, subject: str) -> sqlite3.Row | None:
+        return db.execute(f"SELECT * FROM jobs WHERE subject = ? AND status IN {ACTIVE}", (subject,)).fetchone()
 
-        Also forgets delivery ids older than GitHub would ever redeliver, so the table stays small.
+    def _get(self, db: sqlite3.Connection, job_id: str) -> Job:
+        return self._job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+    # --- authorisation ---
+    def pending(self) -> list[Job]:
+        """Jobs whose sender's permission is not checked yet, oldest first."""
+        rows = self._conn().execute("SELECT * FROM jobs WHERE status = 'authorizing' ORDER BY created_at")
+        return [self._job(r) for r in rows]
+
+    def admit(self, job_id: str, verdict: Verdict, why: str = "") -> Job | None:
+        """Settle an `authorizing` job: refused and unknown end it; allowed queues it or joins the active job.
+
+        Only authorised jobs ever hold the subject's slot, so an allowed request joins only
+        another authorised one. None when the job was not pending (settled or cancelled meanwhile).
         """
         with self._tx() as db:
-            db.execute("DELETE FROM deliveries WHERE received_at < ?", (time.time() - keep_deliveries_s,))
+            job = self._get(db, job_id)
+            if job is None or job.status != "authorizing":
+                return None
+            now = time.time()
+            if verdict == "unknown":  # no answer to give a sender we could not verify
+                fields = {"status": "failed", "notified": 1, "message": why[:500]}
+            elif verdict == "refused":
+                fields = {"status": "unauthorized", "message": why[:500]}
+            elif (other := self._active(db, job.subject)) is not None:
+                fields = {"status": "joined", "message": f"already on it: job `{other['id']}` ({other['status']})"}
+            else:
+                auth = {**(job.request.get("authorize") or {}), "checked": True}
+                fields = {"status": "queued", "request": json.dumps({**job.request, "authorize": auth})}
+            cols = ", ".join(f"{k} = ?" for k in fields)
+            db.execute(f"UPDATE jobs SET {cols}, updated_at = ? WHERE id = ?", (*fields.values(), now, job_id))
+            return self._get(db, job_id)
+
+    # --- workers ---
+    def recover(self) -> list[str]:
+        """Requeue jobs a dead process left running (one service process per queue file).
+
+        Delivery keys are kept: they name signed content, and a replay months later is still one.
+        """
+        with self._tx() as db:
             ids = [r["id"] for r in db.execute("SELECT id FROM jobs WHERE status = 'running'")]
             db.execute("UPDATE jobs SET status = 'queued', worker = '', updated_at = ? WHERE status = 'running'",
                        (time.time(),))
@@ -186,6 +234,12 @@ class JobQueue:
         row = self._conn().execute("SELECT * FROM jobs WHERE id = ? OR thread_id = ? ORDER BY created_at DESC "
                                    "LIMIT 1", (key, key)).fetchone()
         return self._job(row)
+
+    def find(self, key: str, belongs: Callable[[Job], bool]) -> Job | None:
+        """Like `get`, among the jobs `belongs` accepts only (a thread id may be shared across origins)."""
+        rows = self._conn().execute("SELECT * FROM jobs WHERE id = ? OR thread_id = ? ORDER BY created_at DESC",
+                                    (key, key)).fetchall()
+        return next((job for job in map(self._job, rows) if belongs(job)), None)
 
     def list(self, limit: int = 100, status: str | None = None) -> list[Job]:
         if status:
@@ -220,7 +274,7 @@ class JobQueue:
             if row is None:
                 raise KeyError(key)
             now = time.time()
-            if row["status"] in ("queued", "awaiting_approval"):
+            if row["status"] in ("authorizing", "queued", "awaiting_approval"):
                 db.execute("UPDATE jobs SET status = 'cancelled', message = 'cancelled', updated_at = ? "
                            "WHERE id = ?", (now, row["id"]))
             elif row["status"] == "running":

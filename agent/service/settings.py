@@ -38,6 +38,15 @@ class ServiceSettings(BaseSettings):
     permission_cache_s: float = 60.0
     # Run the nightly sweep (ONBOARD_NIGHTLY_* settings) on its cron inside this process.
     nightly: bool = False
+    # Serve even when jobs would run in the local sandbox backend (weaker isolation than docker).
+    allow_local_sandbox: bool = False
+    # What an unauthenticated client can hold (checked before any signature or token).
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)  # larger: 413 before reading
+    body_timeout_s: float = Field(10.0, gt=0, le=600)  # the whole body, from the end of the headers: else 408
+    header_timeout_s: float = Field(10.0, gt=0, le=600)  # a request's headers, from connect or the last response
+    keep_alive_s: int = Field(5, ge=1, le=600)  # idle keep-alive connections are closed after this
+    max_connections: int = Field(100, ge=2, le=10_000)  # open connections; requests beyond get 503
+    max_header_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024)  # request line + headers
 
     def secrets(self) -> list[str]:
         return [s.get_secret_value() for s in (self.slack_signing_secret, self.api_token,

@@ -1,4 +1,8 @@
-"""Worker threads: claim a job, authorise it, run it, tell the trigger how it went.
+"""Worker threads: admit requests, claim a job, run it, tell the trigger how it went.
+
+Admission (the sender's permission, for GitHub requests) has its own thread,
+so a long graph run never delays it: a request is admitted or refused before
+it may take or join a job, and a refused sender is told so.
 
 The runner and the notifier are Protocols so tests can swap the graph for a
 scripted runner while the queue, the GitHub forge and the comments stay real.
@@ -14,7 +18,8 @@ from typing import Callable, Literal, Protocol
 
 from pydantic import BaseModel
 
-from agent.service.queue import Job, JobQueue
+from agent.service.notify import refusal_text
+from agent.service.queue import Job, JobQueue, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,11 @@ Authorizer = Callable[[str, str], bool]  # (repo, login) -> may this person run 
 
 def final_text(job: Job) -> str:
     head = f"Onboarder job `{job.id}` ({job.request.get('model')} → {job.request.get('target')})"
+    if job.status == "unauthorized":
+        auth = job.request.get("authorize") or {}
+        return refusal_text(auth.get("login", "?"), auth.get("repo", "?"))
+    if job.status == "joined":
+        return f"{head}: {job.message}; this request joined it."
     if job.status == "cancelled":
         return f"{head}: cancelled."
     if job.status == "failed":
@@ -65,10 +75,12 @@ class WorkerPool:
         self.concurrency, self.authorizer, self.redact = concurrency, authorizer, redact
         self.poll_s, self.renotify_s, self.max_runs = poll_s, renotify_s, max_runs
         self._wake = threading.Event()
+        self._admit_wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_flush = 0.0
         self._flush_lock = threading.Lock()
+        self._final_lock = threading.Lock()
 
     # --- lifecycle ---
     def start(self) -> list[str]:
@@ -76,6 +88,9 @@ class WorkerPool:
         resumed = self.queue.recover()
         if resumed:
             log.info("resuming %d unfinished job(s): %s", len(resumed), ", ".join(resumed))
+        admit = threading.Thread(target=self._admit_loop, daemon=True, name="onboard-admit")
+        admit.start()
+        self._threads.append(admit)
         for i in range(self.concurrency):
             t = threading.Thread(target=self._loop, args=(f"worker-{i}",), daemon=True, name=f"onboard-worker-{i}")
             t.start()
@@ -85,13 +100,55 @@ class WorkerPool:
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
+        self._admit_wake.set()
         for t in self._threads:
             t.join(timeout)
 
     def wake(self) -> None:
-        """Something changed (a new job, an approval, a cancel): claim and notify without waiting."""
+        """Something changed (a new job, an approval, a cancel): admit, claim and notify without waiting."""
         self._last_flush = 0.0
+        self._admit_wake.set()
         self._wake.set()
+
+    def _admit_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.admit_pending()
+            except Exception:  # e.g. the queue file is locked too long: the jobs stay pending, tried again
+                log.exception("admission failed")
+            self._admit_wake.wait(self.poll_s)
+            self._admit_wake.clear()
+
+    # --- admission ---
+    def admit_pending(self) -> list[Job]:
+        """Check each pending request's sender; queue, join or refuse it (and tell a refused sender)."""
+        done = []
+        for job in self.queue.pending():
+            auth = job.request.get("authorize") or {}
+            verdict, why = self._verdict(job.id, auth.get("repo", ""), auth.get("login", ""))
+            job = self.queue.admit(job.id, verdict, why)
+            if job is None:  # settled by another thread, or cancelled meanwhile
+                continue
+            if job.status in ("unauthorized", "joined"):
+                job = self._final(job)
+            elif job.status == "queued":
+                self._wake.set()
+            done.append(job)
+        return done
+
+    def _verdict(self, job_id: str, repo: str, login: str) -> tuple[Verdict, str]:
+        if self.authorizer is None:
+            log.info("job %s: no GitHub credentials to check %s on %s; refused", job_id, login, repo)
+            return "refused", f"no GitHub credentials to check {login}'s permission on {repo}"
+        try:
+            allowed = self.authorizer(repo, login)
+        except Exception as exc:  # unknown is not yes; no comment either, the sender is unverified
+            log.warning("job %s: permission lookup failed: %s", job_id, self.redact(str(exc)))
+            return "unknown", self.redact(f"permission check failed: {exc}")
+        if not allowed:
+            log.info("job %s: %s has no write permission on %s; refused", job_id, login, repo)
+            return "refused", f"{login} may not run commands on {repo}"
+        return "allowed", ""
 
     def _loop(self, name: str) -> None:
         while not self._stop.is_set():
@@ -109,18 +166,12 @@ class WorkerPool:
     # --- one job ---
     def process(self, job: Job) -> Job:
         auth = job.request.get("authorize")
-        if auth:
-            try:
-                allowed = self.authorizer is not None and self.authorizer(auth["repo"], auth["login"])
-            except Exception as exc:  # unknown is not yes; no comment either, the sender is unverified
-                log.warning("job %s: permission lookup failed: %s", job.id, self.redact(str(exc)))
-                return self.queue.update(job.id, status="failed", notified=1,
-                                         message=self.redact(f"permission check failed: {exc}")[:500])
-            if not allowed:
-                # Say nothing on the issue: answering strangers' commands is a spam channel.
-                log.info("job %s: %s has no write permission on %s; dropped", job.id, auth["login"], auth["repo"])
-                return self.queue.update(job.id, status="unauthorized", notified=1,
-                                         message=f"{auth['login']} may not run commands on {auth['repo']}")
+        if auth and not auth.get("checked"):
+            # Queued by an older version that authorised in the worker: admit it like any new request.
+            log.info("job %s: sender not admitted yet; back to admission", job.id)
+            self.queue.update(job.id, status="authorizing", worker="")
+            self.admit_pending()
+            return self.queue.get(job.id)
         if job.runs > self.max_runs:
             # A job that killed its process every time must not take the service down on every start.
             return self._final(self.queue.update(job.id, status="failed",
@@ -160,12 +211,18 @@ class WorkerPool:
             log.warning("progress for job %s not sent: %s", job.id, self.redact(str(exc)))
 
     def _final(self, job: Job) -> Job:
-        try:
-            self.notifier.final(job, self.redact(final_text(job)))
-        except Exception as exc:
-            log.warning("final message for job %s not sent (will retry): %s", job.id, self.redact(str(exc)))
-            return job
-        return self.queue.update(job.id, notified=1)
+        # One sender at a time, re-checked: admission, a worker and the flush may reach the same job,
+        # and a comment upsert (list, then create) is not atomic on GitHub's side.
+        with self._final_lock:
+            current = self.queue.get(job.id)
+            if current is not None and current.notified:
+                return current
+            try:
+                self.notifier.final(job, self.redact(final_text(job)))
+            except Exception as exc:
+                log.warning("final message for job %s not sent (will retry): %s", job.id, self.redact(str(exc)))
+                return job
+            return self.queue.update(job.id, notified=1)
 
     def flush_notifications(self, force: bool = False) -> None:
         """Send final messages a dead process or a failed call left unsent (idempotent per job)."""

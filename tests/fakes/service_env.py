@@ -8,9 +8,11 @@ scripted target, for the approval interrupt and checkpoint contents.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -48,15 +50,26 @@ def slack_request(secret: str, form: dict, ts: float | None = None, signature: s
         "Content-Type": "application/x-www-form-urlencoded"}}
 
 
+def issue_id(repo: str, number: int) -> int:
+    """GitHub's global issue id (not the number): stable per issue, as in real payloads."""
+    return 10**6 + zlib.crc32(f"{repo}#{number}".encode())
+
+
+_COMMENT_IDS = itertools.count(5_000_001)
+
+
 def labeled(repo: str, number: int, text: str, sender: str = "alice", label: str = "onboard") -> dict:
     return {"action": "labeled", "label": {"name": label},
-            "issue": {"number": number, "title": text, "body": "", "labels": [{"name": label}]},
+            "issue": {"id": issue_id(repo, number), "number": number, "title": text, "body": "",
+                      "labels": [{"name": label}]},
             "repository": {"full_name": repo}, "sender": {"login": sender, "type": "User"}}
 
 
-def commented(repo: str, number: int, text: str, sender: str) -> dict:
-    return {"action": "created", "issue": {"number": number, "title": "t", "body": ""},
-            "comment": {"body": text, "user": {"login": sender, "type": "User"}},
+def commented(repo: str, number: int, text: str, sender: str, comment_id: int | None = None) -> dict:
+    """A new comment: each call is a different comment (its own id) unless `comment_id` is given."""
+    return {"action": "created", "issue": {"id": issue_id(repo, number), "number": number, "title": "t", "body": ""},
+            "comment": {"id": comment_id or next(_COMMENT_IDS), "body": text,
+                        "user": {"login": sender, "type": "User"}},
             "repository": {"full_name": repo}, "sender": {"login": sender, "type": "User"}}
 
 
@@ -182,9 +195,10 @@ def make_service(tmp: Path, gh_url: str | None, runner_factory, *, concurrency: 
 
     settings = Settings(data_dir=tmp / "data")
     gh = github_config(gh_url, tmp) if gh_url else GitHubConfig()
+    # The runners here are scripted (no sandbox runs); the opt-in to the local backend is still explicit.
     svc = ServiceSettings(**{"github_webhook_secret": WEBHOOK_SECRET, "slack_signing_secret": SLACK_SECRET,
                              "api_token": API_TOKEN, "concurrency": concurrency,
-                             "callback_hosts": ["127.0.0.1"], **svc_overrides})
+                             "callback_hosts": ["127.0.0.1"], "allow_local_sandbox": True, **svc_overrides})
     forge = GitHubForge(gh, settings.data_dir) if gh_url else None
     service = build_service(settings, svc, gh, runner=runner_factory(settings, forge), clock=clock)
     service.pool.poll_s = 0.05

@@ -32,8 +32,8 @@ def client(tmp_path):
 
 
 def test_defaults_fail_closed(tmp_path):
-    service = build_service(Settings(data_dir=tmp_path), ServiceSettings(), GitHubConfig(), runner=NeverRuns(),
-                            start_workers=False)
+    service = build_service(Settings(data_dir=tmp_path), ServiceSettings(allow_local_sandbox=True), GitHubConfig(),
+                            runner=NeverRuns(), start_workers=False)
     with TestClient(create_app(service)) as c:
         health = c.get("/healthz").json()
         assert health["status"] == "ok"

@@ -25,7 +25,7 @@ def test_chat_onboards_cwm_into_a_draft_pr_after_approval(tmp_path):
     settings = Settings(data_dir=tmp_path / "data", cache_dir=cache, sandbox="local")
     with FakeGitHubServer() as gh:
         gh.gh.token = GH_TOKEN
-        svc = ServiceSettings(api_token=API_TOKEN, concurrency=1)
+        svc = ServiceSettings(api_token=API_TOKEN, concurrency=1, allow_local_sandbox=True)  # opted in: a test
         service = build_service(settings, svc, github_config(gh.url, tmp_path))
         service.pool.poll_s = 0.1
         with TestClient(create_app(service)) as client:

@@ -82,11 +82,36 @@ def test_cancel(tmp_path):
         q.cancel("nope")
 
 
-def test_old_deliveries_are_pruned_and_failed_ones_forgotten(tmp_path):
+def test_delivery_keys_outlive_recovery_and_failed_ones_are_forgotten(tmp_path):
     q = JobQueue(tmp_path / "q.sqlite")
     q.record_delivery("old")
     q.record_delivery("failed")
     q.forget_delivery("failed")
     assert q.record_delivery("failed")  # a redelivery after a failed handling is not a replay
-    q.recover(keep_deliveries_s=-1)
-    assert q.record_delivery("old")
+    JobQueue(tmp_path / "q.sqlite").recover()
+    assert not q.record_delivery("old")  # keys name signed content: a replay months later is still one
+
+
+def test_an_unauthorised_request_neither_takes_nor_joins_the_slot(tmp_path):
+    q = JobQueue(tmp_path / "q.sqlite")
+    stranger, _ = q.enqueue(trigger_key="github:c1", subject="optimum-intel|llama", source="github",
+                            request={"model": "llama", "authorize": {"repo": "a/b", "login": "eve"}}, reply={},
+                            authorized=False)
+    operator, created = enqueue(q, "chat:1")
+    assert stranger.status == "authorizing" and created and operator.status == "queued"
+    writer, _ = q.enqueue(trigger_key="github:c2", subject="optimum-intel|llama", source="github",
+                          request={"model": "llama", "authorize": {"repo": "a/b", "login": "alice"}}, reply={},
+                          authorized=False)
+    assert [j.id for j in q.pending()] == [stranger.id, writer.id]
+    assert q.admit(stranger.id, "refused", "eve may not").status == "unauthorized"
+    joined = q.admit(writer.id, "allowed")
+    assert joined.status == "joined" and operator.id in joined.message  # joins only an authorised job
+    assert q.admit(writer.id, "allowed") is None  # settled once
+    q.update(operator.id, status="done")
+    late, _ = q.enqueue(trigger_key="github:c3", subject="optimum-intel|llama", source="github",
+                        request={"model": "llama", "authorize": {"repo": "a/b", "login": "alice"}}, reply={},
+                        authorized=False)
+    admitted = q.admit(late.id, "allowed")
+    assert admitted.status == "queued" and admitted.request["authorize"]["checked"]
+    assert q.admit(q.enqueue(trigger_key="github:c4", subject="x|y", source="github", request={}, reply={},
+                             authorized=False)[0].id, "unknown", "lookup failed").notified

@@ -45,7 +45,7 @@ def test_labelled_issue_runs_and_links_the_pr(tmp_path, gh):
     assert len(progress) == 1  # edited at each stage, not one comment per stage
 
 
-def test_comment_from_user_without_write_permission_does_nothing(tmp_path, gh):
+def test_commands_from_a_user_without_write_permission_run_nothing_and_get_one_answer(tmp_path, gh):
     number = gh.gh.add_issue(ISSUES_REPO, "please add newmodel")
     runner_box = {}
 
@@ -56,12 +56,14 @@ def test_comment_from_user_without_write_permission_does_nothing(tmp_path, gh):
     service, _ = make_service(tmp_path, gh.url, factory)
     with TestClient(create_app(service)) as client:
         job_id = deliver(client, commented(ISSUES_REPO, number, "/onboard newmodel", "eve"), "issue_comment")["job"]
-        job = wait_for(lambda: (j := service.queue.get(job_id)).status == "unauthorized" and j)
+        job = wait_for(lambda: (j := service.queue.get(job_id)).notified and j)
         deliver(client, commented(ISSUES_REPO, number, "/onboard help", "mallory"), "issue_comment")
         service.dispatcher.background.shutdown(wait=True)
     assert runner_box["r"].runs == [] and not gh.gh.open_pulls(REPO)
-    assert gh.gh.issue_comments(ISSUES_REPO, number) == []  # strangers get no answer at all
-    assert "eve" in job.message
+    assert job.status == "unauthorized" and "eve" in job.message
+    answers = sorted(c["body"].split("\n")[0] for c in gh.gh.issue_comments(ISSUES_REPO, number))
+    assert answers == [f"@{who}: only people with write access to {ISSUES_REPO} can run `/onboard` commands here; "
+                       "nothing was queued." for who in ("eve", "mallory")]
 
 
 def test_worker_killed_mid_job_then_restart_makes_one_pr_and_one_final_comment(tmp_path, gh):
@@ -70,8 +72,9 @@ def test_worker_killed_mid_job_then_restart_makes_one_pr_and_one_final_comment(t
     first.start_workers = False
     with TestClient(create_app(first)) as client:
         job_id = deliver(client, labeled(ISSUES_REPO, number, "/onboard newmodel"))["job"]
-        # a second label event for the same issue and model lands on the same job
-        assert deliver(client, labeled(ISSUES_REPO, number, "/onboard newmodel"))["job"] == job_id
+        # the same label event again (a redelivery) is a duplicate
+        assert deliver(client, labeled(ISSUES_REPO, number, "/onboard newmodel")) == {"duplicate": True}
+    first.pool.admit_pending()
     with pytest.raises(Killed):  # dies after its PR was opened, before the job was marked done
         first.pool.process(first.queue.claim("worker-0"))
     assert first.queue.get(job_id).status == "running" and len(gh.gh.open_pulls(REPO)) == 1
@@ -97,6 +100,7 @@ def test_killed_after_the_final_comment_does_not_post_it_twice(tmp_path, gh):
     first.pool.notifier.final = final_then_die
     with TestClient(create_app(first)) as client:
         job_id = deliver(client, labeled(ISSUES_REPO, number, "/onboard newmodel"))["job"]
+    first.pool.admit_pending()
     with pytest.raises(Killed):
         first.pool.process(first.queue.claim("worker-0"))
     assert not first.queue.get(job_id).notified and len(finals(gh, number)) == 1
@@ -107,25 +111,21 @@ def test_killed_after_the_final_comment_does_not_post_it_twice(tmp_path, gh):
     assert len(finals(gh, number)) == 1 and len(gh.gh.open_pulls(REPO)) == 1
 
 
-def test_approve_and_status_from_issue_comments(tmp_path, gh):
+def test_status_and_cancel_from_the_jobs_own_issue(tmp_path, gh):
     number = gh.gh.add_issue(ISSUES_REPO, "/onboard newmodel")
     service, _ = make_service(tmp_path, gh.url, lambda s, f: ForgeRunner(f, tmp_path))
     with TestClient(create_app(service)) as client:
-        # a chat run waits for approval; a collaborator approves it from the issue
-        job = client.post("/chatops", json={"text": "/onboard newmodel", "request_id": "c1"},
-                          headers={"Authorization": "Bearer api_tok_9b1c22ef"}).json()["job"]
-        wait_for(lambda: service.queue.get(job["id"]).status == "awaiting_approval")
-        assert not gh.gh.open_pulls(REPO)
-        deliver(client, commented(ISSUES_REPO, number, f"/onboard approve {job['id']}", "eve"), "issue_comment")
+        job_id = deliver(client, labeled(ISSUES_REPO, number, "/onboard newmodel"))["job"]
+        done = wait_for(lambda: (j := service.queue.get(job_id)).notified and j)
+        deliver(client, commented(ISSUES_REPO, number, f"/onboard status {done.thread_id}", "alice"), "issue_comment")
+        deliver(client, commented(ISSUES_REPO, number, f"/onboard cancel {job_id}", "alice"), "issue_comment")
+        deliver(client, commented(ISSUES_REPO, number, f"/onboard status {job_id}", "eve"), "issue_comment")
         service.dispatcher.background.shutdown(wait=True)
-        assert service.queue.get(job["id"]).status == "awaiting_approval"  # eve may not approve
-        service.dispatcher.background = type(service.dispatcher.background)(max_workers=1)
-        deliver(client, commented(ISSUES_REPO, number, f"/onboard approve {job['id']}", "alice"), "issue_comment")
-        done = wait_for(lambda: (j := service.queue.get(job["id"])).status == "done" and j)
-        service.dispatcher.background.shutdown(wait=True)
-    assert done.outcome == "pr" and len(gh.gh.open_pulls(REPO)) == 1
     replies = [c["body"] for c in gh.gh.issue_comments(ISSUES_REPO, number) if "onboarder:reply:" in c["body"]]
-    assert len(replies) == 1 and "approved" in replies[0]
+    assert len(replies) == 3
+    assert any(f"job `{job_id}`: done" in r and done.pr_url in r for r in replies)
+    assert any(f"job {job_id} already done" in r for r in replies)
+    assert any(r.startswith("@eve: only people with write access") for r in replies)
 
 
 def test_github_outage_at_final_message_is_retried(tmp_path, gh):
@@ -134,7 +134,7 @@ def test_github_outage_at_final_message_is_retried(tmp_path, gh):
     service.start_workers = False
     with TestClient(create_app(service)) as client:
         job_id = deliver(client, labeled(ISSUES_REPO, number, "/onboard newmodel"))["job"]
-    assert service.dispatcher.github.can_write(ISSUES_REPO, "alice")  # cached before the outage
+    service.pool.admit_pending()  # alice's permission, cached before the outage
     gh.gh.token = "rotated"  # every GitHub call fails now (the publish too)
     job = service.pool.process(service.queue.claim("worker-0"))
     assert job.status == "failed" and not job.notified and "ghs_test_token_31d4e5" not in job.message
@@ -149,10 +149,12 @@ def test_permission_lookup_failure_fails_closed_and_silent(tmp_path, gh):
     service, _ = make_service(tmp_path, gh.url, lambda s, f: ForgeRunner(f, tmp_path))
     service.start_workers = False
     with TestClient(create_app(service)) as client:
-        deliver(client, labeled(ISSUES_REPO, number, "/onboard newmodel"))
+        job_id = deliver(client, labeled(ISSUES_REPO, number, "/onboard newmodel"))["job"]
     gh.gh.token = "rotated"
-    job = service.pool.process(service.queue.claim("worker-0"))
-    assert job.status == "failed" and "permission check failed" in job.message
+    service.pool.admit_pending()
+    job = service.queue.get(job_id)
+    assert job.status == "failed" and "permission check failed" in job.message and job.notified
+    assert service.queue.claim("worker-0") is None
     gh.gh.token = "ghs_test_token_31d4e5"
     assert not gh.gh.open_pulls(REPO) and gh.gh.issue_comments(ISSUES_REPO, number) == []
 
@@ -163,6 +165,7 @@ def test_cancel_of_a_running_job_stops_at_the_next_stage(tmp_path, gh):
     service.start_workers = False
     with TestClient(create_app(service)) as client:
         deliver(client, labeled(ISSUES_REPO, number, "/onboard newmodel"))
+    service.pool.admit_pending()
     job = service.queue.claim("worker-0")
     service.queue.cancel(job.id)  # arrives while the job runs
     done = service.pool.process(job)
@@ -177,6 +180,7 @@ def test_a_job_that_keeps_killing_its_process_is_given_up(tmp_path, gh):
     service.pool.max_runs = 2
     with TestClient(create_app(service)) as client:
         job_id = deliver(client, labeled(ISSUES_REPO, number, "/onboard newmodel"))["job"]
+    service.pool.admit_pending()
     for _ in range(2):  # two runs that died with their process
         service.queue.claim("worker-0")
         service.queue.recover()
@@ -184,3 +188,17 @@ def test_a_job_that_keeps_killing_its_process_is_given_up(tmp_path, gh):
     assert job.status == "failed" and "gave up after 2 runs" in job.message and job.notified
     assert not gh.gh.open_pulls(REPO) and "gave up" in finals(gh, number)[0]["body"]
     assert service.queue.get(job_id).runs == 3
+
+
+def test_a_job_queued_unchecked_by_an_older_version_is_admitted_before_it_runs(tmp_path, gh):
+    number = gh.gh.add_issue(ISSUES_REPO, "/onboard newmodel")
+    service, _ = make_service(tmp_path, gh.url, lambda s, f: ForgeRunner(f, tmp_path))
+    service.start_workers = False
+    # the row an older version wrote: queued at once, the sender to be checked by the worker
+    job, _ = service.queue.enqueue(trigger_key="github:old-delivery", subject="optimum-intel|newmodel",
+                                   source="github", request={"model": "newmodel", "target": "optimum-intel",
+                                                             "authorize": {"repo": ISSUES_REPO, "login": "eve"}},
+                                   reply={"kind": "github", "repo": ISSUES_REPO, "issue": number})
+    assert job.status == "queued"
+    after = service.pool.process(service.queue.claim("worker-0"))
+    assert after.status == "unauthorized" and after.notified and not gh.gh.open_pulls(REPO)
