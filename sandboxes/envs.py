@@ -26,6 +26,7 @@ from pydantic import BaseModel
 HOST_LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
 # Files of an env folder that are job code, not build inputs: editing a job must not rebuild images.
 NOT_BUILD_INPUTS = {"verify.py", "__init__.py", "README.md"}
+# An env whose image is built FROM another env's image names it in its Dockerfile (ARG BASE).
 
 
 class EnvError(RuntimeError):

@@ -139,7 +139,14 @@ def _stage_context(dockerfile: Path, lock: Path, wheelhouse: Path | None) -> Pat
     ctx = Path(tempfile.mkdtemp(prefix="onboard-build-"))
     shutil.copy2(dockerfile, ctx / "Dockerfile")
     shutil.copy2(lock, ctx / "requirements.lock")
-    shutil.copy2(_tools_file(dockerfile), ctx / "venv-tools.txt")
+    if _tools_file(dockerfile).is_file():
+        shutil.copy2(_tools_file(dockerfile), ctx / "venv-tools.txt")
+    stage = dockerfile.parent / "stage"
+    if stage.is_file():  # an environment that copies host files in (node for flashinfer-bench) stages them
+        proc = subprocess.run([str(stage), str(ctx)], stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            shutil.rmtree(ctx, ignore_errors=True)
+            raise ImageError(f"{stage} failed: {proc.stderr.strip()[-300:]}")
     wheels = ctx / "wheels"
     wheels.mkdir()
     for whl in sorted(wheelhouse.glob("*.whl")) if wheelhouse else []:
@@ -167,14 +174,14 @@ def build_image(
         raise ImageError(f"no lock file at {lock}")
     # Long timeout: COPY of a multi-GB venv is silent for minutes.
     client = client or engine(timeout=3600)
-    inputs = [dockerfile, _tools_file(dockerfile), lock]
+    inputs = [p for p in (dockerfile, _tools_file(dockerfile), lock) if p.is_file()]
     tag = tag or f"{name}:{inputs_hash(inputs, base, _image_id(client, base))}"
     start = time.monotonic()
     if image_exists(client, tag) and not force:
         client.api.tag(tag, name, "latest")
         log(f"image {tag} already present; skipped build")
         return ImageInfo(tag, False, 0.0, client.images.get(tag).attrs.get("Size", 0))
-    if wheelhouse is not None:
+    if wheelhouse is not None and _tools_file(dockerfile).is_file():  # only images that install packages
         prepare_wheelhouse([_tools_file(dockerfile), lock], wheelhouse, log=log)
     ctx = _stage_context(dockerfile, lock, wheelhouse)
     log(f"building {tag} FROM {base} (classic builder{', offline from wheelhouse' if wheelhouse else ''})")
@@ -213,10 +220,10 @@ def env_at(folder: str) -> SandboxEnv:
     return SandboxEnv(name=folder.replace("_", "-"), dir=TARGETS_DIR / folder)
 
 
-def build_env(env: SandboxEnv, **kwargs) -> ImageInfo:
-    """The image of `env`, tagged `env.image` (and onboarder-<name>:latest)."""
-    return build_image(dockerfile=env.dockerfile, lock=env.lock, name=f"onboarder-{env.name}", tag=env.image,
-                       **kwargs)
+def build_env(env: SandboxEnv, tag: str | None = None, **kwargs) -> ImageInfo:
+    """The image of `env`, tagged `env.image` (or `tag`) and onboarder-<name>:latest."""
+    return build_image(dockerfile=env.dockerfile, lock=env.lock, name=f"onboarder-{env.name}",
+                       tag=tag or env.image, **kwargs)
 
 
 def _mounts_under(path: Path) -> list[str]:

@@ -50,32 +50,42 @@ def semantic_problems(text: str, entry_id: str, a: dict, known: set[str]) -> lis
     return out
 
 
+IMAGE_NODE, IMAGE_NODE_MODULES = "/usr/local/bin/node", "/opt/node_modules"
+
+
 def tsc_check(workspace: Path, node_modules: Path, work_dir: Path, sandbox) -> Check:
     import shutil
 
-    from sandboxes.base import Limits, Mount
-    from sandboxes.output import write_host_file
+    from sandboxes.base import Mount
 
-    if getattr(sandbox, "name", "") != "local":
-        return Check(name="tsc", status="skipped",
-                     detail=f"node is not installed in the {getattr(sandbox, 'name', '?')} sandbox image")
+    m_out = Mount(work_dir.resolve(), "/out", False)
+    if sandbox.name == "docker":
+        # The target's image carries node and the packages (sandboxes/targets/flashinfer_bench/Dockerfile).
+        return _tsc_run(sandbox, IMAGE_NODE, IMAGE_NODE_MODULES, workspace, work_dir, [], m_out)
     node = shutil.which("node")
     tsc = node_modules / "typescript" / "bin" / "tsc"
     if not node or not tsc.is_file() or not (node_modules / "zod").is_dir():
         return Check(name="tsc", status="skipped",
                      detail=f"needs node ({node or 'missing'}) and typescript + zod in {node_modules} "
                             f"(npm install --prefix {node_modules.parent} typescript zod@3)")
+    m_nm = Mount(node_modules.resolve(), "/node_modules", True)
+    return _tsc_run(sandbox, node, sandbox.inside(m_nm), workspace, work_dir, [m_nm], m_out)
+
+
+def _tsc_run(sandbox, node: str, node_modules: str, workspace: Path, work_dir: Path, extra: list, m_out) -> Check:
+    from sandboxes.base import Limits, Mount
+    from sandboxes.output import write_host_file
+
     work_dir.mkdir(parents=True, exist_ok=True)
-    m_ws, m_nm = Mount(workspace.resolve(), "/workspace", True), Mount(node_modules.resolve(), "/node_modules", True)
-    m_out = Mount(work_dir.resolve(), "/out", False)
+    m_ws = Mount(workspace.resolve(), "/workspace", True)
     web = f"{sandbox.inside(m_ws)}/web/apps/web"
     config = {"compilerOptions": {"strict": True, "noEmit": True, "target": "es2020", "module": "esnext",
                                   "moduleResolution": "bundler", "skipLibCheck": True, "types": [],
-                                  "paths": {"@/*": [f"{web}/*"], "zod": [f"{sandbox.inside(m_nm)}/zod"]}},
+                                  "paths": {"@/*": [f"{web}/*"], "zod": [f"{node_modules}/zod"]}},
               "files": [f"{web}/data/models.ts"]}
     write_host_file(work_dir / "tsconfig.fib.json", json.dumps(config, indent=2))
-    res = sandbox.run([node, f"{sandbox.inside(m_nm)}/typescript/bin/tsc", "-p",
-                       f"{sandbox.inside(m_out)}/tsconfig.fib.json"], mounts=[m_ws, m_nm, m_out],
+    res = sandbox.run([node, f"{node_modules}/typescript/bin/tsc", "-p",
+                       f"{sandbox.inside(m_out)}/tsconfig.fib.json"], mounts=[m_ws, *extra, m_out],
                       workdir=m_out, limits=Limits(timeout_s=300))
     write_host_file(work_dir / "tsc.log", res.stdout + res.stderr)
     if res.status == "ok":
