@@ -24,15 +24,17 @@ def run_job(sandbox, job: Path, workspace: Path, ctx: JobContext, spec: dict, ti
     ctx.work_dir.chmod(0o777)
     # Read-only: the job verifies the patch, it must not be able to change it.
     m_ws = Mount(workspace.resolve(), "/workspace", read_only=True)
-    m_tiny = Mount(ctx.tiny_dir.resolve(), "/tiny", read_only=True)
-    _readable_by_all(ctx.tiny_dir)
+    # Only targets with needs_tiny_model have one; the others' jobs get no /tiny.
+    m_tiny = Mount(ctx.tiny_dir.resolve(), "/tiny", read_only=True) if ctx.tiny_dir else None
+    if ctx.tiny_dir:
+        _readable_by_all(ctx.tiny_dir)
     m_out = Mount(ctx.work_dir.resolve(), "/out", read_only=False)
     m_job = Mount(job.parent.resolve(), "/job", read_only=True)
     m_site = Mount(SITE, "/site", read_only=True)
     phase = spec["phase"]
     full = {
         "workspace": sandbox.inside(m_ws),
-        "tiny_dir": sandbox.inside(m_tiny),
+        "tiny_dir": sandbox.inside(m_tiny) if m_tiny else None,
         "out_dir": sandbox.inside(m_out),
         "model_type": ctx.model_type,
         "tolerance": ctx.parity_tolerance,
@@ -55,7 +57,7 @@ def run_job(sandbox, job: Path, workspace: Path, ctx: JobContext, spec: dict, ti
     # Thread counts are not secrets: parallel jobs (nightly --jobs K) divide the cores through these.
     env.update({k: os.environ[k] for k in THREAD_VARS if k in os.environ})
     cmd = [sandbox.python, f"{sandbox.inside(m_job)}/{job.name}", f"{sandbox.inside(m_out)}/{spec_file.name}"]
-    result = sandbox.run(cmd, mounts=[m_ws, m_tiny, m_out, m_job, m_site], env=env, workdir=m_out,
+    result = sandbox.run(cmd, mounts=[m for m in (m_ws, m_tiny, m_out, m_job, m_site) if m], env=env, workdir=m_out,
                          limits=Limits(timeout_s=timeout_s))
     write_host_file(
         ctx.work_dir / f"job-{phase}.log",
