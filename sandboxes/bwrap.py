@@ -149,6 +149,9 @@ class Layout:
         self.bind(path, path)
 
 
+CPU_SYSFS = ("/sys/devices/system/cpu", "/sys/devices/system/node")
+
+
 def base_layout(python: str, tmp_size_mb: int) -> Layout:
     lay = Layout()
     for d in SYSTEM_DIRS:
@@ -168,6 +171,11 @@ def base_layout(python: str, tmp_size_mb: int) -> Layout:
         lay.expose(root)
     lay.args += ["--proc", "/proc", "--dev", "/dev"]
     lay._dirs |= {"/proc", "/dev"}
+    # CPU topology only (read-only): without it hwloc/oneDNN/OpenVINO cannot see caches and cores and the
+    # verification job ran measurably slower; nothing else of /sys is shown.
+    for sysdir in CPU_SYSFS:
+        if os.path.isdir(sysdir):
+            lay.bind(sysdir, sysdir)
     lay.tmpfs("/tmp", "1777", tmp_size_mb << 20)
     return lay
 
