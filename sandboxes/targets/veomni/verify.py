@@ -136,6 +136,36 @@ def _moe_layers(model) -> dict[str, list[str]]:
     return {m: [n for n in names if n.startswith(m + ".")] for m in mods}
 
 
+def plan_problems(plan: dict, shapes: dict, experts: dict, ep_sizes: list, match) -> tuple[list, dict]:
+    """Problems of an EP plan {pattern: shard dim} over {param: shape}; `experts` maps each routed-experts
+    module to its parameter names, `match(pattern, name)` is VeOmni's check_fqn_match."""
+    problems, seen, covered = [], {}, set()
+    for pattern, dim in plan.items():
+        hits = [n for n in shapes if match(pattern, n)]
+        if not hits:
+            problems.append(f"pattern {pattern} matches no parameter")
+            continue
+        outside = [n for n in hits if not any(n.startswith(m + ".") for m in experts)]
+        if outside:
+            problems.append(f"pattern {pattern} shards {outside[0]}, outside the routed experts "
+                            "(shared experts and gates must stay unsharded)")
+        for m in experts:
+            k = sum(1 for n in hits if n.startswith(m + "."))
+            if k != 1:
+                problems.append(f"pattern {pattern} matches {k} parameters in {m} (want exactly 1)")
+                break
+        for n in hits:
+            covered.add(n)
+            bad = [e for e in ep_sizes if shapes[n][dim] % e]
+            if bad:
+                problems.append(f"{n} dim {dim} = {shapes[n][dim]} does not divide by EP {bad}")
+        seen[pattern] = shapes[hits[0]]
+    missed = sorted({n.split(".")[-1] for ns in experts.values() for n in ns if n not in covered})
+    if missed:
+        problems.append(f"expert parameters left unsharded: {', '.join(missed)}")
+    return problems, seen
+
+
 def plan_check(spec: dict, cls, config) -> dict:
     import torch
 
@@ -155,32 +185,9 @@ def plan_check(spec: dict, cls, config) -> dict:
     ep = (get_plan().extra_parallel_plan or {}).get("ep") or {}
     if not ep:
         return _check("expert_plan", "failed", "get_parallel_plan() has no 'ep' entries")
-    problems, shapes, covered = [], {}, set()
-    for pattern, placement in ep.items():
-        hits = [n for n in params if check_fqn_match(pattern, n)]
-        if not hits:
-            problems.append(f"pattern {pattern} matches no parameter")
-            continue
-        outside = [n for n in hits if not any(n.startswith(m + ".") for m in experts)]
-        if outside:
-            problems.append(f"pattern {pattern} shards {outside[0]}, outside the routed experts "
-                            "(shared experts and gates must stay unsharded)")
-        for m in experts:
-            k = sum(1 for n in hits if n.startswith(m + "."))
-            if k != 1:
-                problems.append(f"pattern {pattern} matches {k} parameters in {m} (want exactly 1)")
-                break
-        dim = getattr(placement, "dim", 0)
-        for n in hits:
-            covered.add(n)
-            size = params[n].shape[dim]
-            bad = [e for e in spec["ep_sizes"] if size % e]
-            if bad:
-                problems.append(f"{n} dim {dim} = {size} does not divide by EP {bad}")
-        shapes[pattern] = list(params[hits[0]].shape)
-    missed = sorted({n.split(".")[-1] for m, ns in experts.items() for n in ns if n not in covered})
-    if missed:
-        problems.append(f"expert parameters left unsharded: {', '.join(missed)}")
+    shapes_all = {n: list(p.shape) for n, p in params.items()}
+    plan = {pattern: getattr(placement, "dim", 0) for pattern, placement in ep.items()}
+    problems, shapes = plan_problems(plan, shapes_all, experts, spec["ep_sizes"], check_fqn_match)
     detail = "; ".join(dict.fromkeys(problems))[:900] or (
         f"{len(ep)} patterns, each one parameter in each of {len(experts)} MoE layers, divisible by EP "
         f"{spec['ep_sizes']}")
