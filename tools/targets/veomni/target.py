@@ -168,7 +168,8 @@ class VeOmniTarget(BaseTarget):
         return VerifyReport.from_checks(checks, score=parity.metrics["max_abs_logits"] if parity else None,
                                         score_label="max |Δlogits|", timings=timings)
 
-    def pr_meta(self, analysis: dict, candidate: Candidate, workspace: Path) -> PRMeta:
+    def pr_meta(self, analysis: dict, candidate: Candidate, workspace: Path,
+                report: VerifyReport | None = None) -> PRMeta:
         mt = analysis["model_type"]
         return PRMeta(title=f"[model] feat: support {mt}", key=mt, display_name=mt, reproduce=[
             "export PYTHONPATH=$PWD:$PWD/patchgen-pkg HF_HUB_OFFLINE=1",
