@@ -168,6 +168,7 @@ def build_image(
     force: bool = False,
     log: Log = _stderr,
     tag: str | None = None,
+    latest: bool = True,
 ) -> ImageInfo:
     """Build `name:<hash of inputs>` (or `tag`), tag it `name:latest`; reuse it when present."""
     if not lock.is_file():
@@ -178,7 +179,8 @@ def build_image(
     tag = tag or f"{name}:{inputs_hash(inputs, base, _image_id(client, base))}"
     start = time.monotonic()
     if image_exists(client, tag) and not force:
-        client.api.tag(tag, name, "latest")
+        if latest:
+            client.api.tag(tag, name, "latest")
         log(f"image {tag} already present; skipped build")
         return ImageInfo(tag, False, 0.0, client.images.get(tag).attrs.get("Size", 0))
     if wheelhouse is not None and _tools_file(dockerfile).is_file():  # only images that install packages
@@ -205,7 +207,8 @@ def build_image(
         raise ImageError(f"build failed: {exc}") from None
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
-    client.api.tag(tag, name, "latest")
+    if latest:
+        client.api.tag(tag, name, "latest")
     size = client.images.get(tag).attrs.get("Size", 0)
     took = time.monotonic() - start
     log(f"built {tag} in {took:.0f} s, {size / 1e9:.2f} GB")

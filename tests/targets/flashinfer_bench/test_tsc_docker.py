@@ -34,7 +34,7 @@ def sandbox():
         pytest.skip("node is not installed on the host, so the image cannot be staged")
     tag = f"onboarder-flashinfer-bench:test-{BASE.replace(':', '-').replace('/', '-')}"
     try:
-        build_env(ENV, base=BASE, tag=tag)
+        build_env(ENV, base=BASE, tag=tag, latest=False)  # a test image is nobody's latest
     except ImageError as exc:
         pytest.fail(f"the flashinfer-bench image did not build: {exc}")
     return DockerSandbox(tag)
