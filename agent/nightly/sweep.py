@@ -25,6 +25,7 @@ from agent.nightly.gap import Gap, config_aliases, discover, select
 from agent.nightly.settings import NightlySettings
 from agent.nightly.store import AttemptStore, Inputs, builder_version
 from agent.settings import Settings
+from tools.forge.local import open_record_for
 from tools.targets import DEFAULT_TARGET
 
 
@@ -78,8 +79,8 @@ def plan_types(types: list[str], *, supported: set[str], inputs: Inputs, store: 
             rows.append(status.skipped(t, f"transformers builds it with {aliases[t]}'s config class, and "
                                           f"{aliases[t]} is already supported at {inputs.target_rev[:12]}"))
             continue
-        pr = forge.find(target, t)
-        if pr is not None and getattr(pr, "state", "open") == "open":
+        pr = open_record_for(forge, target, t)
+        if pr is not None:
             rows.append(status.skipped(t, f"open PR {pr.url}", pr_url=pr.url, pr_path=pr.json_path))
             continue
         prev = store.recent(t, inputs, since_days, now)

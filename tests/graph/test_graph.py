@@ -128,3 +128,14 @@ def test_tiny_model_failure_ends_the_run_cleanly(env, monkeypatch):
     assert target.verified == [] and not LocalForge(settings.data_dir).records()
     report = json.loads((Path(initial["job_dir"]) / "report.json").read_text())
     assert report["outcome"] == "tiny_failed"
+
+
+def test_a_target_without_a_tiny_model_skips_the_tiny_node():
+    from types import SimpleNamespace
+
+    from agent.graph.build import after_references
+
+    assert after_references({}, SimpleNamespace(target=ScriptedTarget(set()))) == "tiny"
+    no_tiny = ScriptedTarget(set())
+    no_tiny.needs_tiny_model = False
+    assert after_references({}, SimpleNamespace(target=no_tiny)) == "implement"

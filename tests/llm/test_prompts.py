@@ -64,3 +64,9 @@ def test_repair_prompt_names_the_first_failure():
 def test_templates_are_strict(name):
     with pytest.raises(UndefinedError):
         render(name)
+
+
+def test_the_configured_tolerance_reaches_the_playbook():
+    """ONBOARD_PARITY_TOLERANCE must be what the implementer is told, not a hard-coded 1e-4."""
+    text = llm_prompts.system(TARGET, STATE, ["finish"], 5, 3e-3)
+    assert "0.003" in text and "0.0001" not in text

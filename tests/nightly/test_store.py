@@ -26,3 +26,17 @@ def test_history_is_bounded_and_a_torn_file_is_no_history(tmp_path):
     assert len(hist) == KEEP_ATTEMPTS and hist[-1].detail == str(KEEP_ATTEMPTS + 4)
     (tmp_path / "nightly" / "t" / "attempts" / "m.json").write_text("[{")
     assert store.history("m") == []
+
+
+def test_a_prompt_or_llm_change_is_a_new_builder(tmp_path):
+    """The LLM's prompts and loop decide outcomes too: changing one must retry what was attempted."""
+    for rel in ("prompts/llm/task.md.j2", "agent/llm/loop.py", "prompts/targets/x/playbook.md.j2",
+                "sandboxes/targets/x/Dockerfile"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("v1\n")
+    v1 = builder_version(tmp_path)
+    for rel in ("prompts/llm/task.md.j2", "agent/llm/loop.py", "prompts/targets/x/playbook.md.j2",
+                "sandboxes/targets/x/Dockerfile"):
+        (tmp_path / rel).write_text("v2\n")
+        assert builder_version(tmp_path) != v1, f"{rel} did not change the builder version"
+        v1 = builder_version(tmp_path)

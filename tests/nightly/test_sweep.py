@@ -138,6 +138,23 @@ class Forge:
     def find(self, target, t):
         return SimpleNamespace(url=f"file:///r#{t}", json_path=f"/prs/{t}.json") if t in self.open else None
 
+    def records(self):
+        return []
+
+
+def test_an_open_pr_filed_under_a_finer_key_still_skips_its_type(tmp_path):
+    """flashinfer-bench files PRs per checkpoint entry (qwen3-8b): the sweep asks about the type (qwen3)."""
+    from tools.forge.local import LocalForge
+
+    forge = LocalForge(tmp_path / "data")
+    forge.store.write(target="flashinfer-bench", model_type="qwen3-8b", subject="qwen3", body="b", diff="d",
+                      title="t", branch="onboard/flashinfer-bench/qwen3-8b", remote="r", base_rev="a", head_rev="b",
+                      url="file:///r#qwen3-8b", thread_id="th", verification={})
+    plan = plan_types(["qwen3", "olmo2"], supported=set(), inputs=INPUTS, store=AttemptStore(tmp_path, "fib"),
+                      forge=forge, target="flashinfer-bench", since_days=7, limit=None, now=time.time())
+    assert plan.to_run == ["olmo2"]
+    assert [r.detail for r in plan.rows] == ["open PR file:///r#qwen3-8b"]
+
 
 def test_skip_open_pr_recent_same_inputs_and_limit(tmp_path):
     store = AttemptStore(tmp_path, "optimum-intel")

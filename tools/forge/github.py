@@ -120,7 +120,7 @@ class GitHubForge(StoredRecords):
 
     # --- Forge protocol (find/records come from StoredRecords) ---
     def publish(self, *, worktree, base_rev, branch, title, body, target, model_type, thread_id,
-                verification) -> PRRecord:
+                verification, subject="") -> PRRecord:
         repo = open_worktree(worktree)
         # A resumed publish re-creates the same single commit rather than stacking a second one.
         repo.git.reset("-q", "--soft", base_rev)
@@ -134,7 +134,8 @@ class GitHubForge(StoredRecords):
             pr.add_to_labels(*self.config.labels)
         log.info("pull request %s %s (%s)", action, pr.html_url, branch)
         diff = repo.git.diff(base_rev, head, "--no-color", "--no-ext-diff", "--no-textconv")
-        return self._write_record(target=target, model_type=model_type, title=title, branch=branch,
+        return self._write_record(target=target, model_type=model_type, subject=subject or model_type,
+                                  title=title, branch=branch,
                                   remote=push_url, base_rev=base_rev, head_rev=head, url=pr.html_url,
                                   body=body, diff=diff, thread_id=thread_id, verification=verification)
 

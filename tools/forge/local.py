@@ -22,7 +22,8 @@ from tools.repo.workspace import commit_all
 
 class PRRecord(BaseModel):
     target: str
-    model_type: str
+    model_type: str  # the record's key: the model type, or finer (one PR per checkpoint entry)
+    subject: str = ""  # the model type the request was about, whatever the key
     title: str
     branch: str
     remote: str
@@ -44,7 +45,7 @@ class Forge(Protocol):
     name: str
 
     def publish(self, *, worktree: Path, base_rev: str, branch: str, title: str, body: str,
-                target: str, model_type: str, thread_id: str, verification: dict) -> PRRecord: ...
+                target: str, model_type: str, thread_id: str, verification: dict, subject: str = "") -> PRRecord: ...
 
     def find(self, target: str, model_type: str) -> PRRecord | None: ...
 
@@ -53,6 +54,14 @@ class Forge(Protocol):
         ...
 
     def records(self) -> list[PRRecord]: ...
+
+
+def open_record_for(forge: Forge, target: str, model_type: str) -> PRRecord | None:
+    """An open PR of `target` about `model_type`, whatever key it was filed under."""
+    found = forge.find(target, model_type)
+    if found is None:
+        found = next((r for r in forge.records() if r.target == target and r.subject == model_type), None)
+    return found if found is not None and getattr(found, "state", "open") == "open" else None
 
 
 def branch_name(target: str, model_type: str) -> str:
@@ -126,7 +135,7 @@ class LocalForge(StoredRecords):
         return path
 
     def publish(self, *, worktree, base_rev, branch, title, body, target, model_type, thread_id,
-                verification) -> PRRecord:
+                verification, subject="") -> PRRecord:
         repo = open_worktree(worktree)
         # Re-running publish (resume) must yield the same branch content, not a second commit.
         repo.git.reset("-q", "--soft", base_rev)
@@ -136,4 +145,5 @@ class LocalForge(StoredRecords):
         diff = repo.git.diff(base_rev, head, "--no-color", "--no-ext-diff", "--no-textconv")
         return self.store.write(target=target, model_type=model_type, body=body, diff=diff, title=title,
                                 branch=branch, remote=str(remote), base_rev=base_rev, head_rev=head,
-                                url=f"file://{remote}#{branch}", thread_id=thread_id, verification=verification)
+                                url=f"file://{remote}#{branch}", thread_id=thread_id, verification=verification,
+                                subject=subject or model_type)

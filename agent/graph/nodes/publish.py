@@ -72,7 +72,8 @@ def publish(state: OnboardState, deps: Deps) -> dict:
         summary["score"] = report.score
     record = deps.forge.publish(
         worktree=ws, base_rev=state["workspace"]["base_rev"], branch=branch, title=meta.title, body=body,
-        target=target.key, model_type=meta.key, thread_id=state["thread_id"], verification=summary)
+        target=target.key, model_type=meta.key, thread_id=state["thread_id"], verification=summary,
+        subject=analysis["model_type"])
     deps.progress(f"PR record {record.json_path} (branch {branch})")
     return {"pr": record.model_dump(mode="json"), "outcome": "pr",
             "message": f"verified and published: {record.url}",

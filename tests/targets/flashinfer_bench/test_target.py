@@ -239,3 +239,13 @@ def test_verify_proves_definitions_an_implementer_wrote(ws, target, applied, tmp
     report = target.verify(cand, a, ws, ctx(tmp_path), FakeSandbox(), run_tests=True)
     assert not report.passed and {c.name: c.status for c in report.checks}[
         "reference:gqa_paged_decode_h4_kv2_d16_ps64"] == "failed"
+
+
+def test_gap_is_types_without_an_entry_that_sglang_implements(ws, target):
+    """Not every causal-LM type: toy has an entry (its root module), unknown has no SGLang baseline."""
+    index = target.sglang_index()["entries"]
+    mappings = {"text-generation": {"toy": "ToyForCausalLM", "unknown": "UnknownForCausalLM",
+                                    **{f"m{i}": arch for i, arch in enumerate(sorted(index)) if arch != "ToyForCausalLM"}}}
+    gap = target.gap(ws, mappings)
+    assert "toy" not in gap and "unknown" not in gap
+    assert gap == sorted(k for k in mappings["text-generation"] if k.startswith("m"))
