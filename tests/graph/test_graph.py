@@ -139,3 +139,20 @@ def test_a_target_without_a_tiny_model_skips_the_tiny_node():
     no_tiny = ScriptedTarget(set())
     no_tiny.needs_tiny_model = False
     assert after_references({}, SimpleNamespace(target=no_tiny)) == "implement"
+
+
+def test_no_host_path_in_the_pr_body_or_commit(env):
+    """A reviewer reads the body and the commit elsewhere: no data dir, cache, worktree or home path."""
+    import git
+    import os
+
+    settings, repos, initial = env
+    state, _ = drive(settings, _deps(settings, repos, ScriptedTarget(passing={"a"})), initial["thread_id"], initial)
+    pr = state["pr"]
+    body = Path(pr["body_path"]).read_text()
+    remote = git.Repo(pr["remote"])
+    message = remote.git.log("-1", "--format=%B", pr["head_rev"])
+    roots = {str(settings.data_dir.parent), str(settings.data_dir), os.path.expanduser("~"), "/tmp/"}
+    for text in (body, message):
+        leaked = [r for r in roots if r in text]
+        assert not leaked, f"host paths {leaked} in:\n{text}"

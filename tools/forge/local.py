@@ -123,7 +123,8 @@ class LocalForge(StoredRecords):
         self.store = RecordStore(data_dir)
 
     def public_remote(self, target: str) -> str:
-        return str(self.root / "remotes" / f"{target}.git")
+        # The local remote is a path on this machine: a PR body never names it (reviewers have the branch).
+        return ""
 
     def _remote(self, target: str) -> Path:
         path = self.root / "remotes" / f"{target}.git"

@@ -43,6 +43,14 @@ def _gate(state: OnboardState) -> dict | None:
     return None
 
 
+def public_origin(ws: dict) -> str:
+    """Where the base revision came from, without host paths: a URL, a package, or "a local checkout"."""
+    origin = ws.get("origin", "")
+    if ws.get("note"):
+        return ws["note"]
+    return origin if ("://" in origin or origin.startswith("pypi:")) else "a local checkout"
+
+
 def publish(state: OnboardState, deps: Deps) -> dict:
     stop = _gate(state)
     if stop is not None:
@@ -59,7 +67,7 @@ def publish(state: OnboardState, deps: Deps) -> dict:
         situation=state["plan"]["situation"], kind=analysis["kind"], features=analysis["features"],
         min_version=meta.min_version, min_version_source=meta.min_version_source,
         base_rev=state["workspace"]["base_rev"],
-        workspace_note=state["workspace"].get("note") or state["workspace"]["origin"],
+        workspace_note=public_origin(state["workspace"]),
         tiny=state.get("tiny"), tolerance=deps.settings.parity_tolerance, checks=state["verification"]["checks"],
         attempts=state.get("attempts", []), files=state["patch"]["files"],
         notes=state["patch"].get("notes", []), remote=deps.forge.public_remote(target.key),
