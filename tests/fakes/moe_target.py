@@ -17,7 +17,8 @@ import warnings
 from pathlib import Path
 
 from sandboxes.envs import SandboxEnv
-from tools.targets.base import Applied, BaseTarget, Candidate, Check, Plan, PRMeta, VerifyReport
+from tests.fakes.scripted_target import ScriptedTarget
+from tools.targets.base import BaseTarget, Candidate, Check, Plan, PRMeta, VerifyReport
 
 MOE_LOOP_HEAD = '''import torch
 
@@ -110,10 +111,7 @@ class MoeTarget(BaseTarget):
     def candidates(self, analysis, ws, limit):
         return [Candidate(id="alias:llama", base="llama", params={"base_class": "Llama"})][:limit]
 
-    def apply(self, cand, analysis, ws, ctx):
-        self.applied.append(cand.id)
-        (ws / "registry.py").write_text(f"REGISTERED = {analysis['model_type']!r}  # via {cand.base}\n")
-        return Applied(files=["registry.py"])
+    apply = ScriptedTarget.apply  # the same one-line registration
 
     def verify(self, cand, analysis, ws, ctx, sandbox, run_tests):
         self.verified.append(cand.id)
