@@ -126,9 +126,11 @@ def _finish(state: dict, how: str, as_json: bool) -> None:
 @app.command()
 def run(
     model: str = typer.Argument(..., help="model_type, path to config.json or model dir, or Hub id"),
-    target: str = typer.Option(DEFAULT_TARGET, "--target", "-t"),
-    repo: Optional[str] = typer.Option(None, "--repo", help="target repository URL or local path"),
+    target: str = typer.Option(DEFAULT_TARGET, "--target", "-t", help="a target, or all (every registered one)"),
+    repo: Optional[list[str]] = typer.Option(None, "--repo", help="target repository URL or local path "
+                                             "(with --target all: KEY=URL_OR_PATH, repeatable)"),
     ref: Optional[str] = typer.Option(None, "--ref", help="branch, tag or commit of the target"),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="with --target all: targets run at once"),
     sandbox: Optional[str] = typer.Option(None, "--sandbox", help="auto | local | docker"),
     reference: list[str] = typer.Option([], "--reference", help="reference PR number or revision (repeatable)"),
     data_dir: Optional[Path] = DataDir,
@@ -142,6 +144,15 @@ def run(
     try:
         settings = settings_for(data_dir, sandbox=sandbox)
         check_database(settings.path("checkpoints.sqlite"))
+        if target == "all":
+            from agent.cli.fanout import run_every_target
+
+            if ref or reference:
+                raise UserError("--ref and --reference name one target's history: not with --target all")
+            run_every_target(model, repo or [], settings, jobs, as_json)
+        if repo and len(repo) > 1:
+            raise UserError("--repo is given once for one target (KEY=PATH pairs are for --target all)")
+        repo = repo[0] if repo else None
         progress = Progress()
         job = prepare(Request(model=model, target=target, repo=repo, ref=ref, sandbox=sandbox,
                               references=reference), settings, progress.note)
@@ -151,6 +162,8 @@ def run(
         state, how = drive(settings, deps, job.thread_id, job.initial_state, progress.node)
     except (UserError, EnvironmentProblem) as exc:
         fail(exc)
+    except typer.Exit:
+        raise
     except Exception as exc:  # noqa: BLE001 - the user gets one line and a log, never a traceback
         crash(exc, settings, thread)
     _finish(state, how, as_json)
@@ -199,6 +212,15 @@ def show(thread: str, data_dir: Optional[Path] = DataDir, as_json: bool = typer.
     try:
         check_thread_id(thread)
         settings = settings_for(data_dir, writes=False)
+        if thread.startswith("all-"):
+            from agent.cli import fanout
+            from agent.graph.fanout import load
+
+            result = load(settings, thread)
+            if result is None:
+                raise UserError(f"no fan-out run {thread} in {settings.data_dir}")
+            fanout.show(result, as_json)
+            return
         report = job_dir(settings, thread) / "report.json"
         if os.path.lexists(report):
             state = _read_report(report)

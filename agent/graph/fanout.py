@@ -1,0 +1,104 @@
+"""One model, every target: each target runs its own graph (workspace, sandbox environment, thread) in
+parallel up to a limit, and the results become one table. A target that cannot take the model ends
+its own row; it never holds up the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from pydantic import BaseModel
+
+from agent.settings import Settings
+from tools.errors import EnvironmentProblem, UserError
+
+
+class TargetRow(BaseModel):
+    target: str
+    outcome: str  # a graph Outcome, or "error" when the request could not start for this target
+    situation: str = ""
+    changed: list[str] = []
+    checks: str = ""  # "passed/total"
+    score: float | None = None
+    score_label: str = ""
+    pr: str = ""
+    reason: str = ""
+    seconds: float = 0.0
+    thread_id: str = ""
+
+
+class FanOut(BaseModel):
+    id: str
+    model: str
+    rows: list[TargetRow]
+    wall_s: float
+
+
+def fanout_id(model: str, targets: list[str]) -> str:
+    digest = hashlib.sha256(json.dumps([model, sorted(targets)]).encode()).hexdigest()[:12]
+    return f"all-{digest}"
+
+
+def parse_repos(values: list[str], targets: list[str]) -> dict[str, str]:
+    """`--repo KEY=PATH` (repeatable) when running every target: each target has its own repository."""
+    out = {}
+    for v in values:
+        key, sep, repo = v.partition("=")
+        if not sep or key not in targets or not repo:
+            raise UserError(f"with --target all, --repo takes KEY=URL_OR_PATH with KEY one of {', '.join(targets)}"
+                            f" (got {v!r})")
+        out[key] = repo
+    return out
+
+
+def _row(key: str, state: dict, seconds: float) -> TargetRow:
+    checks = (state.get("verification") or {}).get("checks") or []
+    best = next((a for a in state.get("attempts") or [] if a.get("passed")), None) or \
+        min((a for a in state.get("attempts") or [] if a.get("score") is not None), key=lambda a: a["score"],
+            default=None)
+    pr = state.get("pr") or {}
+    return TargetRow(target=key, outcome=state.get("outcome", ""), situation=(state.get("plan") or {}).get("situation", ""),
+                     changed=sorted((state.get("patch") or {}).get("files") or []),
+                     checks=f"{sum(c['status'] == 'passed' for c in checks)}/{len(checks)}" if checks else "",
+                     score=best.get("score") if best else None, score_label=(best or {}).get("score_label") or "",
+                     pr=pr.get("url", ""), reason="" if pr else state.get("message", ""),
+                     seconds=round(seconds, 1), thread_id=state.get("thread_id", ""))
+
+
+def run_one(model: str, key: str, repo: str | None, settings: Settings, note: Callable[[str], None]) -> TargetRow:
+    from agent.graph.request import Request, prepare
+    from agent.graph.run import drive, make_deps
+
+    t = time.monotonic()
+    say = lambda msg: note(f"[{key}] {msg}")  # noqa: E731 - one prefix per target in the shared log
+    try:
+        job = prepare(Request(model=model, target=key, repo=repo), settings, say)
+        deps = make_deps(settings, job.target, say)
+        state, _ = drive(settings, deps, job.thread_id, job.initial_state, lambda node, update: say(node))
+    except (UserError, EnvironmentProblem) as exc:
+        return TargetRow(target=key, outcome="error", reason=" ".join(str(exc).split()),
+                         seconds=round(time.monotonic() - t, 1))
+    return _row(key, state, time.monotonic() - t)
+
+
+def run_all(model: str, targets: list[str], repos: dict[str, str], settings: Settings, jobs: int,
+            note: Callable[[str], None]) -> FanOut:
+    t = time.monotonic()
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(run_one, model, key, repos.get(key), settings, note) for key in targets]
+        rows = [f.result() for f in futures]
+    result = FanOut(id=fanout_id(model, targets), model=model, rows=rows, wall_s=round(time.monotonic() - t, 1))
+    path = settings.path("fanout", f"{result.id}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(result.model_dump_json(indent=2))
+    return result
+
+
+def load(settings: Settings, fid: str) -> FanOut | None:
+    path = settings.path("fanout", f"{fid}.json")
+    return FanOut.model_validate_json(path.read_text()) if path.is_file() else None
