@@ -81,7 +81,10 @@ class LocalSandbox:
 
     def __init__(self, python: str | None = None, user: int | None = None, use_cgroup: bool = True):
         """`user`: the uid commands run as when we are root (default 65534); never 0."""
-        self.python = python or sys.executable
+        # The venv's own bin directory, links resolved (a checkout under /tmp links .venv there, and the
+        # sandbox's /tmp is its own tmpfs); the file name stays, so python still finds its pyvenv.cfg.
+        exe = python or sys.executable
+        self.python = os.path.join(os.path.realpath(os.path.dirname(exe)), os.path.basename(exe))
         if os.geteuid() == 0:
             self.user: int | None = NOBODY if user is None else user
             if self.user == 0:
