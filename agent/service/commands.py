@@ -107,6 +107,6 @@ def _parse_run(words: list[str], known_targets: set[str], default_target: str) -
         else:
             raise CommandError(f"unknown option {word[:40]!r}")
         i += 1
-    if target not in known_targets:
-        raise CommandError(f"unknown target {target[:40]!r}; known: {', '.join(sorted(known_targets))}")
+    if target not in known_targets and target != "all":
+        raise CommandError(f"unknown target {target[:40]!r}; known: {', '.join(sorted(known_targets))}, or all")
     return Run(model=model, target=target, approve=approve, dry_run=dry_run)

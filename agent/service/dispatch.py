@@ -68,17 +68,22 @@ class Dispatcher:
         if isinstance(cmd, Run):
             # Chat waits for a human before publishing unless told not to; issues publish directly.
             publish = "dry_run" if cmd.dry_run else ("approval" if source == "chat" and not cmd.approve else "auto")
-            request = {"model": cmd.model, "target": cmd.target, "publish": publish, "by": user,
-                       "authorize": authorize,
-                       # Untrusted: it reaches an LLM prompt only as a quoted block, never a shell.
-                       ("chat_text" if source == "chat" else "issue_text"): self.redact(text)[:4000]}
-            job, created = self.queue.enqueue(trigger_key=trigger_key, subject=f"{cmd.target}|{cmd.model}",
-                                              source=source, request=request, reply=reply,
-                                              authorized=authorize is None)
-            if created:
+            targets = sorted(self.known_targets) if cmd.target == "all" else [cmd.target]
+            lines, first, any_created = [], None, False
+            for target in targets:  # `all`: one job per target, each its own subject, queue slot and reply
+                request = {"model": cmd.model, "target": target, "publish": publish, "by": user,
+                           "authorize": authorize,
+                           # Untrusted: it reaches an LLM prompt only as a quoted block, never a shell.
+                           ("chat_text" if source == "chat" else "issue_text"): self.redact(text)[:4000]}
+                key = trigger_key if len(targets) == 1 else f"{trigger_key}:{target}"
+                job, created = self.queue.enqueue(trigger_key=key, subject=f"{target}|{cmd.model}", source=source,
+                                                  request=request, reply=reply, authorized=authorize is None)
+                first, any_created = first or job, any_created or created
+                lines.append(f"queued job `{job.id}`: {cmd.model} → {target} ({publish})" if created
+                             else f"already on it: {describe(job)}")
+            if any_created:
                 self.wake()
-                return Answer(f"queued job `{job.id}`: {cmd.model} → {cmd.target} ({publish})", job, True)
-            return Answer(f"already on it: {describe(job)}", job, False)
+            return Answer("\n".join(lines), first, any_created)
         # Not found and not ours look the same: ids and thread ids are guessable.
         job = self.queue.find(cmd.job, lambda j: belongs(j, source, reply))
         if job is None:

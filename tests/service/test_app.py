@@ -150,3 +150,16 @@ def test_delivery_that_fails_to_be_handled_can_be_redelivered(client, monkeypatc
         client.post("/webhooks/github", **req)
     monkeypatch.undo()
     assert client.post("/webhooks/github", **req).status_code == 202
+
+
+def test_target_all_queues_one_job_per_target(client):
+    from tools.targets import names
+
+    r = client.post("/chatops", json={"text": "/onboard cwm --target all", "request_id": "fan"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    jobs = client.service.queue.list(limit=50)
+    assert sorted(j.request["target"] for j in jobs) == names()
+    assert len({j.subject for j in jobs}) == len(names())  # each target has its own queue slot
+    # The same request again joins the jobs already queued: nothing new.
+    client.post("/chatops", json={"text": "/onboard cwm --target all", "request_id": "fan"}, headers=AUTH)
+    assert len(client.service.queue.list(limit=50)) == len(names())
