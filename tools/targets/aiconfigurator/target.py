@@ -141,6 +141,8 @@ class AIConfiguratorTarget(BaseTarget):
         if hf_id:
             files.append(f"{reg.configs_dir}/{writer.config_file_name(hf_id)}")
         if d["situation"] == "S3":
+            why = "; ".join(d["hard"] + d["soft"]) or "; ".join(p.missing if p else [])
+            notes.insert(0, f"S3: no family counts every layer kind of {d['arch']} — nearest {d['family']}: {why}")
             return Plan(situation="S3", files=files + [f"{reg.sdk}/models/"], notes=notes, needs_llm=True,
                         checklist=S3_CHECKLIST)
         return Plan(situation=d["situation"], files=files, notes=notes, checklist=[

@@ -95,8 +95,8 @@ def new_branch(ws: Path, reg: Registry, arch: str, plan: ParserPlan) -> str:
     indent = head[: len(head) - len(head.lstrip())]
     inner = indent + "    "
     new = [f"{indent}elif architecture == {json.dumps(arch)}:",
-           f"{inner}# {arch}: the {' / '.join(b.archs)} layer mix; its config gives the layer pattern as a",
-           f"{inner}# scalar interval, expanded here into the per-layer list the shared body reads."]
+           f"{inner}# {arch}: the layer mix of the {b.archs[0]} branch; its config gives the",
+           f"{inner}# layer pattern as a scalar interval, expanded here into the per-layer list that body reads."]
     for key, (nth, other) in plan.normalise.items():
         new += [f"{inner}if not isinstance(config.get(\"layer_types\"), list) and config.get({json.dumps(key)}):",
                 f"{inner}    interval = int(config[{json.dumps(key)}])",
@@ -113,6 +113,10 @@ def new_branch(ws: Path, reg: Registry, arch: str, plan: ParserPlan) -> str:
 
 
 def _py(value) -> str:
+    """A Python literal in the file's style: double-quoted strings (json spells them so), repr otherwise."""
+    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, (str, int)) and not isinstance(v, bool)
+                                                                  for v in value)):
+        return json.dumps(value)
     return repr(value)
 
 
