@@ -20,7 +20,7 @@ from sandboxes.envs import SandboxEnv
 from tools.targets.aiconfigurator import families as fam
 from tools.targets.aiconfigurator import registry as regmod
 from tools.targets.aiconfigurator import writer
-from tools.targets.aiconfigurator.checks import expected_fields, family_fit, job_spec
+from tools.targets.aiconfigurator.checks import TEST_PATHS, expected_fields, family_fit, job_spec
 from tools.targets.base import (REPO_ROOT, Applied, BaseTarget, Candidate, Check, JobContext, Plan, PRMeta,
                                  VerifyReport)
 
@@ -242,11 +242,12 @@ class AIConfiguratorTarget(BaseTarget):
 
     def pr_meta(self, analysis: dict, candidate: Candidate, workspace: Path, report=None) -> PRMeta:
         arch = candidate.params.get("arch") or architecture(analysis)
+        args = " ".join(job_spec(analysis, arch, False)["estimate_args"])
         return PRMeta(title=f"feat(models): support {arch} ({candidate.params.get('family')} family)",
                       key=analysis["model_type"], display_name=arch, reproduce=[
-                          "pytest -o addopts='' tests/unit/sdk/test_utils.py tests/unit/sdk/models tests/unit/sdk/backends",
-                          "python -m aiconfigurator.main cli estimate --model-path MODEL_DIR --system h200_sxm "
-                          "--backend trtllm --isl 1024 --osl 256 --batch-size 8 --tp-size 2 --database-mode HYBRID"])
+                          "pytest -o addopts='' " + " ".join(TEST_PATHS),
+                          f"python -m aiconfigurator.main cli estimate --model-path MODEL_DIR {args} "
+                          "--database-mode HYBRID"])
 
 
 def _spare_hybrid(design: dict) -> bool:
