@@ -75,6 +75,11 @@ class AIConfiguratorTarget(BaseTarget):
         super().__init__(Path(cache_dir) / "aiconfigurator")
         self.hf_id = hf_id or AIConfiguratorSettings().hf_id
 
+    def references(self):
+        from tools.targets.aiconfigurator.references import AIConfiguratorReferences
+
+        return AIConfiguratorReferences()
+
     # -- reading -----------------------------------------------------------------------------------------
     def checkpoint_id(self, analysis: dict) -> str | None:
         named = self.hf_id or (analysis.get("raw_text_config") or {}).get("_name_or_path") or ""
