@@ -182,3 +182,31 @@ def test_pr_meta_names_the_architecture_and_family(ws, tmp_path):
     meta = t.pr_meta(a, cand, ws)
     assert meta.key == "qwen3_next" and "Qwen3NextForCausalLM" in meta.title and "QWEN35" in meta.title
     assert not any("/work" in r or "/tmp" in r for r in meta.reproduce)
+
+
+def test_a_vlm_with_nested_text_config_is_s2_and_registers_the_nesting(ws, tmp_path):
+    layer_types = ["linear_attention"] * 3 + ["full_attention"]
+    raw = {"architectures": ["Qwen3_6MoeForConditionalGeneration"], "model_type": "qwen3_6_moe",
+           "vision_config": {"depth": 2, "hidden_size": 64},
+           "text_config": {"model_type": "qwen3_6_moe_text", "num_hidden_layers": 8, "hidden_size": 1024,
+                           "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 128,
+                           "vocab_size": 1000, "max_position_embeddings": 4096, "layer_types": layer_types * 2,
+                           "linear_num_key_heads": 8, "linear_key_head_dim": 64, "linear_num_value_heads": 16,
+                           "linear_value_head_dim": 64, "linear_conv_kernel_dim": 4, "num_experts": 16,
+                           "num_experts_per_tok": 2, "moe_intermediate_size": 256,
+                           "shared_expert_intermediate_size": 256},
+           "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}}
+    t = target(tmp_path, hf_id="org/Qwen3.6-MoE")
+    a = analysis_of(raw)
+    plan = t.plan(a, ws)
+    assert plan.situation == "S2" and any("MULTIMODAL_TEXT_CONFIG_KEY" in n for n in plan.notes)
+    assert any(n.startswith("quantization") for n in plan.notes)
+    [cand] = t.candidates(a, ws, 3)
+    t.apply(cand, a, ws, ctx(tmp_path))
+    reg = regmod.read(ws)
+    assert reg.text_config_key["Qwen3_6MoeForConditionalGeneration"] == "text_config"
+    assert "Qwen3_6MoeForConditionalGeneration" in reg.branch_for("Qwen3_5MoeForConditionalGeneration").archs
+    packaged = json.loads((ws / reg.configs_dir / "org--Qwen3.6-MoE_config.json").read_text())
+    parsed = parse_in_fixture(ws, packaged)
+    assert parsed["layers"] == 8 and parsed["extra_params"].count("full_attention") == 2
+    assert pytest_in_fixture(ws, "tests/unit/sdk/test_utils.py").returncode == 0

@@ -52,7 +52,10 @@ def architecture(analysis: dict) -> str:
 
 
 def full_config(analysis: dict) -> dict:
-    """The config as the checkpoint ships it, rebuilt from the analysis (nested text_config put back)."""
+    """The config as the checkpoint ships it: the whole raw config when the analysis carries it, else
+    rebuilt from the text config (a VLM's top-level vision_config and quantization_config are then lost)."""
+    if isinstance(analysis.get("raw_config"), dict):
+        return dict(analysis["raw_config"])
     text = dict(analysis.get("raw_text_config") or {})
     key = analysis.get("text_config_key")
     if not key:
@@ -138,6 +141,9 @@ class AIConfiguratorTarget(BaseTarget):
             notes.append(f"config lacks what the branch reads: {', '.join(p.missing)}")
         if p and p.text_key:
             notes.append(f"nested {p.text_key}: MULTIMODAL_TEXT_CONFIG_KEY needs the architecture")
+        if analysis.get("quantization"):  # config.json's quantization_config or hf_quant_config.json's block
+            notes.append(f"quantization {analysis['quantization']}: kept in the packaged config, which the "
+                         "estimator reads for its default quant modes")
         hf_id = self.checkpoint_id(analysis)
         if not hf_id:
             notes.append("no checkpoint id (set ONBOARD_AIC_HF_ID=Org/Model): the packaged config and the "
@@ -203,6 +209,9 @@ class AIConfiguratorTarget(BaseTarget):
                 notes.append(f"{rel} already packaged: kept as is")
             else:
                 files.append(writer.write_config(workspace, reg, hf_id, full_config(analysis)))
+                if analysis.get("text_config_key") and "raw_config" not in analysis:
+                    notes.append(f"{rel}: rebuilt from the nested text config; the checkpoint's top-level "
+                                 "vision_config/quantization_config were not available to copy")
             files.append(writer.add_default_model(workspace, regmod.read(workspace), hf_id))
         else:
             notes.append("no checkpoint id: packaged config and DefaultHFModels entry skipped")
