@@ -112,11 +112,9 @@ class AIConfiguratorTarget(BaseTarget):
         if family is None:
             family = mapped or self._first_workable(analysis, workspace, rows) or (rows[0][0] if rows else None)
         row = next((r for r in rows if r[0] == family), (family, [], []))
-        fits = not row[1] and (family in fam.PROFILES or mapped == family)
+        fits = family is not None and not row[1] and (family in fam.PROFILES or mapped == family)
         pplan = fam.parser_plan(reg, family, arch, analysis) if family else None
-        if not fits:
-            situation = "S3"
-        elif pplan.how == "missing":
+        if not fits or pplan.how == "missing":
             situation = "S3"
         elif pplan.how == "new_branch" or pplan.text_key:
             situation = "S2"
@@ -134,7 +132,8 @@ class AIConfiguratorTarget(BaseTarget):
             notes.append(f"family {name}: " + ("; ".join(hard + soft) if hard or soft else "counts every layer kind"))
         notes.append(f"chosen family: {d['family']} ({d['situation']})")
         if p and p.branch:
-            notes.append(f"closest parser branch: {' / '.join(p.branch.archs)} (reads {', '.join(p.branch.required + p.branch.optional) or 'nothing'})")
+            reads = ", ".join(p.branch.required + p.branch.optional) or "nothing"
+            notes.append(f"closest parser branch: {' / '.join(p.branch.archs)} (reads {reads})")
         if p and p.normalise:
             notes.append(f"parser must expand {', '.join(p.normalise)} into layer_types")
         if p and p.missing:
