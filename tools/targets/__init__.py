@@ -14,6 +14,7 @@ REGISTRY = {
     "optimum-intel": "tools.targets.optimum_intel:Target",
     "flashinfer-bench": "tools.targets.flashinfer_bench:Target",
     "veomni": "tools.targets.veomni:Target",
+    "aiconfigurator": "tools.targets.aiconfigurator:Target",
 }
 DEFAULT_TARGET = "optimum-intel"
 
