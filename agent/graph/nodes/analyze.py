@@ -19,5 +19,6 @@ def analyze(state: OnboardState, deps: Deps) -> dict:
     analysis = analyze_config(raw).model_dump(mode="json")
     text_key = analysis.get("text_config_key")
     analysis["raw_text_config"] = raw.get(text_key, raw) if text_key else raw
+    analysis["raw_config"] = raw  # whole, for targets that package or price the checkpoint's own config
     deps.progress(f"{analysis['model_type']}: {analysis['kind']}, features {', '.join(analysis['features'])}")
     return {"analysis": analysis, **timed("analyze", t)}

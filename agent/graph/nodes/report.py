@@ -49,6 +49,6 @@ def report(state: OnboardState, deps: Deps) -> dict:
     doc = {k: final.get(k) for k in REPORT_KEYS}
     doc["target"] = deps.target.describe()
     doc["request"] = {k: v for k, v in state.get("request", {}).items() if k != "mirror"}
-    doc["analysis"] = {k: v for k, v in state.get("analysis", {}).items() if k != "raw_text_config"}
+    doc["analysis"] = {k: v for k, v in state.get("analysis", {}).items() if k not in ("raw_text_config", "raw_config")}
     (Path(state["job_dir"]) / "report.json").write_text(json.dumps(doc, indent=2, default=str))
     return update
