@@ -69,7 +69,10 @@ def after_tiny(state: OnboardState) -> NodeName:
 def after_verify(state: OnboardState, deps: Deps) -> NodeName:
     if state["verification"]["passed"]:
         return "publish"
-    if state["candidate_index"] + 1 < len(state["candidates"]):
+    # A candidate the repository's own tests refused passed every cheaper check: the next base would meet
+    # the same tests (what they compare rarely depends on the base), so a refusal costs one test run.
+    tests_refused = state["verification"].get("failed_stage") == "tests" and not deps.settings.retry_after_tests
+    if state["candidate_index"] + 1 < len(state["candidates"]) and not tests_refused:
         return "next_candidate"
     if not deps.llm.configured:
         return "report"

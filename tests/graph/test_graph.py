@@ -156,3 +156,29 @@ def test_no_host_path_in_the_pr_body_or_commit(env):
     for text in (body, message):
         leaked = [r for r in roots if r in text]
         assert not leaked, f"host paths {leaked} in:\n{text}"
+
+
+def test_a_candidate_refused_by_the_repository_tests_ends_the_deterministic_search(env):
+    """The repository's tests run once per refusal: the next base would meet the same tests."""
+    settings, repos, initial = env
+
+    class TestsRefuse(ScriptedTarget):
+        def verify(self, cand, analysis, ws, ctx, sandbox, run_tests):
+            from tools.targets.base import Check, VerifyReport
+
+            self.verified.append(cand.id)
+            return VerifyReport.from_checks([Check(name="compare", stage="compare", status="passed"),
+                                             Check(name="tests:t.py", stage="tests", status="failed", detail="1 failed")],
+                                            score=1e-7)
+
+    target = TestsRefuse(set())
+    state, _ = drive(settings, _deps(settings, repos, target), initial["thread_id"], initial)
+    assert target.verified == ["alias:a"] and state["outcome"] in ("refused", "needs_llm")
+    target2 = TestsRefuse(set())
+    from tests.fakes.graph_job import local_job  # a fresh job for the second setting
+    s2, r2, init2 = local_job(settings.data_dir.parent / "second", "scripted", {"model_type": "newmodel",
+                              "architectures": ["NewModelForCausalLM"], "hidden_size": 64, "num_hidden_layers": 2,
+                              "num_attention_heads": 4, "vocab_size": 1000}, {"registry.py": "REGISTERED = None\n"})
+    s2 = s2.model_copy(update={"retry_after_tests": True})
+    drive(s2, _deps(s2, r2, target2), init2["thread_id"], init2)
+    assert target2.verified == ["alias:a", "alias:b", "alias:c"]
