@@ -19,6 +19,11 @@ import time
 import traceback
 from pathlib import Path
 
+try:  # as the sandbox runs it: /job (this directory) is the script's own path
+    import experts
+except ImportError:  # imported by the project's tests
+    from sandboxes.targets.optimum_intel import experts
+
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    "]
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 
@@ -112,6 +117,44 @@ class _EagerReference:
             return self.get()(**feeds, use_cache=False).logits
 
 
+MAX_EXTRA_BATCHES = 8
+
+
+def _expert_coverage(pt_model, ov_model, batch: dict, moe: tuple[int, int], tol: float) -> dict:
+    """Parity only counts for the experts it reached: add random batches (compared too) until every
+    expert of every MoE layer was selected, or fail naming the idle ones."""
+    import torch
+
+    n_experts, topk = moe
+    cov = experts.Coverage(pt_model, n_experts, topk)
+    vocab = pt_model.config.get_text_config().vocab_size
+    worst, extra = 0.0, 0
+    try:
+        with torch.no_grad():
+            pt_model(**batch)
+            while cov.idle() and extra < MAX_EXTRA_BATCHES:
+                feeds = experts.random_batch(vocab, seed=extra)
+                pt = pt_model(**_as_generate_feeds(pt_model, feeds)).logits
+                ov = torch.as_tensor(ov_model(**_as_generate_feeds(pt_model, feeds)).logits)
+                worst = max(worst, float((pt - ov).abs().max()))
+                extra += 1
+    finally:
+        cov.close()
+    summary = cov.summary()
+    if not cov.used:
+        return _check("expert_coverage", "failed", f"no router found among the modules of a {n_experts}-expert "
+                      "model: which experts the inputs reached is unknown", **summary)
+    ok = not summary["idle"] and worst <= tol
+    detail = (f"every one of {n_experts} experts selected in each of {summary['layers']} MoE layers"
+              f" ({extra} extra batch(es), max |Δlogits| {worst:.3g} on them)" if not summary["idle"] else
+              f"{len(summary['idle'])} MoE layer(s) left experts idle after {extra} extra batches: "
+              f"{dict(list(summary['idle'].items())[:3])}")
+    if not summary["idle"] and worst > tol:
+        detail += f" > tolerance {tol:g}"
+    return _check("expert_coverage", "passed" if ok else "failed", detail, extra_batches=extra,
+                  extra_max_abs_diff=worst, **summary)
+
+
 def parity(spec: dict) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -169,6 +212,10 @@ def parity(spec: dict) -> dict:
                          max_abs_diff=worst,
                          first_divergence=first, batch=2, left_padding=True, reference=reference,
                          default_max_abs_diff=default_worst))
+
+    moe = experts.moe_shape(pt_model.config)
+    if moe:
+        checks.append(_expert_coverage(pt_model, ov_model, batch, moe, tol))
 
     # Greedy decoding, prompt by prompt, then the padded batch.
     mismatches = []

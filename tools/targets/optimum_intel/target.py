@@ -32,7 +32,7 @@ NON_DENSE = {"moe", "mla", "ssm", "linear_attention", "vlm"}
 ENV = SandboxEnv(name="optimum-intel", dir=REPO_ROOT / "sandboxes" / "targets" / "optimum_intel")
 JOB = ENV.job_path
 # Which stage each check of the in-sandbox job belongs to (tests:<file> checks are "tests").
-COMPARE_CHECKS = {"logits_parity", "greedy_tokens", "batch_left_padding", "long_sequence_parity"}
+COMPARE_CHECKS = {"logits_parity", "expert_coverage", "greedy_tokens", "batch_left_padding", "long_sequence_parity"}
 
 
 def stage_of(name: str) -> Stage:

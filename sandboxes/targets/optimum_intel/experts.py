@@ -1,0 +1,76 @@
+"""Which experts of a tiny MoE model the parity inputs actually reach (runs inside the sandbox).
+
+A parity check on inputs that route every token to the same few experts says nothing about the
+others: an expert that is never selected can be exported wrongly and still "pass". Routers are found
+by their output (router logits over all experts, or the selected expert indices), counted per layer
+with forward hooks, and the job adds inputs until every expert of every MoE layer was selected.
+"""
+
+from __future__ import annotations
+
+EXPERT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
+TOPK_KEYS = ("num_experts_per_tok", "moe_topk", "moe_k", "top_k")
+
+
+def moe_shape(config) -> tuple[int, int] | None:
+    """(experts per MoE layer, experts per token) from the model's text config, or None for a dense model."""
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    experts = next((getattr(cfg, k) for k in EXPERT_KEYS if isinstance(getattr(cfg, k, None), int)), 0)
+    topk = next((getattr(cfg, k) for k in TOPK_KEYS if isinstance(getattr(cfg, k, None), int)), 0)
+    return (experts, max(1, topk)) if experts and experts > 1 else None
+
+
+def _selected(output, experts: int, topk: int):
+    """The expert indices a router output selects, or None when the output is not a router's."""
+    import torch
+
+    parts = output if isinstance(output, (tuple, list)) else (output,)
+    ints = [p for p in parts if torch.is_tensor(p) and not p.is_floating_point() and p.numel()]
+    for p in ints:  # routers that return the chosen indices
+        if p.shape[-1] == topk and int(p.max()) < experts:
+            return p.reshape(-1)
+    for p in parts:  # routers that return logits (or probabilities) over all experts
+        if torch.is_tensor(p) and p.is_floating_point() and p.dim() >= 2 and p.shape[-1] == experts:
+            return p.reshape(-1, experts).topk(topk, dim=-1).indices.reshape(-1)
+    return None
+
+
+class Coverage:
+    """Forward hooks on every module that looks like a router; `used[name]` is the set of experts hit."""
+
+    def __init__(self, model, experts: int, topk: int):
+        self.experts, self.topk = experts, topk
+        self.used: dict[str, set[int]] = {}
+        self._hooks = []
+        for name, module in model.named_modules():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf in ("gate", "router") or leaf.endswith("_router") or leaf.endswith("_gate"):
+                self._hooks.append(module.register_forward_hook(self._hook(name)))
+
+    def _hook(self, name: str):
+        def record(module, args, output):
+            chosen = _selected(output, self.experts, self.topk)
+            if chosen is not None:
+                self.used.setdefault(name, set()).update(int(i) for i in chosen.tolist())
+        return record
+
+    def idle(self) -> dict[str, list[int]]:
+        return {name: sorted(set(range(self.experts)) - got) for name, got in self.used.items()
+                if len(got) < self.experts}
+
+    def summary(self) -> dict:
+        return {"layers": len(self.used), "experts": self.experts, "top_k": self.topk,
+                "min_used": min((len(v) for v in self.used.values()), default=0), "idle": self.idle()}
+
+    def close(self) -> None:
+        for h in self._hooks:
+            h.remove()
+
+
+def random_batch(vocab: int, seed: int, rows: int = 2, length: int = 24) -> dict:
+    """More tokens for the routers to spread: ids drawn inside the vocabulary, no padding."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab, (rows, length), generator=g)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
