@@ -20,6 +20,12 @@ def moe_shape(config) -> tuple[int, int] | None:
     return (experts, max(1, topk)) if experts and experts > 1 else None
 
 
+def has_experts(model) -> bool:
+    """A config may name an expert count the model does not use (doge keeps num_experts with is_moe off):
+    only a model with expert modules is checked."""
+    return any(name.rsplit(".", 1)[-1] in ("experts", "expert") for name, _ in model.named_modules())
+
+
 def _selected(output, experts: int, topk: int):
     """The expert indices a router output selects, or None when the output is not a router's."""
     import torch

@@ -213,7 +213,7 @@ def parity(spec: dict) -> dict:
                          first_divergence=first, batch=2, left_padding=True, reference=reference,
                          default_max_abs_diff=default_worst))
 
-    moe = experts.moe_shape(pt_model.config)
+    moe = experts.moe_shape(pt_model.config) if experts.has_experts(pt_model) else None
     if moe:
         checks.append(_expert_coverage(pt_model, ov_model, batch, moe, tol))
 

@@ -69,3 +69,17 @@ def test_an_idle_expert_fails_the_check_and_is_named(model):
     assert check["status"] == "failed"
     assert check["metrics"]["extra_batches"] == 8  # it tried more inputs before giving up
     assert all(idle == [3] for idle in check["metrics"]["idle"].values()) and len(check["metrics"]["idle"]) == 2
+
+
+def test_a_config_that_names_experts_without_using_them_is_not_checked():
+    from transformers import DogeConfig, DogeForCausalLM
+
+    cfg = DogeConfig(vocab_size=200, hidden_size=32, intermediate_size=32, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2, num_experts=4, is_moe=False)
+    dense = DogeForCausalLM(cfg).eval()
+    assert experts.moe_shape(dense.config) == (4, 2) or experts.moe_shape(dense.config)
+    assert not experts.has_experts(dense)
+
+
+def test_a_moe_model_has_experts(model):
+    assert experts.has_experts(model)
