@@ -13,6 +13,7 @@ from tools.errors import UserError
 REGISTRY = {
     "optimum-intel": "tools.targets.optimum_intel:Target",
     "flashinfer-bench": "tools.targets.flashinfer_bench:Target",
+    "nemo-automodel": "tools.targets.nemo_automodel:Target",
 }
 DEFAULT_TARGET = "optimum-intel"
 

@@ -123,6 +123,9 @@ def derive(workspace: Path, names: Names, edits: list[tuple[str, dict]]) -> Deri
     layers, model = f"{MODELS}/{names.new_type}/layers.py", f"{MODELS}/{names.new_type}/model.py"
     adapter = f"{MODELS}/{names.new_type}/state_dict_adapter.py"
     for name, params in edits:
+        missing = [f for f in (layers, model, adapter) if f not in out.files]
+        if missing:
+            raise DeriveError(f"{names.base_type} has no {', '.join(Path(f).name for f in missing)}: edits need them")
         if name == "drop_qk_norm":
             drop_qk_norm(out.files, layers)
         elif name == "projection_bias":

@@ -73,6 +73,10 @@ def structure(model_type: str) -> dict[str, tuple[object, str]]:
     softmax_first = _line(src, r"softmax\(router_logits")
     out["router"] = ("softmax_topk" if softmax_first else "other",
                      softmax_first or (_line(src, r"router_logits") or "no router_logits"))
+    linear = _line(src, r"self\.linear_attn\s*=")
+    out["linear_attention"] = (linear is not None, linear or "no linear-attention mixer")
+    gated = _line(src, r"\*\s*torch\.sigmoid\(gate")
+    out["attn_output_gate"] = (gated is not None, gated or "no gate on the attention output")
     sliding = _line(src, r"sliding_attention")
     out["sliding_window_layers"] = (sliding is not None, sliding or "no sliding_attention layers")
     return out
