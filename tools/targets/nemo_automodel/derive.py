@@ -8,6 +8,7 @@ has moved on and the difference goes to the implementer instead of being written
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,6 @@ class Names:
     base_prefix: str  # Qwen3Moe
     new_type: str  # qwen2_moe
     new_prefix: str  # Qwen2Moe
-    base_display: str = ""
-    new_display: str = ""
 
 
 @dataclass
@@ -39,10 +38,27 @@ def prefix_of(arch: str) -> str:
     return re.sub(r"For(CausalLM|ConditionalGeneration)$", "", arch)
 
 
+def _words(prefix: str) -> list[str]:
+    return re.findall(r"[A-Z][a-z]*\d*(?:_\d+)?|\d+", prefix) or [prefix]
+
+
 def _rename(text: str, n: Names) -> str:
     text = text.replace(n.base_prefix, n.new_prefix).replace(n.base_type, n.new_type)
-    if n.base_display and n.new_display:
-        text = text.replace(n.base_display, n.new_display)
+    # Prose spells the name with separators ("Qwen3-MoE", "Qwen3 MoE"): rename those too, keeping the separator.
+    old, new = _words(n.base_prefix), _words(n.new_prefix)
+    if len(old) > 1 and len(old) == len(new):
+        pattern = re.compile("([-_ ]?)".join(f"({re.escape(w)})" for w in old), re.I)
+
+        def sub(m: re.Match) -> str:
+            out = []
+            for i, word in enumerate(new):
+                seen = m.group(2 * i + 1)
+                out.append(seen if seen.lower() == word.lower() else word)  # keep "MoE" as the text spells it
+                if i < len(new) - 1:
+                    out.append(m.group(2 * i + 2))
+            return "".join(out)
+
+        text = pattern.sub(sub, text)
     return text
 
 
@@ -135,6 +151,11 @@ def derive(workspace: Path, names: Names, edits: list[tuple[str, dict]]) -> Deri
         else:
             raise DeriveError(f"no edit named {name!r}")
         out.notes.append(f"{name}: {params.get('evidence', '')}".strip())
+    for rel, text in out.files.items():  # an edit that leaves broken Python is a failed derivation
+        try:
+            ast.parse(text)
+        except SyntaxError as exc:
+            raise DeriveError(f"{rel}: the edits leave invalid Python (line {exc.lineno}: {exc.msg})") from None
     return out
 
 
