@@ -10,6 +10,7 @@ Prints one JSON line: {"checks": [...], "timings": {...}}.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -96,8 +97,12 @@ def _nemo_model(arch: str, config, torch):
     cls = getattr(importlib.import_module(module), cls_name)
     backend = BackendConfig(attn="sdpa", linear="torch", rms_norm="torch_fp32", experts="torch",
                             dispatcher="torch", enable_hf_state_dict_adapter=True)
-    model = cls.from_config(config, backend=backend)
-    model.initialize_weights(buffer_device=torch.device("cpu"), dtype=torch.float32)
+    model = cls(config, backend=backend)  # as the repository's model_init does: model_cls(hf_config, **kwargs)
+    # NeMo-native classes take a buffer device (their rotary cache); transformers-based ones need nothing:
+    # the checkpoint is loaded over every weight next.
+    init = getattr(model, "initialize_weights", None)
+    if init is not None and "buffer_device" in inspect.signature(init).parameters:
+        init(buffer_device=torch.device("cpu"), dtype=torch.float32)
     return model.float(), f"{module}.{cls_name}"
 
 
@@ -114,8 +119,10 @@ def _config(spec, tiny: dict):
     config = custom(**data) if custom else AutoConfig.for_model(tiny["model_type"], **data)
     config._attn_implementation = "eager"
     # Without this the adapter and model default to bf16 and the round trip is off by ~2e-4.
-    config.torch_dtype = "float32"
-    config.dtype = "float32"
+    import torch
+
+    config.torch_dtype = torch.float32  # a dtype, not a string: some classes call model.to(config.torch_dtype)
+    config.dtype = torch.float32
     return config
 
 
@@ -142,7 +149,8 @@ def run(spec: dict) -> dict:
         hf_sd = _load_on_disk(hf, Path(tmp))
     timings["reference"] = time.monotonic() - t0
     try:
-        model, where = _nemo_model(arch, config, torch)
+        # A fresh config: building the transformers model rewrites config.dtype as a string.
+        model, where = _nemo_model(arch, _config(spec, tiny), torch)
     except Exception as exc:  # the candidate's code: any failure is a finding, reported in one line
         checks.append(_check("build", False, f"{type(exc).__name__}: {str(exc)[:300]}"))
         return {"checks": checks, "timings": timings}

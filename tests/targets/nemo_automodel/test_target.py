@@ -77,3 +77,13 @@ def test_a_vlm_is_planned_for_the_implementer(tmp_path):
     plan = target.plan(analysis, ws)
     assert plan.needs_llm and any(n.startswith("VLM:") for n in plan.notes)
     assert target.candidates(analysis, ws, 3) == []
+
+
+def test_an_unregistered_implementation_of_the_architecture_is_registered_as_is(tmp_path):
+    ws, target, analysis = fixture_repo(tmp_path), _target(tmp_path), analysis_of(QWEN3_DENSE)
+    own = ws / "nemo_automodel/components/models/qwen3"
+    own.mkdir()
+    (own / "__init__.py").write_text("")
+    (own / "model.py").write_text('"""Fixture: present but unregistered."""\n\nModelClass = Qwen3ForCausalLM\n')
+    cand = target.candidates(analysis, ws, 3)[0]
+    assert cand.id == "alias:qwen3" and cand.params["module"] == "nemo_automodel.components.models.qwen3.model"

@@ -8,13 +8,14 @@ difference handed to the implementer with its evidence line.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools.targets.base import Candidate
 from tools.targets.nemo_automodel import features as F
 from tools.targets.nemo_automodel.derive import DeriveError, Names, derive, prefix_of
-from tools.targets.nemo_automodel.registry import MODELS, arch_mapping
+from tools.targets.nemo_automodel.registry import MODELS, arch_mapping, model_dirs
 
 
 @dataclass
@@ -82,6 +83,22 @@ def _plan_edits(m: Match, diffs: dict) -> None:
     m.open += [f"{k}: base {b!r}, new {n!r} ({ev})" for k, (b, n, ev) in diffs.items()]
 
 
+def _bases(workspace: Path) -> dict[str, tuple[str, str]]:
+    """Registered architectures, plus model directories whose `ModelClass` no registry entry points to
+    (an implementation present but unregistered is the closest one there can be)."""
+    bases = dict(arch_mapping(workspace))
+    registered = {module for module, _ in bases.values()}
+    for d in sorted(model_dirs(workspace)):
+        module = f"nemo_automodel.components.models.{d}.model"
+        path = workspace / MODELS / d / "model.py"
+        if module in registered or not path.is_file():
+            continue
+        found = re.search(r"^ModelClass\s*=\s*(\w+)\s*$", path.read_text(encoding="utf-8"), re.M)
+        if found and found.group(1) not in bases:
+            bases[found.group(1)] = (module, found.group(1))
+    return bases
+
+
 def _tie_only_untied(workspace: Path, base_dir: str) -> bool:
     path = workspace / MODELS / base_dir / "model.py"
     return path.is_file() and "TieSupport.UNTIED_ONLY" in path.read_text(encoding="utf-8")
@@ -98,7 +115,7 @@ def matches(analysis: dict, workspace: Path, kind: str) -> list[Match]:
     if not new:
         return []
     out = []
-    for arch, (module, cls) in arch_mapping(workspace).items():
+    for arch, (module, cls) in _bases(workspace).items():
         parts = module.split(".")
         base_dir = parts[parts.index("models") + 1] if "models" in parts else None
         hf_type = _hf_type_of(arch)
@@ -120,6 +137,8 @@ def matches(analysis: dict, workspace: Path, kind: str) -> list[Match]:
         _plan_edits(m, diffs)
         # Fewer differences first; a dense model on a MoE base (its dense path) ranks after a dense base.
         m.score = len(m.edits) + 3 * len(m.open) + (0.5 if kind == "dense" and base_kind == "moe" else 0)
+        if arch == arch_of(analysis) and not m.edits and not m.open:
+            m.score = -1  # the architecture's own implementation, present but unregistered
         out.append(m)
     return sorted(out, key=lambda m: (m.score, m.base_dir != analysis["model_type"], m.base_dir))
 
