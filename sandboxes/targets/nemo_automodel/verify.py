@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -161,12 +162,21 @@ def run(spec: dict) -> dict:
         return {"checks": checks, "timings": timings}
     mutate = spec.get("mutate")
 
+    n_experts = int(tiny.get("num_experts") or tiny.get("num_local_experts") or tiny.get("n_routed_experts") or 0)
+    if n_experts:
+        # What the adapter must read is the checkpoint as written: one tensor per expert, not the fused
+        # in-memory parameters of transformers 5.
+        per_expert = {int(k.split(".experts.")[1].split(".")[0]) for k in hf_sd if re.search(r"\.experts\.\d+\.", k)}
+        fused = sorted(k for k in hf_sd if re.search(r"\.experts\.(gate_up_proj|down_proj)$", k))
+        ok = per_expert == set(range(n_experts)) and not fused
+        checks.append(_check("on_disk_layout", ok, f"experts {sorted(per_expert)} written one by one" if ok
+                             else f"per-expert indices {sorted(per_expert)}, fused tensors {fused[:2]}"))
+
     # 1. provenance of every tensor, on a state dict whose elements are numbered
     tagged, index = tag_state_dict(hf_sd, torch)
     native_tagged = adapter.from_hf(_mutate(tagged, mutate))
     checks.append(check_provenance(tagged, index, native_tagged, dict(model.state_dict()), torch,
-                                   n_experts=int(tiny.get("num_experts") or tiny.get("num_local_experts")
-                                                 or tiny.get("n_routed_experts") or 0)))
+                                   n_experts=n_experts))
 
     # 2. key map, load, exact round trip
     native = adapter.from_hf(_mutate(dict(hf_sd), mutate))
