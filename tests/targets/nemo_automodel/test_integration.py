@@ -48,6 +48,9 @@ def _onboard(tmp_path, ws, analysis, sandbox, expect: str, run_tests: bool = Tru
 
 
 def _assert_onboarded(report):
+    # The measurements, for the record (`pytest -s`): parity, and how long the sandbox took.
+    print(f"\n{report.score_label} = {report.score!r}; checks: "
+          + ", ".join(f"{c.name}={c.status}" for c in report.checks) + f"; timings: {report.timings}")
     failed = [(c.name, c.detail) for c in report.checks if c.status != "passed"]
     assert report.passed and not failed, failed
     assert report.check("round_trip").status == "passed"

@@ -87,3 +87,14 @@ def test_an_unregistered_implementation_of_the_architecture_is_registered_as_is(
     (own / "model.py").write_text('"""Fixture: present but unregistered."""\n\nModelClass = Qwen3ForCausalLM\n')
     cand = target.candidates(analysis, ws, 3)[0]
     assert cand.id == "alias:qwen3" and cand.params["module"] == "nemo_automodel.components.models.qwen3.model"
+
+
+def test_existing_adapter_tests_are_never_replaced(tmp_path):
+    ws, target, analysis = fixture_repo(tmp_path), _target(tmp_path), analysis_of(QWEN2_MOE)
+    existing = ws / "tests/unit_tests/models/qwen2_moe/test_qwen2_moe_state_dict_adapter.py"
+    existing.parent.mkdir(parents=True)
+    existing.write_text("# the repository's own\n")
+    [cand] = target.candidates(analysis, ws, 3)
+    applied = target.apply(cand, analysis, ws, JobContext(model_type="qwen2_moe", work_dir=tmp_path / "w"))
+    assert existing.read_text() == "# the repository's own\n"
+    assert any("exists: kept" in n for n in applied.notes)

@@ -132,7 +132,10 @@ class NemoAutoModelTarget(BaseTarget):
             cls = p["cls"].replace(names.base_prefix, names.new_prefix)
         add_arch(workspace, arch, module, cls)
         files.append(REGISTRY)
-        files += self._write_tests(workspace, analysis, module, cls, arch)
+        written = self._write_tests(workspace, analysis, module, cls, arch)
+        files += written
+        if not written:
+            notes.append(f"{_test_path(analysis['model_type'])} exists: kept, not regenerated")
         hf_id = extras.model_id(analysis, workspace, arch)
         if hf_id:
             recipe, note = extras.write_recipe(workspace, candidate.base, hf_id)
@@ -156,6 +159,8 @@ class NemoAutoModelTarget(BaseTarget):
                 .replace("__ARCH__", arch).replace("__SOURCE__", str(source)))
         rel = _test_path(analysis["model_type"])
         path = workspace / rel
+        if path.exists():  # never replace the repository's own tests
+            return []
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         init = path.parent / "__init__.py"
