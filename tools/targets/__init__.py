@@ -15,6 +15,7 @@ REGISTRY = {
     "flashinfer-bench": "tools.targets.flashinfer_bench:Target",
     "veomni": "tools.targets.veomni:Target",
     "aiconfigurator": "tools.targets.aiconfigurator:Target",
+    "nemo-automodel": "tools.targets.nemo_automodel:Target",
 }
 DEFAULT_TARGET = "optimum-intel"
 
