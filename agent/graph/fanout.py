@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +17,8 @@ from pydantic import BaseModel
 
 from agent.settings import Settings
 from tools.errors import EnvironmentProblem, UserError
+
+log = logging.getLogger(__name__)
 
 
 class TargetRow(BaseModel):
@@ -83,16 +86,30 @@ def run_one(model: str, key: str, repo: str | None, settings: Settings, note: Ca
     except (UserError, EnvironmentProblem) as exc:
         return TargetRow(target=key, outcome="error", reason=" ".join(str(exc).split()),
                          seconds=round(time.monotonic() - t, 1))
+    except Exception as exc:  # noqa: BLE001 - one target's crash is its own row, never the others' end
+        log.exception("fan-out: %s failed", key)
+        return TargetRow(target=key, outcome="error", reason=f"internal error: {type(exc).__name__}: {exc}"[:500],
+                         seconds=round(time.monotonic() - t, 1))
     return _row(key, state, time.monotonic() - t)
 
 
 def run_all(model: str, targets: list[str], repos: dict[str, str], settings: Settings, jobs: int,
             note: Callable[[str], None]) -> FanOut:
+    from tools.hf.config import load_config
+
     t = time.monotonic()
+    fid = fanout_id(model, targets)
+    # The model is resolved once, here (transformers' lazy imports are not safe to race from threads);
+    # every target then reads the same config file.
+    loaded = load_config(model, trust_remote_code=settings.trust_remote_code)
+    config = settings.path("fanout", f"{fid}-config.json")
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps(loaded.raw, indent=1))
+    note(f"{model}: config resolved once ({loaded.origin}), {len(targets)} targets, {jobs} at a time")
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(run_one, model, key, repos.get(key), settings, note) for key in targets]
+        futures = [pool.submit(run_one, str(config), key, repos.get(key), settings, note) for key in targets]
         rows = [f.result() for f in futures]
-    result = FanOut(id=fanout_id(model, targets), model=model, rows=rows, wall_s=round(time.monotonic() - t, 1))
+    result = FanOut(id=fid, model=model, rows=rows, wall_s=round(time.monotonic() - t, 1))
     path = settings.path("fanout", f"{result.id}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(result.model_dump_json(indent=2))

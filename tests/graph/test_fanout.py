@@ -24,8 +24,13 @@ def world(tmp_path, monkeypatch):
     commit_all(repo, "base")
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps(CONFIG))
-    # Three targets: one passes, one fails every candidate, one cannot even start (its repository is gone).
-    registry = {"pass": lambda cache: ScriptedTarget({"a"}, key="pass", needs_tiny_model=False),
+    class Boom(ScriptedTarget):
+        def plan(self, analysis, ws):
+            raise RuntimeError("a bug in this target")
+
+    # Four targets: one passes, one fails every candidate, one cannot even start (its repository is gone),
+    # one crashes: each ends its own row.
+    registry = {"boom": lambda cache: Boom({"a"}, key="boom", needs_tiny_model=False),"pass": lambda cache: ScriptedTarget({"a"}, key="pass", needs_tiny_model=False),
                 "fail": lambda cache: ScriptedTarget(set(), key="fail", needs_tiny_model=False),
                 "gone": lambda cache: ScriptedTarget({"a"}, key="gone", needs_tiny_model=False)}
     monkeypatch.setattr(tools.targets, "REGISTRY", registry)
@@ -38,7 +43,8 @@ def test_every_target_gets_a_row_and_show_reads_them_back(world):
     tmp, up, cfg = world
     runner = CliRunner()
     args = ["run", str(cfg), "--target", "all", "--data-dir", str(tmp / "data"), "--json", "--jobs", "2",
-            "--repo", f"pass={up}", "--repo", f"fail={up}", "--repo", f"gone={tmp / 'missing'}"]
+            "--repo", f"pass={up}", "--repo", f"fail={up}", "--repo", f"gone={tmp / 'missing'}",
+            "--repo", f"boom={up}"]
     res = runner.invoke(app, args)
     assert res.exit_code == 1, res.output  # not every target ended with a PR
     result = json.loads(res.stdout[res.stdout.index("{"):])
@@ -46,6 +52,7 @@ def test_every_target_gets_a_row_and_show_reads_them_back(world):
     assert rows["pass"]["outcome"] == "pr" and rows["pass"]["pr"] and rows["pass"]["changed"] == ["registry.py"]
     assert rows["fail"]["outcome"] == "needs_llm" and "no candidate passed" in rows["fail"]["reason"]
     assert rows["gone"]["outcome"] == "error" and "missing" in rows["gone"]["reason"]
+    assert rows["boom"]["outcome"] == "error" and "a bug in this target" in rows["boom"]["reason"]
     shown = runner.invoke(app, ["show", result["id"], "--data-dir", str(tmp / "data"), "--json"])
     assert shown.exit_code == 0 and json.loads(shown.stdout)["rows"] == result["rows"]
 
