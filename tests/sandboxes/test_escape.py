@@ -7,8 +7,8 @@ hooks in the mirror it points at; write to /root, the host's /tmp, the workspace
 host unix socket (path and abstract); signal a host process. Then the host does what it does after every
 verification (diff, commit, the next job's worktree and mirror): the planted program must never run.
 
-The second half plants the program directly on the host, as if a sandbox had failed, and checks the
-host-side git refuses the repository and never runs it either.
+The host-side git layer alone (plants made on the host, as if a sandbox had failed) is tested in
+tests/tools/repo/test_git_safe.py.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import pytest
 from sandboxes.base import Mount
 from sandboxes.factory import engine_status
 from sandboxes.images import DEFAULT_IMAGE
-from tools.repo.workspace import GIT_ENV, RepoManager, commit_all, diff_against
+from tests.fakes.git_job import mirror_job
+from tools.repo.workspace import RepoManager, commit_all, diff_against
 
 TOKEN = "ghp_escape_" + uuid.uuid4().hex
 API_KEY = "sk-escape-" + uuid.uuid4().hex
@@ -117,22 +118,7 @@ def secrets(monkeypatch):
 
 @pytest.fixture
 def job(tmp_path):
-    """A mirror and a job's worktree of it, as RepoManager makes them for every job."""
-    up = tmp_path / "upstream"
-    up.mkdir()
-    repo = git.Repo.init(up)
-    (up / "model.py").write_text("X = 1\n")
-    (up / "conftest.py").write_text("")
-    repo.index.add(["model.py", "conftest.py"])
-    repo.index.commit("base")
-    rm = RepoManager(tmp_path / "data")
-    mirror = rm.mirror(str(up))
-    rev = rm.resolve(mirror, None)
-    ws = rm.worktree(mirror, rev, tmp_path / "data" / "work" / "job1")
-    out = tmp_path / "data" / "jobs" / "job1"
-    out.mkdir(parents=True)
-    out.chmod(0o777)  # as verify_runner opens it to the sandbox's uid
-    return {"rm": rm, "url": str(up), "mirror": mirror, "rev": rev, "ws": ws, "out": out, "tmp": tmp_path}
+    return mirror_job(tmp_path)
 
 
 def _tree(root: Path, skip: str | None = None) -> dict[str, str]:
@@ -282,90 +268,6 @@ def test_code_under_verification_cannot_escape_or_plant(backend, secrets, job):
     finally:
         root_marker.unlink(missing_ok=True)
         host_tmp.unlink(missing_ok=True)
-
-
-# --- the host-side layer alone: plants made on the host, as if a sandbox had failed ---------------------
-
-def _program(tmp: Path) -> tuple[Path, Path]:
-    marker = tmp / "ran"
-    prog = tmp / "evil.sh"
-    prog.write_text(f"#!/bin/sh\nenv >> {marker}\n")
-    prog.chmod(0o755)
-    return prog, marker
-
-
-def _plant(kind: str, job: dict, prog: Path) -> None:
-    mirror, ws = job["mirror"], job["ws"]
-    if kind == "fsmonitor":
-        with open(mirror / "config", "a") as f:
-            f.write(f"[core]\n\tfsmonitor = {prog}\n")
-    elif kind == "hooks":
-        for name in ("post-checkout", "reference-transaction", "pre-commit", "post-commit", "post-index-change"):
-            (mirror / "hooks" / name).write_text(f"#!/bin/sh\nexec {prog}\n")
-            (mirror / "hooks" / name).chmod(0o755)
-    elif kind == "hooks_path":
-        alt = job["tmp"] / "myhooks"
-        alt.mkdir()
-        for name in ("post-checkout", "reference-transaction", "post-index-change"):
-            (alt / name).write_text(f"#!/bin/sh\nexec {prog}\n")
-            (alt / name).chmod(0o755)
-        with open(mirror / "config", "a") as f:
-            f.write(f"[core]\n\thooksPath = {alt}\n")
-    elif kind == "filter":
-        (ws / ".gitattributes").write_text("*.py filter=evil diff=evil\n")
-        with open(mirror / "config", "a") as f:
-            f.write(f"[filter \"evil\"]\n\tclean = {prog}\n\tsmudge = {prog}\n[diff \"evil\"]\n\ttextconv = {prog}\n")
-    elif kind == "include":
-        inc = job["tmp"] / "inc.cfg"
-        inc.write_text(f"[core]\n\tfsmonitor = {prog}\n")
-        with open(mirror / "config", "a") as f:
-            f.write(f"[include]\n\tpath = {inc}\n")
-    elif kind == "gitfile":
-        # The worktree's .git redirected to a repository of the attacker's making.
-        fake = job["tmp"] / "fake.git"
-        git.Repo.clone_from(str(mirror), fake, mirror=True)
-        with open(fake / "config", "a") as f:
-            f.write(f"[core]\n\tbare = false\n\tfsmonitor = {prog}\n")
-        (ws / ".git").write_text(f"gitdir: {fake}\n")
-    (ws / "model.py").write_text("X = 2\n")  # a change, so diff and commit have work to do
-
-
-PLANTS = ["fsmonitor", "hooks", "hooks_path", "filter", "include", "gitfile"]
-
-
-@pytest.mark.parametrize("kind", PLANTS)
-def test_host_git_never_runs_a_planted_program(kind, job, secrets):
-    prog, marker = _program(job["tmp"])
-    _plant(kind, job, prog)
-    refused = []
-    steps = [
-        ("diff", lambda: diff_against(job["ws"], job["rev"])),
-        ("commit", lambda: commit_all(git.Repo(job["ws"]), "change")),
-        ("next mirror", lambda: RepoManager(job["tmp"] / "data").mirror(job["url"])),
-        ("next worktree", lambda: job["rm"].worktree(job["mirror"], job["rev"], job["tmp"] / "data" / "work" / "j2")),
-        ("reused worktree", lambda: job["rm"].worktree(job["mirror"], job["rev"], job["ws"])),
-    ]
-    for name, step in steps:
-        try:
-            step()
-        except Exception as exc:  # collected: the program must not have run either way
-            refused.append((name, type(exc).__name__, str(exc)))
-        assert not marker.exists(), f"{kind}: the planted program ran during {name!r}"
-    assert refused, f"{kind}: the tampered repository was used without complaint"
-    assert all(t == "UnsafeRepository" and "refusing" in msg for _, t, msg in refused), refused
-
-
-def test_host_git_environment_disarms_fsmonitor_and_hooks(job):
-    """The first layer alone: git started with GIT_ENV runs neither fsmonitor nor hooks, even in a
-    repository that nobody checked."""
-    prog, marker = _program(job["tmp"])
-    _plant("fsmonitor", job, prog)
-    _plant("hooks", job, prog)
-    env = {**os.environ, **GIT_ENV}
-    for cmd in (["status", "--porcelain"], ["add", "-A"], ["diff", "HEAD"],
-                ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], ["checkout", "-q", "--detach", "HEAD~0"]):
-        subprocess.run(["git", "-C", str(job["ws"]), *cmd], env=env, capture_output=True, timeout=60)
-        assert not marker.exists(), f"git {cmd[0]} ran the planted program"
 
 
 # --- the local backend fails closed -------------------------------------------------------------------
