@@ -12,7 +12,6 @@ import json
 import os
 import re
 import threading
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +19,7 @@ from pydantic import BaseModel
 
 from tools.errors import UserError
 from tools.hf import facts as pat
+from tools.hf.modular import modular_lineage
 from tools.untrusted_file import nesting, not_regular, read_bounded
 
 MAX_CONFIG_BYTES = 2 * 1024 * 1024  # real configs are a few KB; anything bigger is not a config
@@ -387,29 +387,3 @@ def _quant_summary(q: Any) -> dict | None:
         if first.get("format"):
             out["format"] = first["format"]
     return out
-
-
-# -- lineage -------------------------------------------------------------------------------------------
-
-_LINEAGE = re.compile(r"from\s+\.\.([A-Za-z0-9_]+)\.(?:modeling|configuration)_([A-Za-z0-9_]+)\s+import")
-
-
-@lru_cache(maxsize=1024)
-def _lineage(model_type: str) -> tuple[str, ...]:
-    import transformers
-    from transformers.models.auto.configuration_auto import model_type_to_module_name
-
-    module = model_type_to_module_name(model_type)
-    path = Path(transformers.__file__).parent / "models" / module / f"modular_{module}.py"
-    if not path.is_file():
-        return []
-    seen: list[str] = []
-    for family, _ in _LINEAGE.findall(path.read_text()):
-        if family not in (module, "auto") and family not in seen:
-            seen.append(family)
-    return tuple(seen)
-
-
-def modular_lineage(model_type: str) -> list[str]:
-    """Families named by transformers' modular file for `model_type`, in order of first appearance."""
-    return list(_lineage(model_type))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.hf.config import Analysis, ConfigError, analyze, load_config, modular_lineage
+from tools.hf.config import Analysis, ConfigError, analyze, load_config
+from tools.hf.modular import modular_lineage
 from tools.hf.facts import layer_pattern
 from tests import TESTS
 

@@ -89,7 +89,7 @@ def base_of(typ: str) -> tuple[str, ...]:
     try:
         from transformers.models.auto import modeling_auto as ma
 
-        from tools.hf.config import modular_lineage
+        from tools.hf.modular import modular_lineage
     except ImportError:  # pragma: no cover - transformers is a dependency of the host
         return ()
     types = [t for name in ("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES")

@@ -98,7 +98,7 @@ def kind_of(model_type: str) -> str:
 
 @lru_cache(maxsize=512)
 def base_of(model_type: str) -> tuple[str, ...]:
-    from tools.hf.config import modular_lineage
+    from tools.hf.modular import modular_lineage
 
     try:
         return tuple(modular_lineage(model_type))
@@ -108,7 +108,7 @@ def base_of(model_type: str) -> tuple[str, ...]:
 
 def _facts_cache_key() -> str:
     # The answers depend on the installed transformers and on how tools.hf.config reads a
-    # config; either changing must invalidate the on-disk cache tools.repo.references keeps.
+    # config (tools/hf/config.py, modular.py); either changing must invalidate the on-disk cache tools.repo.references keeps.
     import hashlib
     from importlib.metadata import PackageNotFoundError, version
 
@@ -116,9 +116,11 @@ def _facts_cache_key() -> str:
         tf = version("transformers")
     except PackageNotFoundError:
         tf = "none"
-    src = Path(__file__).resolve().parents[2] / "hf" / "config.py"
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:10] if src.exists() else "none"
-    return f"transformers-{tf}-hf_config-{digest}"
+    h = hashlib.sha256()
+    for name in ("config.py", "modular.py"):  # analysis and lineage both decide the answers
+        src = Path(__file__).resolve().parents[2] / "hf" / name
+        h.update(src.read_bytes() if src.exists() else b"none")
+    return f"transformers-{tf}-hf-{h.hexdigest()[:10]}"
 
 
 kind_of.cache_key = base_of.cache_key = _facts_cache_key()
