@@ -25,13 +25,9 @@ FAMILY_KIND = {"GPT": "dense", "LLAMA": "dense", "NEMOTRONNAS": "dense", "MOE": 
 class AIConfiguratorReferences:
     registry_files = ("aic-core/src/aiconfigurator_core/sdk/common.py", "src/aiconfigurator/sdk/common.py")
 
-    @property
-    def kind_of(self):
-        return kind_of
-
-    @property
-    def base_of(self):
-        return base_of
+    def __init__(self):
+        # The model facts that rank references (family kind, the families it is built from).
+        self.kind_of, self.base_of = kind_of, base_of
 
     def added_types(self, added: list[str], removed: list[str]) -> list[str]:
         # A move between files (the core/application split) removes the line it adds: not an onboarding.

@@ -17,14 +17,9 @@ QUOTED = re.compile(r"^\s*[\"']([\w\-.]+)[\"'],?\s*$")
 class OptimumIntelReferences:
     registry_files = ("optimum/exporters/openvino/model_configs.py",)
 
-    # Model facts that rank references (family kind, base families); module functions, cached on disk.
-    @property
-    def kind_of(self):
-        return kind_of
-
-    @property
-    def base_of(self):
-        return base_of
+    def __init__(self):
+        # The model facts that rank references (family kind, the families it is built from).
+        self.kind_of, self.base_of = kind_of, base_of
 
     def added_types(self, added: list[str], removed: list[str]) -> list[str]:
         # A decorator that was only re-wrapped or given more tasks is not a new model.
