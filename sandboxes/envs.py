@@ -24,9 +24,10 @@ from typing import Callable
 from pydantic import BaseModel
 
 HOST_LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
-# Files of an env folder that are job code, not build inputs: editing a job must not rebuild images.
-NOT_BUILD_INPUTS = {"verify.py", "__init__.py", "README.md"}
-# An env whose image is built FROM another env's image names it in its Dockerfile (ARG BASE).
+# Python files of an env folder are the job's code, mounted at run time and never baked into the image:
+# editing them must not rebuild an image of several GB. An env whose image is built FROM another env's
+# image names it in its Dockerfile (ARG BASE).
+NOT_BUILD_INPUTS = {"README.md"}
 
 
 class EnvError(RuntimeError):
@@ -63,8 +64,8 @@ class SandboxEnv(BaseModel):
         return self.lock == HOST_LOCK
 
     def build_inputs(self) -> list[Path]:
-        files = sorted(p for p in self.dir.rglob("*") if p.is_file() and p.name not in NOT_BUILD_INPUTS
-                       and "__pycache__" not in p.parts)
+        files = sorted(p for p in self.dir.rglob("*") if p.is_file() and p.suffix != ".py"
+                       and p.name not in NOT_BUILD_INPUTS and "__pycache__" not in p.parts)
         return files + ([HOST_LOCK] if self.uses_host_lock else [])
 
     def digest(self) -> str:
