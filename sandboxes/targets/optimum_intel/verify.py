@@ -46,8 +46,6 @@ def _count_sdpa(xml: Path) -> int:
 
 def _divergence(pt, ov, mask, tol):
     """Max |Δ| over real (unpadded) positions and the first position above tol."""
-    import torch
-
     diff = (pt - ov).abs().amax(dim=-1) * mask
     worst = float(diff.max())
     first = None
@@ -74,6 +72,23 @@ def _as_generate_feeds(model, inputs: dict) -> dict:
     mask = inputs["attention_mask"]
     positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as generate() builds them
     return {**inputs, "position_ids": positions}
+
+
+def _compare(pt_model, ov_model, eager, feeds: dict, tol: float) -> dict:
+    """OpenVINO's logits against transformers' default path, and against the model as written (eager,
+    uncached) when the default path is the one that disagrees (see _EagerReference)."""
+    import torch
+
+    with torch.no_grad():
+        pt = pt_model(**feeds).logits
+    ov = torch.as_tensor(ov_model(**feeds).logits)
+    worst, first = _divergence(pt, ov, feeds["attention_mask"], tol)
+    out = {"worst": worst, "first": first, "reference": "default", "default_worst": worst}
+    if worst > tol:
+        eager_worst, eager_first = _divergence(eager.logits(feeds), ov, feeds["attention_mask"], tol)
+        if eager_worst <= tol:
+            out.update(worst=eager_worst, first=eager_first, reference="eager_no_cache")
+    return out
 
 
 def _against(reference: str, default_worst: float) -> str:
@@ -120,7 +135,7 @@ class _EagerReference:
 MAX_EXTRA_BATCHES = 8
 
 
-def _expert_coverage(pt_model, ov_model, batch: dict, moe: tuple[int, int], tol: float) -> dict:
+def _expert_coverage(pt_model, ov_model, eager, batch: dict, moe: tuple[int, int], tol: float) -> dict:
     """Parity only counts for the experts it reached: add random batches (compared too) until every
     expert of every MoE layer was selected, or fail naming the idle ones."""
     import torch
@@ -133,10 +148,8 @@ def _expert_coverage(pt_model, ov_model, batch: dict, moe: tuple[int, int], tol:
         with torch.no_grad():
             pt_model(**batch)
             while cov.idle() and extra < MAX_EXTRA_BATCHES:
-                feeds = experts.random_batch(vocab, seed=extra)
-                pt = pt_model(**_as_generate_feeds(pt_model, feeds)).logits
-                ov = torch.as_tensor(ov_model(**_as_generate_feeds(pt_model, feeds)).logits)
-                worst = max(worst, float((pt - ov).abs().max()))
+                feeds = _as_generate_feeds(pt_model, experts.random_batch(vocab, seed=extra))
+                worst = max(worst, _compare(pt_model, ov_model, eager, feeds, tol)["worst"])
                 extra += 1
     finally:
         cov.close()
@@ -145,8 +158,9 @@ def _expert_coverage(pt_model, ov_model, batch: dict, moe: tuple[int, int], tol:
         return _check("expert_coverage", "failed", f"no router found among the modules of a {n_experts}-expert "
                       "model: which experts the inputs reached is unknown", **summary)
     ok = not summary["idle"] and worst <= tol
-    detail = (f"every one of {n_experts} experts selected in each of {summary['layers']} MoE layers"
-              f" ({extra} extra batch(es), max |Δlogits| {worst:.3g} on them)" if not summary["idle"] else
+    added = f" ({extra} extra batch(es), max |Δlogits| {worst:.3g} on them)" if extra else " by the parity prompts"
+    detail = (f"every one of {n_experts} experts selected in each of {summary['layers']} MoE layers{added}"
+              if not summary["idle"] else
               f"{len(summary['idle'])} MoE layer(s) left experts idle after {extra} extra batches: "
               f"{dict(list(summary['idle'].items())[:3])}")
     if not summary["idle"] and worst > tol:
@@ -198,24 +212,15 @@ def parity(spec: dict) -> dict:
 
     eager = _EagerReference(tiny)
     batch = _as_generate_feeds(pt_model, dict(tok(PROMPTS, return_tensors="pt", padding=True)))
-    with torch.no_grad():
-        pt_logits = pt_model(**batch).logits
-    ov_logits = torch.as_tensor(ov_model(**batch).logits)
-    worst, first = _divergence(pt_logits, ov_logits, batch["attention_mask"], tol)
-    reference, default_worst = "default", worst
-    if worst > tol:
-        eager_worst, eager_first = _divergence(eager.logits(batch), ov_logits, batch["attention_mask"], tol)
-        if eager_worst <= tol:
-            worst, first, reference = eager_worst, eager_first, "eager_no_cache"
-    checks.append(_check("logits_parity", "passed" if worst <= tol else "failed",
-                         f"max |Δlogits| {worst:.3g} (tolerance {tol:g}){_against(reference, default_worst)}",
-                         max_abs_diff=worst,
-                         first_divergence=first, batch=2, left_padding=True, reference=reference,
-                         default_max_abs_diff=default_worst))
+    c = _compare(pt_model, ov_model, eager, batch, tol)
+    checks.append(_check("logits_parity", "passed" if c["worst"] <= tol else "failed",
+                         f"max |Δlogits| {c['worst']:.3g} (tolerance {tol:g}){_against(c['reference'], c['default_worst'])}",
+                         max_abs_diff=c["worst"], first_divergence=c["first"], batch=2, left_padding=True,
+                         reference=c["reference"], default_max_abs_diff=c["default_worst"]))
 
     moe = experts.moe_shape(pt_model.config) if experts.has_experts(pt_model) else None
     if moe:
-        checks.append(_expert_coverage(pt_model, ov_model, batch, moe, tol))
+        checks.append(_expert_coverage(pt_model, ov_model, eager, batch, moe, tol))
 
     # Greedy decoding, prompt by prompt, then the padded batch.
     mismatches = []
@@ -254,20 +259,12 @@ def parity(spec: dict) -> dict:
     gen_ids = torch.Generator().manual_seed(0)
     ids = torch.randint(3, min(int(cfg.vocab_size), len(tok)) - 1, (1, length), generator=gen_ids)
     long = _as_generate_feeds(pt_model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
-    with torch.no_grad():
-        pt_long = pt_model(**long).logits
-    ov_long = torch.as_tensor(ov_model(**long).logits)
-    worst_long, first_long = _divergence(pt_long, ov_long, long["attention_mask"], tol)
-    reference, default_worst = "default", worst_long
-    if worst_long > tol:
-        eager_worst, eager_first = _divergence(eager.logits(long), ov_long, long["attention_mask"], tol)
-        if eager_worst <= tol:
-            worst_long, first_long, reference = eager_worst, eager_first, "eager_no_cache"
-    checks.append(_check("long_sequence_parity", "passed" if worst_long <= tol else "failed",
-                         f"{length} tokens (sliding window {window or 'none'}): max |Δ| {worst_long:.3g}"
-                         f"{_against(reference, default_worst)}",
-                         max_abs_diff=worst_long, length=length, window=window, first_divergence=first_long,
-                         reference=reference, default_max_abs_diff=default_worst))
+    c = _compare(pt_model, ov_model, eager, long, tol)
+    checks.append(_check("long_sequence_parity", "passed" if c["worst"] <= tol else "failed",
+                         f"{length} tokens (sliding window {window or 'none'}): max |Δ| {c['worst']:.3g}"
+                         f"{_against(c['reference'], c['default_worst'])}",
+                         max_abs_diff=c["worst"], length=length, window=window, first_divergence=c["first"],
+                         reference=c["reference"], default_max_abs_diff=c["default_worst"]))
     timings["parity"] = time.monotonic() - t
     if spec.get("measure_int8") and all(c["status"] == "passed" for c in checks):
         t = time.monotonic()

@@ -58,14 +58,14 @@ def test_moe_shape_reads_the_config(model):
 
 
 def test_every_expert_reached_passes(model):
-    check = _expert_coverage(model, SameModel(model), _feeds(), (4, 2), 1e-4)
+    check = _expert_coverage(model, SameModel(model), None, _feeds(), (4, 2), 1e-4)
     assert check["status"] == "passed", check["detail"]
     assert check["metrics"]["layers"] == 2 and check["metrics"]["min_used"] == 4
 
 
 def test_an_idle_expert_fails_the_check_and_is_named(model):
     _never_route_to(model, 3)
-    check = _expert_coverage(model, SameModel(model), _feeds(), (4, 2), 1e-4)
+    check = _expert_coverage(model, SameModel(model), None, _feeds(), (4, 2), 1e-4)
     assert check["status"] == "failed"
     assert check["metrics"]["extra_batches"] == 8  # it tried more inputs before giving up
     assert all(idle == [3] for idle in check["metrics"]["idle"].values()) and len(check["metrics"]["idle"]) == 2
