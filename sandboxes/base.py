@@ -69,6 +69,7 @@ class SandboxUnavailable(RuntimeError):
 class Sandbox(Protocol):
     name: str
     python: str  # interpreter to use inside this sandbox
+    warning: str | None  # what this backend does not isolate, said once to the user (None: nothing)
 
     def inside(self, mount: Mount) -> str:
         """Where `mount` appears to the command."""
@@ -82,10 +83,7 @@ class Sandbox(Protocol):
         workdir: Mount | None = None,
         limits: Limits | None = None,
     ) -> Result:
-        """Run `cmd`; never raises for failures of the command itself.
-
-        Backends may also carry `warning: str | None` (weaker isolation).
-        """
+        """Run `cmd`; never raises for failures of the command itself."""
 
 
 # Engine sockets a command must never reach: with one, it can start a

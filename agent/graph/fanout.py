@@ -15,6 +15,7 @@ from typing import Callable
 
 from pydantic import BaseModel
 
+from agent.graph.verdict import best_attempt
 from agent.settings import Settings
 from tools.errors import EnvironmentProblem, UserError
 
@@ -61,9 +62,8 @@ def parse_repos(values: list[str], targets: list[str]) -> dict[str, str]:
 
 def _row(key: str, state: dict, seconds: float) -> TargetRow:
     checks = (state.get("verification") or {}).get("checks") or []
-    best = next((a for a in state.get("attempts") or [] if a.get("passed")), None) or \
-        min((a for a in state.get("attempts") or [] if a.get("score") is not None), key=lambda a: a["score"],
-            default=None)
+    attempts = state.get("attempts") or []
+    best = next((a for a in attempts if a.get("passed")), None) or best_attempt(attempts)
     pr = state.get("pr") or {}
     return TargetRow(target=key, outcome=state.get("outcome", ""), situation=(state.get("plan") or {}).get("situation", ""),
                      changed=sorted((state.get("patch") or {}).get("files") or []),

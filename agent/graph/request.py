@@ -50,15 +50,10 @@ def _installed_version(dist: str) -> str:
         raise UserError(f"{dist} is not installed, and its repository is unreachable") from None
 
 
-def target_marker(target) -> str | None:
-    """A file every checkout of `target` has: a repository without it is some other project."""
-    return target.marker
-
-
 def resolve_workspace(target, request: Request, settings: Settings, repos: RepoManager,
                       progress=lambda m: None) -> tuple[Path, Workspace]:
     url = normalise_repo(request.repo) if request.repo else target.default_repo
-    marker = target_marker(target)
+    marker = target.marker  # a file every checkout of the target has
     try:
         # Bad input stops here, before the progress line and before anything is cloned: one line, exit 2.
         repos.preflight(url, request.ref, marker)

@@ -156,7 +156,7 @@ class ScriptedGraphRunner:
         tid = job.thread_id or initial["thread_id"]
         on_thread(tid)
         deps = Deps(settings=self.settings, target=scripted_target(), forge=self.forge, repos=self.repos,
-                    sandbox_factory=lambda: SimpleNamespace(name="none"))
+                    sandbox_factory=lambda: SimpleNamespace(name="none", warning=None))
         values, how = drive(self.settings, deps, tid, initial,
                             lambda node, _: None if node.startswith("__") else on_stage(node), resume=resume)
         if how == "interrupted":

@@ -50,7 +50,7 @@ def _fake_tiny(tmp_path):
 
 def _deps(settings, repos, target):
     return Deps(settings=settings, target=target, forge=LocalForge(settings.data_dir), repos=repos,
-                sandbox_factory=lambda: type("S", (), {"name": "none"})())
+                sandbox_factory=lambda: type("S", (), {"name": "none", "warning": None})())
 
 
 def test_next_candidate_after_failure_then_publish(env):

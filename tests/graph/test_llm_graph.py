@@ -57,7 +57,7 @@ def env(tmp_path, monkeypatch):
 
 def run(env, target, progress=lambda m: None, initial=True):
     deps = Deps(settings=env.settings, target=target, forge=LocalForge(env.settings.data_dir), repos=env.repos,
-                sandbox_factory=lambda: SimpleNamespace(name="in-process"), progress=progress)
+                sandbox_factory=lambda: SimpleNamespace(name="in-process", warning=None), progress=progress)
     return drive(env.settings, deps, env.initial["thread_id"], env.initial if initial else None)
 
 

@@ -38,7 +38,7 @@ def runner(tmp_path, monkeypatch):
 
     def make_deps(settings, target, progress, forge=None):
         return Deps(settings=settings, target=scripted_target(), forge=forge or LocalForge(settings.data_dir),
-                    repos=scripted.repos, sandbox_factory=lambda: SimpleNamespace(name="none"))
+                    repos=scripted.repos, sandbox_factory=lambda: SimpleNamespace(name="none", warning=None))
 
     monkeypatch.setattr(agent.graph.request, "prepare", prepare)
     monkeypatch.setattr(agent.graph.run, "make_deps", make_deps)

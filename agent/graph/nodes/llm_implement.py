@@ -113,7 +113,7 @@ def llm_implement(state: OnboardState, deps: Deps) -> dict:
                       done_when=deps.target.done_when)
     deps.progress(f"LLM implementer round {rnd['round']} ({rnd['kind']}) with {s.model}")
     # Tools cannot leave the workspace, but code the model writes runs when verified: say how contained.
-    warning = getattr(deps.sandbox, "warning", None)
+    warning = deps.sandbox.warning
     if warning and traj.data.get("sandbox_warning") != warning:
         traj.data["sandbox_warning"] = warning
         deps.progress(f"LLM-written code is verified in a weaker sandbox: {warning}")
