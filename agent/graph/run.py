@@ -5,11 +5,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from agent.graph.deps import Deps
 from agent.graph.build import build_graph, sqlite_checkpointer
-from tools.errors import EnvironmentProblem
+from agent.graph.deps import Deps
 from agent.settings import Settings
 from sandboxes.envs import SandboxEnv
+from tools.errors import EnvironmentProblem
 from tools.forge.local import Forge, LocalForge
 from tools.repo.workspace import RepoManager
 from tools.targets import get_target
