@@ -173,7 +173,9 @@ def bench_tiny_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    from agent.cli.bench_precision import bench_precision
     from agent.cli.bench_references import bench_references
 
     bench.command("references")(bench_references)
+    bench.command("precision")(bench_precision)
     app.add_typer(bench, name="bench")
