@@ -65,6 +65,17 @@ def family_range(baseline: dict, family: list[str], device: str, precision: str)
             "max_abs_diff": max(r["max_abs_diff"] for r in rows), "models": len(rows)}
 
 
+def baseline_table(baseline: dict, device: str) -> dict:
+    """model -> precision -> {top1, greedy, max_abs_diff}: the supported models' numbers, for the PR."""
+    table = {}
+    for model, entry in baseline.get("models", {}).items():
+        rows = {r["precision"]: {k: r.get(k) for k in ("top1", "greedy", "max_abs_diff")}
+                for r in entry.get("rows", []) if r.get("device") == device and r.get("status") == "measured"}
+        if rows:
+            table[model] = rows
+    return table
+
+
 def outside_tolerance(row: dict, tol: Tolerance) -> list[str]:
     why = []
     if row["top1"] < tol.min_top1:
@@ -112,6 +123,7 @@ def judge(measured: dict, tolerances: dict[str, Tolerance], lineage: list[str],
                 continue
             row["family"] = family_range(baseline, family, device, row["precision"])
             tol = tolerances.get(row["precision"])
+            row["tolerance"] = tol.model_dump() if tol else None
             bad = outside_tolerance(row, tol) if tol else []
             row["verdict"] = "fail" if bad else ("flag" if outside_family(row, row["family"]) else "ok")
             row["why"] = bad or outside_family(row, row["family"])
@@ -126,6 +138,7 @@ def judge(measured: dict, tolerances: dict[str, Tolerance], lineage: list[str],
         checks.append(Check(name=f"precision:{device}", status="failed" if failures else "passed", stage="compare",
                             detail=detail, metrics={"rows": rows, "host": host, "family": family,
                                                     "family_chosen_by": chosen, "flags": flags,
+                                                    "baseline": baseline_table(baseline, device),
                                                     "baseline_host": baseline.get("host", {})}))
     return checks
 
