@@ -55,8 +55,10 @@ def bench_precision(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result = {"host": host, "models": models}
-    if write:
-        BASELINE.write_text(json.dumps(result, indent=1) + "\n")
+    if write:  # measured rows only: an absent GPU here says nothing about a family
+        stored = {"host": host, "models": {m: {**e, "rows": [r for r in e["rows"] if r["status"] == "measured"]}
+                                           for m, e in models.items()}}
+        BASELINE.write_text(json.dumps(stored, indent=1) + "\n")
         err.print(f"baseline written: {BASELINE.name}")
     if as_json:
         print(json.dumps(result, indent=1))

@@ -28,14 +28,21 @@ class Tolerance(BaseModel):
     max_abs_diff: float
 
 
-# Justified by `onboard bench precision` over 7 supported families (precision_baseline.json): each bar sits
-# below the worst supported model on this CPU (bf16 default, AMX) with a margin, so supported models pass
-# and a broken export (top-1 agreement of a random guess, logits off by whole units) does not.
+# Justified by `onboard bench precision` (precision_baseline.json): tiny models of llama, qwen2, mistral, phi3,
+# olmo2 and qwen3 (gemma: upstream refuses its export with this transformers) on a Xeon with AVX-512 BF16 and
+# AMX (default precision bf16), OpenVINO 2026.4.1, 78 positions and 2 x 8 greedy tokens each. Worst seen:
+#   default (bf16)  top-1 0.987  greedy 0.5625  max |Δ| 0.0059
+#   int8 weights    top-1 0.974  greedy 0.625   max |Δ| 0.0127
+#   int4 weights    top-1 0.628  greedy 0.1875  max |Δ| 0.187
+# Each bar sits below the worst supported model with a margin (top-1 ~0.1 lower, |Δ| ~4x higher): supported
+# models pass, a broken export (top-1 near chance, logits off by whole units) does not. Greedy agreement of
+# random tiny models flips at near-ties, so it gates loosely (bf16/int8) or not at all (int4): the family
+# comparison still reports it.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "f32": Tolerance(min_top1=1.0, min_greedy=1.0, max_abs_diff=1e-4),
-    "default": Tolerance(min_top1=0.85, min_greedy=0.5, max_abs_diff=0.1),
-    "int8": Tolerance(min_top1=0.85, min_greedy=0.5, max_abs_diff=0.1),
-    "int4": Tolerance(min_top1=0.6, min_greedy=0.2, max_abs_diff=0.5),
+    "default": Tolerance(min_top1=0.9, min_greedy=0.25, max_abs_diff=0.05),
+    "int8": Tolerance(min_top1=0.9, min_greedy=0.25, max_abs_diff=0.05),
+    "int4": Tolerance(min_top1=0.5, min_greedy=0.0, max_abs_diff=0.75),
 }
 
 
