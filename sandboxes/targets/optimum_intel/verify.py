@@ -2,7 +2,10 @@
 
 Usage: python verify.py SPEC.json
 SPEC: {"phase": "parity"|"tests", "workspace", "tiny_dir", "out_dir", "model_type",
-       "tolerance", "max_new_tokens", "tests": [[file, keyword], ...]}
+       "tolerance", "max_new_tokens", "tests": [[file, keyword], ...],
+       "precision_matrix": bool, "devices": ["CPU", "GPU", "NPU"] | null}
+With precision_matrix, a passed f32 gate is followed by the matrix (precision.py): the report's
+"precision" holds its rows, which the host judges.
 Prints one JSON report as the last line of stdout (and writes it to out_dir).
 Only the standard library and the verification stack are imported here: this
 file runs in a sandbox image that has no Onboarder installed.
