@@ -3,6 +3,8 @@ devices are skipped with their reason (never passed), and the PR body carries th
 
 from __future__ import annotations
 
+import re
+
 from prompts import render
 from tools.targets.optimum_intel.precision import DEFAULT_TOLERANCES, Tolerance, family_of, judge
 
@@ -76,8 +78,8 @@ def test_family_falls_back_to_every_measured_model():
 
 
 def test_pr_intro_carries_the_matrix_table_and_family_comparison():
-    checks = [c.model_dump() for c in judge(_measured(_row("f32", 1.0, 1.0, 1e-7), _row("default", 1.0, 1.0, 0.004),
-                                                       _row("int4", 0.7, 0.65, 0.09)),
+    checks = [c.model_dump() for c in judge(_measured(_row("f32", 1.0, 1.0, 1e-7), _row("default", 1.0, 1.0, 0.01),
+                                                       _row("int8", 1.0, 1.0, 0.03), _row("int4", 0.7, 0.65, 0.09)),
                                              DEFAULT_TOLERANCES, ["llama", "qwen2"], BASELINE)]
     body = render("targets/optimum_intel/pr_intro.md.j2", display_name="Cwm", model_type="cwm",
                   target="optimum-intel", candidate={"params": {"base_class": "LlamaOpenVINOConfig"}, "why": "x",
@@ -91,4 +93,7 @@ def test_pr_intro_carries_the_matrix_table_and_family_comparison():
     assert "| CPU | int4 | int4 → bf16 | 0.700 | 0.650 | 0.09 |" in body and "⚠️ FLAGGED" in body
     assert "⏭ skipped: OpenVINO reports no GPU here" in body and "⏭ skipped: OpenVINO reports no NPU here" in body
     assert "compared with llama, qwen2" in body
+    assert "⚠️ FLAGGED: max \\|Δ\\| 0.01 above the family's worst 0.006" in body
+    matrix = [ln for ln in body.splitlines() if ln.startswith("| CPU |") or ln.startswith("| device |")]
+    assert {len(re.findall(r"(?<!\\)\|", ln)) for ln in matrix} == {10}  # a "|" in a verdict is escaped
     assert "| llama | 1.000 / 3e-07 | 1.000 / 1.000 / 0.004 | - | 0.850 / 0.690 / 0.08 |" in body

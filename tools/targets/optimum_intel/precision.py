@@ -83,6 +83,12 @@ def baseline_table(baseline: dict, device: str) -> dict:
     return table
 
 
+def _one_line(row: dict) -> str:
+    greedy = "-" if row.get("greedy") is None else f"{row['greedy']:.2f}"
+    return (f"{row['precision']} ({row['weights']} weights, {row.get('inference_precision', '?')}): top-1 "
+            f"{row['top1']:.3f}, greedy {greedy}, max |Δ| {row['max_abs_diff']:.3g}")
+
+
 def outside_tolerance(row: dict, tol: Tolerance) -> list[str]:
     why = []
     if row["top1"] < tol.min_top1:
@@ -138,7 +144,7 @@ def judge(measured: dict, tolerances: dict[str, Tolerance], lineage: list[str],
                 failures.append(f"{row['precision']}: {', '.join(bad)}")
             elif row["verdict"] == "flag":
                 flags.append(f"{row['precision']}: {', '.join(row['why'])}")
-        summary = ", ".join(f"{r['precision']} top-1 {r['top1']:.2f}" for r in rows if r["status"] == "measured")
+        summary = "; ".join(_one_line(r) for r in rows if r["status"] == "measured")
         detail = "; ".join(failures) if failures else summary
         if flags:
             detail += f"; FLAGGED against {', '.join(family)} ({'; '.join(flags)})"
