@@ -54,3 +54,15 @@ def test_the_docker_sandbox_is_offered_the_requested_accelerators(monkeypatch, t
     assert seen["devices"] == ("GPU",)
     make_sandbox(Settings(data_dir=tmp_path, sandbox="docker"), env)
     assert seen["devices"] == ("GPU", "NPU")  # unset: every accelerator, passed only where present
+
+
+def test_run_with_an_unknown_device_is_one_line_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    from tests import TESTS
+
+    res = subprocess.run([sys.executable, "-m", "agent.cli.main", "run", "cwm", "--devices", "TPU", "--data-dir",
+                          str(tmp_path / "d")], capture_output=True, text=True, cwd=TESTS.parent)
+    assert res.returncode == 2 and "invalid setting devices" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
