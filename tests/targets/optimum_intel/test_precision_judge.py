@@ -53,6 +53,12 @@ def test_outside_the_family_is_flagged_not_refused():
     assert cpu.metrics["rows"][0]["verdict"] == "flag"
 
 
+def test_family_only_counts_rows_of_the_same_inference_precision():
+    f32_default = {**_row("default", 0.5, 0.5, 0.5), "inference_precision": "f32"}  # a CPU without bf16
+    [cpu, *_] = judge(_measured(f32_default), {}, ["llama", "qwen2"], BASELINE)
+    assert cpu.metrics["rows"][0]["family"] is None and cpu.metrics["rows"][0]["verdict"] == "ok"
+
+
 def test_below_tolerance_fails():
     [cpu, *_] = judge(_measured(_row("int4", 0.2, 0.0, 3.0)), DEFAULT_TOLERANCES, ["llama"], BASELINE)
     assert cpu.status == "failed" and cpu.stage == "compare"

@@ -62,9 +62,13 @@ def family_of(lineage: list[str], baseline: dict) -> tuple[list[str], str]:
     return sorted(measured), "no member of its lineage was measured: every measured supported model"
 
 
-def family_range(baseline: dict, family: list[str], device: str, precision: str) -> dict | None:
+def family_range(baseline: dict, family: list[str], device: str, precision: str,
+                 inference: str | None = None) -> dict | None:
+    """The family's worst numbers for this row. Only rows computed in the same inference precision count: a
+    baseline whose CPU ran "default" in bf16 says nothing about a CPU whose default is f32."""
     rows = [r for m in family for r in baseline.get("models", {}).get(m, {}).get("rows", [])
-            if r.get("device") == device and r.get("precision") == precision and r.get("status") == "measured"]
+            if r.get("device") == device and r.get("precision") == precision and r.get("status") == "measured"
+            and (inference is None or r.get("inference_precision") == inference)]
     if not rows:
         return None
     greedy = [r["greedy"] for r in rows if r.get("greedy") is not None]
@@ -134,7 +138,7 @@ def judge(measured: dict, tolerances: dict[str, Tolerance], lineage: list[str],
             if row["status"] != "measured":
                 failures.append(f"{row['precision']}: {row.get('reason', row['status'])}")
                 continue
-            row["family"] = family_range(baseline, family, device, row["precision"])
+            row["family"] = family_range(baseline, family, device, row["precision"], row.get("inference_precision"))
             tol = tolerances.get(row["precision"])
             row["tolerance"] = tol.model_dump() if tol else None
             bad = outside_tolerance(row, tol) if tol else []
