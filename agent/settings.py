@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Device = Literal["CPU", "GPU", "NPU"]
+PRECISIONS = ("f32", "default", "int8", "int4")
+TOLERANCE_KEYS = ("min_top1", "min_greedy", "max_abs_diff")
 
 
 def _default_data_dir() -> Path:
@@ -34,6 +38,33 @@ class Settings(BaseSettings):
     git_timeout_s: float = 120.0
     # Seconds a cached mirror is considered fresh before fetching again.
     mirror_freshness_s: float = 3600.0
+    # Devices verification compiles for (ONBOARD_DEVICES=CPU,GPU); unset: every device the runtime reports.
+    # A requested device that is absent is a skipped row with the reason, never a pass.
+    devices: Annotated[list[Device] | None, NoDecode] = None
+    # After the f32 gate: the device's default precision, int8 and int4 weights against PyTorch f32.
+    precision_matrix: bool = True
+    # Per precision, bars that override the target's measured defaults, e.g.
+    # ONBOARD_PRECISION_TOLERANCES='{"int4": {"min_top1": 0.5}}' (keys: min_top1, min_greedy, max_abs_diff).
+    precision_tolerances: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _split_devices(cls, value):
+        if isinstance(value, str):
+            value = [d.strip().upper() for d in value.split(",") if d.strip()]
+        return value or None
+
+    @field_validator("precision_tolerances")
+    @classmethod
+    def _known_tolerances(cls, value: dict) -> dict:
+        for precision, bars in value.items():
+            if precision not in PRECISIONS:
+                raise ValueError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
+            unknown = set(bars) - set(TOLERANCE_KEYS)
+            if unknown:
+                raise ValueError(f"unknown tolerance {sorted(unknown)[0]!r} for {precision} "
+                                 f"(known: {', '.join(TOLERANCE_KEYS)})")
+        return value
 
     # The LLM endpoint (ONBOARD_LLM_*) is configured in agent/llm_settings.py, its one home.
 

@@ -8,7 +8,9 @@ only the caller's env (plus PATH/HOME), any `.git` inside a mount masked
 from the attach stream and bounded in memory, so gigabytes of output never
 reach the daemon's disk). It is removed in `finally` whatever happens,
 including KeyboardInterrupt and SIGTERM; containers of callers that died
-by SIGKILL are reaped by the next DockerSandbox on the same host.
+by SIGKILL are reaped by the next DockerSandbox on the same host. A GPU's
+or NPU's device nodes are passed in only when that device is requested and
+present on the host.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from sandboxes.output import OutputBuffer, last_activity
 LABEL = "onboarder.sandbox"
 OWNER = "onboarder.owner"  # "<hostname>:<pid>" of the process that created it
 DEFAULT_PATH = "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Device nodes of OpenVINO's accelerators: Intel GPUs through DRM render nodes, NPUs through the accel class.
+DEVICE_NODES = {"GPU": "/dev/dri", "NPU": "/dev/accel"}
+DEVICE_FILES = {"GPU": "renderD", "NPU": "accel"}
 
 _live: set[str] = set()
 _live_client = None
@@ -63,9 +69,10 @@ class DockerSandbox:
     warning = None
 
     def __init__(self, image: str = DEFAULT_IMAGE, *, client=None, python: str = "python",
-                 user: str = "1000:1000", reap: bool = True):
+                 user: str = "1000:1000", reap: bool = True, devices: tuple[str, ...] = ()):
         global _live_client
         self.image = image
+        self.devices = tuple(devices)  # accelerators the jobs may use (GPU, NPU): passed only if present
         self.python = python
         self.user = user
         self.client = client or _client(timeout=60)
@@ -105,12 +112,17 @@ class DockerSandbox:
 
     def _create(self, cmd: list[str], mounts: list[Mount], env: dict, workdir: Mount | None,
                 limits: Limits):
+        return self.client.containers.create(**self.container_spec(cmd, mounts, env, workdir, limits))
+
+    def container_spec(self, cmd: list[str], mounts: list[Mount], env: dict, workdir: Mount | None,
+                       limits: Limits) -> dict:
+        """Every argument of `containers.create`: the lockdown, plus the requested accelerators present."""
         from docker.types import LogConfig, Ulimit
         from docker.types import Mount as DockerMount
 
         fsize = limits.file_size_mb << 20
-        return self.client.containers.create(
-            self.image, command=cmd, user=self.user, environment=env,
+        return dict(
+            image=self.image, command=cmd, user=self.user, environment=env,
             working_dir=workdir.target if workdir else "/tmp",
             mounts=[DockerMount(m.target, str(m.source.resolve()), type="bind", read_only=m.read_only)
                     for m in mounts] + _masks(mounts),
@@ -124,6 +136,7 @@ class DockerSandbox:
             log_config=LogConfig(type="none"),
             labels={LABEL: "1", OWNER: f"{socket.gethostname()}:{os.getpid()}"},
             stdin_open=False, tty=False, detach=True,
+            **device_args(self.devices),
         )
 
     def run(self, cmd, *, mounts=(), env=None, workdir=None, limits=None) -> Result:
@@ -216,6 +229,20 @@ class DockerSandbox:
                     break
                 time.sleep(0.2 * (attempt + 1))
         _live.discard(cid)
+
+
+def device_args(requested, *, exists=os.path.exists, listdir=os.listdir, stat=os.stat) -> dict:
+    """Extra `containers.create` arguments for the requested accelerators whose device nodes exist here:
+    the node directory and the groups owning its nodes (render), so uid 1000 may open them. Nothing for
+    CPU, for an absent device or an unknown name: the lockdown is otherwise untouched."""
+    devices, groups = [], set()
+    for name in requested or ():
+        node = DEVICE_NODES.get(name)
+        if node is None or not exists(node):
+            continue
+        devices.append(f"{node}:{node}:rwm")
+        groups |= {stat(os.path.join(node, n)).st_gid for n in listdir(node) if n.startswith(DEVICE_FILES[name])}
+    return {"devices": devices, "group_add": sorted(str(g) for g in groups)} if devices else {}
 
 
 def _masks(mounts: list[Mount]) -> list:

@@ -40,9 +40,11 @@ def engine_status(image: str | None = None, ping_timeout_s: float = 2.0) -> tupl
 
 
 def make_sandbox(kind: Kind = "auto", env: SandboxEnv | str = DEFAULT_IMAGE, *, ping_timeout_s: float = 2.0,
-                 python: str | None = None, progress=None) -> Sandbox:
+                 python: str | None = None, progress=None, devices: tuple[str, ...] = ()) -> Sandbox:
     """A sandbox for `env` (an environment, or just an image name). `python` overrides the
-    interpreter used inside (docker: `python`, local: the env's, built on first use)."""
+    interpreter used inside (docker: `python`, local: the env's, built on first use). `devices`:
+    accelerators (GPU, NPU) a container may use where the host has them. The local backend's private
+    /dev does not pass them (yet): there, GPU/NPU rows are skipped with the runtime's reason."""
     from sandboxes.local import LocalSandbox
 
     image = env.image if isinstance(env, SandboxEnv) else env
@@ -58,7 +60,7 @@ def make_sandbox(kind: Kind = "auto", env: SandboxEnv | str = DEFAULT_IMAGE, *, 
 
         # The probe client's short timeout would cut real calls (create on a
         # busy daemon); DockerSandbox makes its own.
-        return DockerSandbox(image, python=python or "python")
+        return DockerSandbox(image, python=python or "python", devices=devices)
     if kind == "docker":
         raise SandboxUnavailable(f"docker sandbox unavailable: {why}")
     log.warning("sandbox: falling back to local: %s", why)

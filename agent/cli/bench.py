@@ -26,6 +26,7 @@ def _stage_rows(state: dict) -> list[tuple[str, float]]:
         report = json.loads(Path(state["attempts"][-1]["report"]).read_text())
         vt = report.get("timings", {})
         rows += [("export", vt.get("export", 0.0)), ("parity", vt.get("parity", 0.0)),
+                 ("precision matrix", vt.get("precision_matrix", 0.0)),
                  ("tests", sum(v for k, v in vt.items() if k.startswith("tests:"))),
                  ("verify (sandbox, all)", t[last])]
     rows += [("publish", t.get("publish", 0.0))]
@@ -39,17 +40,46 @@ def bench_s1(
     repo: Optional[str] = typer.Option(None, "--repo"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
     sandbox: Optional[str] = typer.Option(None, "--sandbox"),
+    matrix_overhead: bool = typer.Option(False, "--matrix-overhead",
+                                         help="run twice, with and without the precision matrix, and compare"),
 ) -> None:
     """End-to-end time of one S1 onboarding with warm caches (a throwaway job dir)."""
     from agent.cli.main import fail, settings_for
     from tools.errors import UserError
+
+    base = settings_for(data_dir, sandbox=sandbox)
+    variants = [True, False] if matrix_overhead else [base.precision_matrix]
+    totals = {}
+    for matrix in variants:
+        settings = base.model_copy(update={"precision_matrix": matrix})
+        try:
+            prepared, rows, total, state = _s1_once(settings, model, target, repo, sandbox)
+        except UserError as exc:
+            fail(exc)
+        label = "with" if matrix else "without"
+        table = Table("stage", "seconds", title=f"bench s1 {model} → {target} ({state.get('outcome')}), "
+                                                f"{label} the precision matrix")
+        table.add_row("prepare (workspace, config)", f"{prepared:.2f}")
+        for name, secs in rows:
+            table.add_row(name, f"{secs:.2f}")
+        table.add_row("[bold]end to end[/]", f"[bold]{total:.2f}[/]")
+        out.print(table)
+        totals[label] = total
+        if state.get("outcome") != "pr":
+            err.print(f"[yellow]outcome {state.get('outcome')}: {state.get('message')}[/]")
+            raise typer.Exit(1)
+    if len(totals) == 2:
+        out.print(f"precision matrix adds {totals['with'] - totals['without']:+.1f} s end to end "
+                  f"({totals['with']:.1f} s with, {totals['without']:.1f} s without)")
+
+
+def _s1_once(settings, model: str, target: str, repo: Optional[str], sandbox: Optional[str]):
     from agent.graph.request import Request, prepare
     from agent.graph.run import drive, make_deps
 
-    base = settings_for(data_dir, sandbox=sandbox)
     scratch = Path(tempfile.mkdtemp(prefix="onboard-bench-"))
     # Jobs, records and checkpoints go to scratch; mirrors, tiny models and indexes stay warm.
-    settings = base.model_copy(update={"data_dir": scratch, "cache_dir": base.caches})
+    settings = settings.model_copy(update={"data_dir": scratch, "cache_dir": settings.caches})
     try:
         start = time.monotonic()
         job = prepare(Request(model=model, target=target, repo=repo, sandbox=sandbox), settings)
@@ -57,20 +87,9 @@ def bench_s1(
         deps = make_deps(settings, job.target, lambda m: None)
         state, _ = drive(settings, deps, job.thread_id, job.initial_state)
         total = time.monotonic() - start
-        rows = _stage_rows(state)  # reads the reports in scratch: before it is removed
-    except UserError as exc:
-        fail(exc)
+        return prepared, _stage_rows(state), total, state  # the rows read reports in scratch: before removal
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    table = Table("stage", "seconds", title=f"bench s1 {model} → {target} ({state.get('outcome')})")
-    table.add_row("prepare (workspace, config)", f"{prepared:.2f}")
-    for name, secs in rows:
-        table.add_row(name, f"{secs:.2f}")
-    table.add_row("[bold]end to end[/]", f"[bold]{total:.2f}[/]")
-    out.print(table)
-    if state.get("outcome") != "pr":
-        err.print(f"[yellow]outcome {state.get('outcome')}: {state.get('message')}[/]")
-        raise typer.Exit(1)
 
 
 def _verify_seconds(settings, model: str, target: str, repo: Optional[str], sandbox: str) -> tuple[float, str]:
@@ -173,7 +192,9 @@ def bench_tiny_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    from agent.cli.bench_precision import bench_precision
     from agent.cli.bench_references import bench_references
 
     bench.command("references")(bench_references)
+    bench.command("precision")(bench_precision)
     app.add_typer(bench, name="bench")

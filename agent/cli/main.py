@@ -133,6 +133,8 @@ def run(
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="with --target all: targets run at once"),
     sandbox: Optional[str] = typer.Option(None, "--sandbox", help="auto | local | docker"),
     reference: list[str] = typer.Option([], "--reference", help="reference PR number or revision (repeatable)"),
+    devices: Optional[str] = typer.Option(None, "--devices", help="CPU,GPU,NPU to verify on (env ONBOARD_DEVICES; "
+                                          "default: what the runtime reports; absent ones are skipped rows)"),
     data_dir: Optional[Path] = DataDir,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -142,7 +144,7 @@ def run(
 
     settings, thread = None, None
     try:
-        settings = settings_for(data_dir, sandbox=sandbox)
+        settings = settings_for(data_dir, sandbox=sandbox, devices=devices)
         check_database(settings.path("checkpoints.sqlite"))
         if target == "all":
             from agent.cli.fanout import run_every_target

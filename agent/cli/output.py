@@ -49,6 +49,8 @@ def summary_table(state: dict) -> Table:
         t.add_row(f"candidate {a['candidate']}", ("passed" if a["passed"] else "failed")
                   + (f", {label} {score:.2e}" if score is not None else "")
                   + ("" if a["passed"] else f" — {a['first_failure'][:160]}"))
+    for c in (state.get("verification") or {}).get("checks", []):  # what was measured, in the target's words
+        t.add_row(f"  {c['name']}", f"{c['status']}" + (f": {c['detail'][:300]}" if c.get("detail") else ""))
     pr = state.get("pr")
     if pr:
         t.add_row("branch", pr["branch"])

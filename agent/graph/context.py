@@ -26,4 +26,13 @@ def job_context(state: OnboardState, deps: Deps, work_dir: Path | None = None) -
         work_dir = Path(state["job_dir"]) / f"attempt-{state.get('candidate_index', 0)}"
     return JobContext(model_type=state["analysis"]["model_type"], tiny_dir=Path(tiny) if tiny else None,
                       work_dir=work_dir, parity_tolerance=s.parity_tolerance, timeout_s=s.verify_timeout_s,
-                      tests_timeout_s=s.tests_timeout_s)
+                      tests_timeout_s=s.tests_timeout_s, devices=devices_for(s, state.get("request", {})),
+                      precision_matrix=s.precision_matrix, precision_tolerances=s.precision_tolerances)
+
+
+def devices_for(settings, request: dict) -> list[str] | None:
+    """The devices a job verifies on: the settings' list, else the request's device label (a job routed to
+    a GPU worker measures the GPU), else None: whatever the runtime reports."""
+    if settings.devices:
+        return list(settings.devices)
+    return [request["device"]] if request.get("device") else None

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from tools.errors import UserError
-from agent.settings import Settings
+from agent.settings import Device, Settings
 from tools.repo.workspace import RepoManager, RepoUnavailable, Workspace, normalise_repo, wrong_repository
 from tools.targets import get_target
 from tools.targets import DEFAULT_TARGET
@@ -27,6 +27,8 @@ class Request(BaseModel):
     ref: str | None = None
     sandbox: str | None = None
     references: list[str] = []  # PR numbers ("#123" or "123") or revisions; empty = automatic
+    # The hardware this job needs (a routing label for nightly and the scale-out workers); None: any worker.
+    device: Device | None = None
 
 
 class Job(BaseModel):

@@ -20,8 +20,10 @@ def make_sandbox(settings: Settings, env: SandboxEnv, progress=None):
     from sandboxes.base import SandboxUnavailable
     from sandboxes.factory import make_sandbox as factory
 
+    # Unset devices mean "what the runtime reports": every accelerator the host has is offered to the job.
+    devices = tuple(d for d in (settings.devices or ("GPU", "NPU")) if d != "CPU")
     try:
-        return factory(settings.sandbox, env, progress=progress)
+        return factory(settings.sandbox, env, progress=progress, devices=devices)
     except SandboxUnavailable as exc:  # fail closed, in one line: never a run outside a sandbox
         raise EnvironmentProblem(str(exc)) from None
 

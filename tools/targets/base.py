@@ -126,6 +126,11 @@ class JobContext(BaseModel):
     parity_tolerance: float = 1e-4
     timeout_s: float = 900.0
     tests_timeout_s: float = 1200.0
+    # Hardware the verification may use (None: whatever the runtime reports) and, for targets that measure
+    # deployment precisions, whether to and with which tolerances (precision -> bars; target-defined).
+    devices: list[str] | None = None
+    precision_matrix: bool = False
+    precision_tolerances: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
 @runtime_checkable

@@ -2,7 +2,10 @@
 
 Usage: python verify.py SPEC.json
 SPEC: {"phase": "parity"|"tests", "workspace", "tiny_dir", "out_dir", "model_type",
-       "tolerance", "max_new_tokens", "tests": [[file, keyword], ...]}
+       "tolerance", "max_new_tokens", "tests": [[file, keyword], ...],
+       "precision_matrix": bool, "devices": ["CPU", "GPU", "NPU"] | null}
+With precision_matrix, a passed f32 gate is followed by the matrix (precision.py): the report's
+"precision" holds its rows, which the host judges.
 Prints one JSON report as the last line of stdout (and writes it to out_dir).
 Only the standard library and the verification stack are imported here: this
 file runs in a sandbox image that has no Onboarder installed.
@@ -21,8 +24,9 @@ from pathlib import Path
 
 try:  # as the sandbox runs it: /job (this directory) is the script's own path
     import experts
+    import precision
 except ImportError:  # imported by the project's tests
-    from sandboxes.targets.optimum_intel import experts
+    from sandboxes.targets.optimum_intel import experts, precision
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    "]
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -266,11 +270,18 @@ def parity(spec: dict) -> dict:
                          max_abs_diff=c["worst"], length=length, window=window, first_divergence=c["first"],
                          reference=c["reference"], default_max_abs_diff=c["default_worst"]))
     timings["parity"] = time.monotonic() - t
-    if spec.get("measure_int8") and all(c["status"] == "passed" for c in checks):
+    gate = all(c["status"] == "passed" for c in checks)
+    if spec.get("measure_int8") and gate:
         t = time.monotonic()
         checks.append(int8_weights(tiny, out / "ir-int8"))
         timings["int8_export"] = time.monotonic() - t
-    return {"checks": checks, "timings": timings}
+    report = {"checks": checks, "timings": timings}
+    if spec.get("precision_matrix") and gate:  # as users deploy it; the host judges the numbers
+        t = time.monotonic()
+        ref = precision.Reference(pt_model, tok, PROMPTS, [batch, long], gen)
+        report["precision"] = precision.run_matrix(ir_dir, out / "precision", ref, spec.get("devices"))
+        timings["precision_matrix"] = time.monotonic() - t
+    return report
 
 
 def int8_weights(tiny: Path, ir_dir: Path) -> dict:

@@ -233,10 +233,12 @@ class OptimumIntelTarget(BaseTarget):
 
         # With tests to register, the int8 export is measured too: test_exporters_cli needs its count.
         parity = run_job(sandbox, JOB, workspace, ctx,
-                         {"phase": "parity", "measure_int8": run_tests and (workspace / TESTS_DIR).exists()},
+                         {"phase": "parity", "measure_int8": run_tests and (workspace / TESTS_DIR).exists(),
+                          "precision_matrix": ctx.precision_matrix, "devices": ctx.devices},
                          ctx.timeout_s,
                          workspace_only=WORKSPACE_ONLY)
         checks = [_check(c) for c in parity["checks"]]
+        precision_checks = self._judge_precision(parity, analysis, ctx)
         timings = dict(parity.get("timings", {}))
         failed = [c for c in checks if c.status == "failed"]
         if not failed and run_tests and (workspace / TESTS_DIR).exists():
@@ -256,10 +258,22 @@ class OptimumIntelTarget(BaseTarget):
         elif not (workspace / TESTS_DIR).exists():
             checks.append(Check(name="tests", status="skipped", stage="tests",
                                 detail="workspace has no tests/ (source distribution)"))
+        checks += precision_checks  # after the tests: a precision below its bar must not hide their result
         parity_check = next((c for c in checks if c.name == "logits_parity"), None)
         metrics = parity_check.metrics if parity_check else {}
         return VerifyReport.from_checks(checks, score=metrics.get("max_abs_diff"), score_label="max |Δlogits|",
                                         divergence=metrics.get("first_divergence") or {}, timings=timings)
+
+    @staticmethod
+    def _judge_precision(parity: dict, analysis: dict, ctx: JobContext) -> list[Check]:
+        from tools.targets.optimum_intel.precision import DEFAULT_TOLERANCES, Tolerance, judge
+
+        if not ctx.precision_matrix or "precision" not in parity:
+            return []
+        tolerances = dict(DEFAULT_TOLERANCES)
+        for precision, bars in ctx.precision_tolerances.items():  # a setting may name only some bars
+            tolerances[precision] = Tolerance(**{**tolerances[precision].model_dump(), **bars})
+        return judge(parity["precision"], tolerances, analysis.get("lineage", []))
 
 
 def _check(data: dict) -> Check:
