@@ -26,7 +26,8 @@ def _stage_rows(state: dict) -> list[tuple[str, float]]:
         report = json.loads(Path(state["attempts"][-1]["report"]).read_text())
         vt = report.get("timings", {})
         rows += [("export", vt.get("export", 0.0)), ("parity", vt.get("parity", 0.0)),
-                 ("tests", sum(v for k, v in vt.items() if k.startswith("tests:"))),
+                 ("int8 export", vt.get("int8_export", 0.0)),
+                 ("tests", sum(v for k, v in vt.items() if k == "tests" or k.startswith("tests:"))),
                  ("verify (sandbox, all)", t[last])]
     rows += [("publish", t.get("publish", 0.0))]
     return rows
@@ -174,6 +175,8 @@ def bench_tiny_cmd(
 
 def register(app: typer.Typer) -> None:
     from agent.cli.bench_references import bench_references
+    from agent.cli.bench_sweep import bench_sweep
 
     bench.command("references")(bench_references)
+    bench.command("sweep")(bench_sweep)
     app.add_typer(bench, name="bench")

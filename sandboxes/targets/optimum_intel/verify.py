@@ -11,9 +11,6 @@ file runs in a sandbox image that has no Onboarder installed.
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
 import sys
 import time
 import traceback
@@ -21,8 +18,10 @@ from pathlib import Path
 
 try:  # as the sandbox runs it: /job (this directory) is the script's own path
     import experts
+    import inprocess
+    import repo_tests
 except ImportError:  # imported by the project's tests
-    from sandboxes.targets.optimum_intel import experts
+    from sandboxes.targets.optimum_intel import experts, inprocess, repo_tests
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    "]
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -275,14 +274,13 @@ def parity(spec: dict) -> dict:
 
 def int8_weights(tiny: Path, ir_dir: Path) -> dict:
     """`optimum-cli export openvino --weight-format int8`, exactly as users and the repository's
-    CLI tests run it, then 8-bit weight outputs counted the way its tests count them
-    (utils_tests.get_num_quantized_nodes): the test registration needs that number."""
-    cli = Path(sys.executable).with_name("optimum-cli")
-    cmd = [str(cli) if cli.exists() else "optimum-cli", "export", "openvino", "--model", str(tiny),
-           "--task", "text-generation-with-past", "--weight-format", "int8", str(ir_dir)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        tail = " ".join((res.stderr or res.stdout).strip().splitlines()[-2:])[-400:]
+    CLI tests run it (in this process: inprocess.py), then 8-bit weight outputs counted the way its
+    tests count them (utils_tests.get_num_quantized_nodes): the test registration needs that number."""
+    args = ["export", "openvino", "--model", str(tiny), "--task", "text-generation-with-past",
+            "--weight-format", "int8", str(ir_dir)]
+    ok, output = inprocess.optimum_cli(args)
+    if not ok:
+        tail = " ".join(output.strip().splitlines()[-2:])[-400:]
         return _check("int8_weights", "failed", f"optimum-cli int8 export failed: {tail}")
     import openvino as ov
 
@@ -293,45 +291,9 @@ def int8_weights(tiny: Path, ir_dir: Path) -> dict:
                   per_model={"model": n})
 
 
-SUMMARY = re.compile(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)")
-
-
 def tests(spec: dict) -> dict:
-    ws = Path(spec["workspace"])
-    checks, timings = [], {}
     # PYTHONPATH (site/ + workspace) comes from the runner; -p onboard_select keeps this model's tests.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "ONBOARD_SELECT_MODEL": spec["model_type"]}
-    for test_file in spec.get("tests", []):
-        t = time.monotonic()
-        path = ws / test_file
-        cmd = [sys.executable, "-m", "pytest", path.name, "-p", "onboard_select", "-q", "-p", "no:cacheprovider",
-               "-x", "--no-header", "-rA"]
-        res = subprocess.run(cmd, cwd=path.parent, env=env, capture_output=True, text=True)
-        tail = (res.stdout + res.stderr).strip().splitlines()[-40:]
-        # "-rA" lists every outcome; the ids let a reviewer rerun exactly what passed.
-        passed_ids = [f"{Path(test_file).parent}/{line.split()[1]}" for line in res.stdout.splitlines()
-                      if line.startswith("PASSED ")][:50]
-        counts = {}
-        for line in reversed(tail):
-            found = SUMMARY.findall(line)
-            if found:
-                counts = {k.rstrip("s") if k.startswith("error") else k: int(n) for n, k in found}
-                break
-        ran = counts.get("passed", 0) + counts.get("failed", 0) + counts.get("error", 0)
-        ok = res.returncode == 0 and counts.get("passed", 0) > 0
-        detail = f"pytest {test_file} (tests of {spec['model_type']}): " + ", ".join(
-            f"{v} {k}" for k, v in counts.items())
-        if ran == 0:
-            ok, detail = False, detail + " (selection ran no test)"
-        # pytest's "E   " lines say why a test failed; the tail is mostly warnings
-        errors = [line[1:].strip() for line in res.stdout.splitlines() if line.startswith("E ")][:20]
-        if errors and not ok:
-            detail += f": {errors[-1][:300]}"
-        checks.append(_check(f"tests:{test_file}", "passed" if ok else "failed", detail,
-                             counts=counts, returncode=res.returncode, passed_ids=passed_ids, errors=errors,
-                             tail="\n".join(tail[-25:])))
-        timings[f"tests:{test_file}"] = time.monotonic() - t
+    checks, timings = repo_tests.run(Path(spec["workspace"]), spec.get("tests", []), spec["model_type"], _check)
     return {"checks": checks, "timings": timings}
 
 
