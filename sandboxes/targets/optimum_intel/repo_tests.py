@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,15 +46,23 @@ def parse(stdout: str) -> dict[str, dict]:
     return out
 
 
+HERE = Path(__file__).resolve().parent
+
+
 def command(files: list[str]) -> list[str]:
     # -x: a model the tests refuse is refused at its first failure, as with one process per file.
-    return [sys.executable, "-m", "pytest", *files, "-p", "onboard_select", "-q", "-p", "no:cacheprovider", "-x",
-            "--no-header", "-rA"]
+    # -p warm_cli: the tests' `optimum-cli` commands run in this (warm) process, see warm_cli.py.
+    return [sys.executable, "-m", "pytest", *files, "-p", "onboard_select", "-p", "warm_cli", "-q",
+            "-p", "no:cacheprovider", "-x", "--no-header", "-rA"]
 
 
-def run(ws: Path, test_files: list[str], model_type: str, check) -> tuple[list[dict], dict]:
+def run(ws: Path, test_files: list[str], model_type: str, check, scratch: Path | None = None
+        ) -> tuple[list[dict], dict]:
     """Checks `tests:<file>` (one per file) and timings {"tests": s} of one pytest run over all files."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ONBOARD_SELECT_MODEL": model_type}
+    cli_log = Path(tempfile.mkdtemp(prefix="onboard-cli-", dir=scratch)) / "cli.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ONBOARD_SELECT_MODEL": model_type,
+           "ONBOARD_WARM_CLI_LOG": str(cli_log),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)}
     paths = [ws / f for f in test_files]
     parents = {p.parent for p in paths}
     cwd = parents.pop() if len(parents) == 1 else ws
@@ -61,22 +71,29 @@ def run(ws: Path, test_files: list[str], model_type: str, check) -> tuple[list[d
                          capture_output=True, text=True)
     seconds = time.monotonic() - t
     per_file = parse(res.stdout)
+    in_process = cli_log.read_text().splitlines() if cli_log.exists() else []
+    shutil.rmtree(cli_log.parent, ignore_errors=True)
     tail = (res.stdout + res.stderr).strip().splitlines()[-40:]
     # pytest's "E   " lines say why a test failed; the tail is mostly warnings
     errors = [line[1:].strip() for line in res.stdout.splitlines() if line.startswith("E ")][:20]
     stopped_early = res.returncode != 0 and any(e["failed"] for e in per_file.values())
     checks = []
     for test_file, path in zip(test_files, paths):
-        entry = per_file.get(str(path.relative_to(cwd)), {"counts": {}, "passed": [], "failed": []})
+        rel = str(path.relative_to(cwd))
+        entry = per_file.get(rel, {"counts": {}, "passed": [], "failed": []})
         counts = entry["counts"]
         ran = counts.get("passed", 0) + counts.get("failed", 0) + counts.get("error", 0)
         detail = f"pytest {test_file} (tests of {model_type}): " + ", ".join(f"{v} {k}" for k, v in counts.items())
-        metrics = dict(counts=counts, returncode=res.returncode, errors=errors, tail="\n".join(tail[-25:]),
+        warm = [ln for ln in in_process if _file_of(ln.split("\t")[1]) == rel]
+        if warm:
+            detail += f" ({len(warm)} optimum-cli command(s) of its tests run in the test process)"
+        metrics = dict(counts=counts, cli_in_process=warm, returncode=res.returncode, errors=errors,
+                       tail="\n".join(tail[-25:]),
                        passed_ids=[f"{Path(test_file).parent}/{cwd_rel}" if cwd != ws else cwd_rel
                                    for cwd_rel in entry["passed"]][:50])
         if ran == 0 and stopped_early:
             # -x stopped the run at another file's failure: this file's tests did not run
-            checks.append(check(f"tests:{test_file}", "skipped", detail + "not run: pytest -x stopped at a "
+            checks.append(check(f"tests:{test_file}", "skipped", detail + "; not run: pytest -x stopped at a "
                                 "failure in another file", **metrics))
             continue
         ok = not entry["failed"] and counts.get("passed", 0) > 0 and (res.returncode == 0 or stopped_early)

@@ -293,7 +293,8 @@ def int8_weights(tiny: Path, ir_dir: Path) -> dict:
 
 def tests(spec: dict) -> dict:
     # PYTHONPATH (site/ + workspace) comes from the runner; -p onboard_select keeps this model's tests.
-    checks, timings = repo_tests.run(Path(spec["workspace"]), spec.get("tests", []), spec["model_type"], _check)
+    checks, timings = repo_tests.run(Path(spec["workspace"]), spec.get("tests", []), spec["model_type"], _check,
+                                     scratch=Path(spec["out_dir"]) if spec.get("out_dir") else None)
     return {"checks": checks, "timings": timings}
 
 

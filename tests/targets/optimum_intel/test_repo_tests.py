@@ -67,3 +67,28 @@ def test_a_file_selecting_nothing_fails():
     assert checks["test_a.py"]["passed"] == ["test_a.py::test_x"]
     assert checks["test_b.py"]["counts"] == {"skipped": 1}
     assert checks["test_c.py"]["failed"] == ["test_c.py"]
+
+
+def test_the_tests_optimum_cli_commands_run_in_the_test_process(tmp_path, monkeypatch):
+    """test_exporters_cli starts optimum-cli through subprocess.run(shell=True): warm_cli runs it in-process,
+    a failing command still raises CalledProcessError, and a command with shell syntax is left to the shell."""
+    d = tmp_path / "ws" / "tests" / "openvino"
+    d.mkdir(parents=True)
+    (d / "test_exporters_cli.py").write_text(textwrap.dedent("""
+        import subprocess
+        import pytest
+
+        def test_exporters_cli_cwm():
+            subprocess.run("optimum-cli export openvino --help", shell=True, check=True)
+            with pytest.raises(subprocess.CalledProcessError):
+                subprocess.run("optimum-cli export openvino --no-such-option x", shell=True, check=True)
+            assert subprocess.run("echo optimum-cli | cat", shell=True, check=True).returncode == 0
+        """))
+    monkeypatch.setenv("PYTHONPATH", str(SITE))
+    checks, _ = repo_tests.run(tmp_path / "ws", ["tests/openvino/test_exporters_cli.py"], "cwm", verify._check)
+    assert checks[0]["status"] == "passed", checks[0]["metrics"]["tail"]
+    warm = [line.split("\t") for line in checks[0]["metrics"]["cli_in_process"]]
+    assert [(w[0], w[2]) for w in warm] == [("ok", "export openvino --help"),
+                                            ("failed", "export openvino --no-such-option x")]
+    assert warm[0][1] == "test_exporters_cli.py::test_exporters_cli_cwm"
+    assert "2 optimum-cli command(s)" in checks[0]["detail"]
