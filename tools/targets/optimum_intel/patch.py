@@ -20,8 +20,9 @@ from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, Field
 
 from tools.source.python_edit import Edit, EditError, Src, edit_file, insert_block, insert_bullet, top_level_names
-from tools.source.literals import insert_element, literal_keys, remove_element
+from tools.source.literals import literal_keys, remove_element
 from tools.targets.optimum_intel import fixture
+from tools.targets.optimum_intel.placement import class_anchor, insert_entry
 from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, insert_import
 
 MODEL_CONFIGS = "optimum/exporters/openvino/model_configs.py"
@@ -208,7 +209,8 @@ def _register_config(workspace: Path, spec: PatchSpec, result: PatchResult) -> l
     _version_notes(spec, chain, result.notes)
     names = _module_names(text)
     block = _registration_block(spec, config_class_name(spec.model_type, names), tasks, names)
-    _record(result, MODEL_CONFIGS, edit_file(path, insert_block, block, after=spec.base_class))
+    anchor = class_anchor(tree, spec.base_class, spec.model_type, regs)
+    _record(result, MODEL_CONFIGS, edit_file(path, insert_block, block, after=anchor))
     return tasks
 
 
@@ -287,7 +289,7 @@ def _register_fixture(workspace: Path, spec: PatchSpec, result: PatchResult) -> 
     names = _string_items(path.read_text(encoding="utf-8"), table)
     hub = fixture.hub_id(spec.model_type, fixture.testing_org(list(names.values())))
     if spec.model_type not in names:
-        if _try(result, workspace, UTILS_TESTS, insert_element, table, spec.model_type, hub) is None:
+        if _try(result, workspace, UTILS_TESTS, insert_entry, table, spec.model_type, hub) is None:
             return False
     else:
         hub = names[spec.model_type]
@@ -310,16 +312,16 @@ def _register_tests(workspace: Path, spec: PatchSpec, result: PatchResult) -> No
     mt = spec.model_type
     decoder, export, cli = (f"{TESTS}/{f}" for f in ("test_decoder.py", "test_export.py", "test_exporters_cli.py"))
     if spec.expected_int8 is not None and _keys(workspace / UTILS_TESTS, INT8_TABLE) is not None:
-        _try(result, workspace, UTILS_TESTS, insert_element, INT8_TABLE, mt, dict(spec.expected_int8))
+        _try(result, workspace, UTILS_TESTS, insert_entry, INT8_TABLE, mt, dict(spec.expected_int8))
     if (workspace / decoder).exists():
         cls = "OVModelForCausalLMIntegrationTest"
         target = _target(workspace / decoder, cls, "SUPPORTED_ARCHITECTURES")
-        _try(result, workspace, decoder, insert_element, target, mt)
+        _try(result, workspace, decoder, insert_entry, target, mt)
         if "get_supported_model_for_library" not in (workspace / decoder).read_text(encoding="utf-8"):
             result.notes.append(f"{decoder} does not filter by MIN/MAX_TRANSFORMERS_VERSION: entry not version-gated")
         if spec.expected_sdpa is not None:
             target = _target(workspace / decoder, cls, "EXPECTED_NUM_SDPA")
-            _try(result, workspace, decoder, insert_element, target, mt, spec.expected_sdpa)
+            _try(result, workspace, decoder, insert_entry, target, mt, spec.expected_sdpa)
         elif spec.measured:
             result.notes.append(f"{decoder}: SDPA count unknown, no EXPECTED_NUM_SDPA entry: "
                                 "test_compare_to_transformers will expect 0 SDPA ops")
@@ -330,7 +332,7 @@ def _register_tests(workspace: Path, spec: PatchSpec, result: PatchResult) -> No
     elif "OVModelForCausalLM" not in _module_names((workspace / export).read_text(encoding="utf-8")):
         result.skipped.append(f"{export}: OVModelForCausalLM is not imported there: not registered")
     else:
-        _try(result, workspace, export, insert_element, _target(workspace / export, "ExportModelTest",
+        _try(result, workspace, export, insert_entry, _target(workspace / export, "ExportModelTest",
              "SUPPORTED_ARCHITECTURES"), mt, Src("OVModelForCausalLM"))
     if not (workspace / cli).exists():
         result.skipped.append(f"{cli}: absent")
@@ -340,7 +342,7 @@ def _register_tests(workspace: Path, spec: PatchSpec, result: PatchResult) -> No
             result.skipped.append(f"{cli}: its int8 test needs {INT8_TABLE}[{mt!r}], the int8 weight count is "
                                   "unknown (PatchSpec.expected_int8): not registered there")
     else:
-        _try(result, workspace, cli, insert_element, _target(workspace / cli, "OVCLIExportTestCase",
+        _try(result, workspace, cli, insert_entry, _target(workspace / cli, "OVCLIExportTestCase",
              "SUPPORTED_ARCHITECTURES"), ("text-generation-with-past", mt))
 
 
