@@ -59,3 +59,15 @@ def change_parent(worktree: Path, base_rev: str) -> str:
         if sha and any(line.startswith(TRAILER) for line in message.splitlines()):
             return sha
     return base_rev
+
+
+def shared_under_head(worktree: Path, depth: int = 2) -> str | None:
+    """The shared commit among HEAD and its `depth - 1` first parents (HEAD itself before publishing,
+    its parent after), or None."""
+    repo = open_worktree(worktree)
+    log = repo.git.log(f"-{depth}", "--first-parent", "--format=%H%x00%B%x01", "HEAD")
+    for entry in log.split("\x01"):
+        sha, _, message = entry.strip().partition("\x00")
+        if sha and any(line.startswith(TRAILER) for line in message.splitlines()):
+            return sha
+    return None

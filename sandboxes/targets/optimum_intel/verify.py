@@ -180,7 +180,8 @@ def parity(spec: dict) -> dict:
     ws = Path(spec["workspace"]).resolve()
     code_from = Path(ove.__file__).resolve()
     patched = ws in code_from.parents
-    checks.append(_check("patched_code_imported", "passed" if patched else "failed", str(code_from)))
+    checks.append(_check("patched_code_imported", "passed" if patched else "failed",
+                         "optimum.exporters.openvino from the patched workspace" if patched else str(code_from)))
     if not patched:
         return {"checks": checks, "timings": timings}
 
@@ -191,7 +192,8 @@ def parity(spec: dict) -> dict:
 
         main_export(model_name_or_path=str(tiny), output=str(ir_dir), task="text-generation-with-past")
         sdpa = _count_sdpa(ir_dir / "openvino_model.xml")
-        checks.append(_check("export", "passed", str(ir_dir), sdpa_ops=sdpa, stateful=True))
+        checks.append(_check("export", "passed", f"text-generation-with-past, stateful: {sdpa} SDPA ops",
+                             sdpa_ops=sdpa, stateful=True))
     except Exception as exc:  # the report carries the first actionable line
         checks.append(_check("export", "failed", _first_error(exc)))
         return {"checks": checks, "timings": {"export": time.monotonic() - t}}

@@ -224,7 +224,8 @@ class OptimumIntelTarget(BaseTarget):
         display = model_display_name(model_type)
         return PRMeta(title=f"[OpenVINO] Add support for {display}", key=model_type, display_name=display,
                       min_version=version, min_version_source=source,
-                      reproduce=_reproduce(model_type, workspace, report))
+                      reproduce=_reproduce(model_type, workspace, report),
+                      facts=_test_model_facts(model_type, workspace))
 
     # -- verification -------------------------------------------------------------
     def verify(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
@@ -283,6 +284,20 @@ def _check(data: dict) -> Check:
     return Check(**{**data, "stage": stage_of(data["name"])})
 
 
+def _test_model_facts(model_type: str, workspace: Path) -> dict[str, str]:
+    """The PR intro's "Tiny test model" section: Hub id, config file, builder, shared commit."""
+    from tools.repo.shared_commit import shared_under_head
+    from tools.targets.optimum_intel import fixture
+
+    path = workspace / fixture.config_path(model_type)
+    if not path.exists():
+        return {}
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    shared = shared_under_head(workspace) if (workspace / ".git").exists() else None
+    return {"hub_id": entry["hub_id"], "seed": str(entry.get("seed", "")), "helper": fixture.HELPER,
+            "config_file": fixture.config_path(model_type), "shared_commit": shared or ""}
+
+
 def _reproduce(model_type: str, workspace: Path, report: VerifyReport | None) -> list[str]:
     """Commands a reviewer runs from the root of a clone of the PR branch."""
     from tools.targets.optimum_intel import fixture
@@ -290,8 +305,6 @@ def _reproduce(model_type: str, workspace: Path, report: VerifyReport | None) ->
     tests = _test_commands(report.checks if report else [])
     if not (workspace / fixture.config_path(model_type)).exists():
         return tests
-    import json
-
     hub = json.loads((workspace / fixture.config_path(model_type)).read_text())["hub_id"]
     name = hub.split("/")[-1]
     return [f"# the tiny test model, from {fixture.config_path(model_type)} (--push uploads it as {hub})",
