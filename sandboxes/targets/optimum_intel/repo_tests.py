@@ -84,7 +84,8 @@ def run(ws: Path, test_files: list[str], model_type: str, check, scratch: Path |
         counts = entry["counts"]
         ran = counts.get("passed", 0) + counts.get("failed", 0) + counts.get("error", 0)
         detail = f"pytest {test_file} (tests of {model_type}): " + ", ".join(f"{v} {k}" for k, v in counts.items())
-        warm = [ln for ln in in_process if _file_of(ln.split("\t")[1]) == rel]
+        # PYTEST_CURRENT_TEST names tests relative to the rootdir, -rA relative to the cwd
+        warm = [ln for ln in in_process if f"/{_file_of(ln.split(chr(9))[1])}".endswith(f"/{rel}")]
         if warm:
             detail += f" ({len(warm)} optimum-cli command(s) of its tests run in the test process)"
         metrics = dict(counts=counts, cli_in_process=warm, returncode=res.returncode, errors=errors,

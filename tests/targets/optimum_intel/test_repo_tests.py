@@ -84,11 +84,12 @@ def test_the_tests_optimum_cli_commands_run_in_the_test_process(tmp_path, monkey
                 subprocess.run("optimum-cli export openvino --no-such-option x", shell=True, check=True)
             assert subprocess.run("echo optimum-cli | cat", shell=True, check=True).returncode == 0
         """))
+    (tmp_path / "ws" / "setup.cfg").write_text("[tool:pytest]\n")  # rootdir: the repository, as upstream
     monkeypatch.setenv("PYTHONPATH", str(SITE))
     checks, _ = repo_tests.run(tmp_path / "ws", ["tests/openvino/test_exporters_cli.py"], "cwm", verify._check)
     assert checks[0]["status"] == "passed", checks[0]["metrics"]["tail"]
     warm = [line.split("\t") for line in checks[0]["metrics"]["cli_in_process"]]
     assert [(w[0], w[2]) for w in warm] == [("ok", "export openvino --help"),
                                             ("failed", "export openvino --no-such-option x")]
-    assert warm[0][1] == "test_exporters_cli.py::test_exporters_cli_cwm"
+    assert warm[0][1] == "tests/openvino/test_exporters_cli.py::test_exporters_cli_cwm"
     assert "2 optimum-cli command(s)" in checks[0]["detail"]
