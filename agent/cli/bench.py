@@ -26,8 +26,9 @@ def _stage_rows(state: dict) -> list[tuple[str, float]]:
         report = json.loads(Path(state["attempts"][-1]["report"]).read_text())
         vt = report.get("timings", {})
         rows += [("export", vt.get("export", 0.0)), ("parity", vt.get("parity", 0.0)),
+                 ("int8 export", vt.get("int8_export", 0.0)),
                  ("precision matrix", vt.get("precision_matrix", 0.0)),
-                 ("tests", sum(v for k, v in vt.items() if k.startswith("tests:"))),
+                 ("tests", sum(v for k, v in vt.items() if k == "tests" or k.startswith("tests:"))),
                  ("verify (sandbox, all)", t[last])]
     rows += [("publish", t.get("publish", 0.0))]
     return rows
@@ -194,7 +195,9 @@ def bench_tiny_cmd(
 def register(app: typer.Typer) -> None:
     from agent.cli.bench_precision import bench_precision
     from agent.cli.bench_references import bench_references
+    from agent.cli.bench_sweep import bench_sweep
 
     bench.command("references")(bench_references)
     bench.command("precision")(bench_precision)
+    bench.command("sweep")(bench_sweep)
     app.add_typer(bench, name="bench")

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tools.forge.local import PRRecord, RecordStore, StoredRecords
 from tools.repo.git_safe import git_env, open_worktree
+from tools.repo.shared_commit import change_parent
 from tools.repo.workspace import commit_all
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class GitHubForge(StoredRecords):
                 verification, subject="") -> PRRecord:
         repo = open_worktree(worktree)
         # A resumed publish re-creates the same single commit rather than stacking a second one.
-        repo.git.reset("-q", "--soft", base_rev)
+        repo.git.reset("-q", "--soft", change_parent(worktree, base_rev))
         head = commit_all(repo, f"{title}\n\nGenerated and verified by Onboarder (thread {thread_id}).")
         push_url = self.push_branch(worktree, target, branch)
         gh_repo = self.client.get_repo(self.config.repo_for(target))
@@ -156,7 +157,7 @@ class GitHubForge(StoredRecords):
         if not self.config.push_failed_branches:
             return None
         repo = open_worktree(worktree)
-        repo.git.reset("-q", "--soft", base_rev)
+        repo.git.reset("-q", "--soft", change_parent(worktree, base_rev))
         commit_all(repo, f"Unverified attempt: {model_type} in {target}\n\nDid not pass Onboarder's checks.")
         branch = f"onboard/{target}/{model_type}-attempt"
         self.push_branch(worktree, target, branch)

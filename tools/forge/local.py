@@ -17,6 +17,7 @@ import git
 from pydantic import BaseModel, Field
 
 from tools.repo.git_safe import GIT_ENV, harden, open_gitdir, open_worktree
+from tools.repo.shared_commit import change_parent
 from tools.repo.workspace import commit_all
 
 
@@ -139,7 +140,7 @@ class LocalForge(StoredRecords):
                 verification, subject="") -> PRRecord:
         repo = open_worktree(worktree)
         # Re-running publish (resume) must yield the same branch content, not a second commit.
-        repo.git.reset("-q", "--soft", base_rev)
+        repo.git.reset("-q", "--soft", change_parent(worktree, base_rev))
         head = commit_all(repo, f"{title}\n\nGenerated and verified by Onboarder (thread {thread_id}).")
         remote = self._remote(target)
         repo.git.push("-q", "--force", str(remote), f"HEAD:refs/heads/{branch}", env=GIT_ENV)

@@ -113,6 +113,8 @@ class PRMeta(BaseModel):
     min_version_source: str = ""
     # Commands a reviewer runs from a clone of the PR branch (never a host path).
     reproduce: list[str] = Field(default_factory=list)
+    # What a target's own PR intro template shows besides the common fields (e.g. its test model).
+    facts: dict[str, str] = Field(default_factory=dict)
 
 
 class JobContext(BaseModel):

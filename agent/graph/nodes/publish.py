@@ -73,7 +73,7 @@ def publish(state: OnboardState, deps: Deps) -> dict:
         notes=state["patch"].get("notes", []), remote=deps.forge.public_remote(target.key),
         branch=branch, test_commands=meta.reproduce, thread_id=state["thread_id"],
         timings=state.get("timings", {}), references=state.get("references", []),
-        llm=_llm_summary(state), score=report.score, score_label=report.score_label,
+        llm=_llm_summary(state), score=report.score, score_label=report.score_label, facts=meta.facts,
     )
     summary: dict = {c.name: c.status for c in report.checks}
     if report.score is not None:

@@ -14,9 +14,6 @@ file runs in a sandbox image that has no Onboarder installed.
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
 import sys
 import time
 import traceback
@@ -24,9 +21,11 @@ from pathlib import Path
 
 try:  # as the sandbox runs it: /job (this directory) is the script's own path
     import experts
+    import inprocess
     import precision
+    import repo_tests
 except ImportError:  # imported by the project's tests
-    from sandboxes.targets.optimum_intel import experts, precision
+    from sandboxes.targets.optimum_intel import experts, inprocess, precision, repo_tests
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    "]
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -185,7 +184,8 @@ def parity(spec: dict) -> dict:
     ws = Path(spec["workspace"]).resolve()
     code_from = Path(ove.__file__).resolve()
     patched = ws in code_from.parents
-    checks.append(_check("patched_code_imported", "passed" if patched else "failed", str(code_from)))
+    checks.append(_check("patched_code_imported", "passed" if patched else "failed",
+                         "optimum.exporters.openvino from the patched workspace" if patched else str(code_from)))
     if not patched:
         return {"checks": checks, "timings": timings}
 
@@ -196,7 +196,8 @@ def parity(spec: dict) -> dict:
 
         main_export(model_name_or_path=str(tiny), output=str(ir_dir), task="text-generation-with-past")
         sdpa = _count_sdpa(ir_dir / "openvino_model.xml")
-        checks.append(_check("export", "passed", str(ir_dir), sdpa_ops=sdpa, stateful=True))
+        checks.append(_check("export", "passed", f"text-generation-with-past, stateful: {sdpa} SDPA ops",
+                             sdpa_ops=sdpa, stateful=True))
     except Exception as exc:  # the report carries the first actionable line
         checks.append(_check("export", "failed", _first_error(exc)))
         return {"checks": checks, "timings": {"export": time.monotonic() - t}}
@@ -286,14 +287,13 @@ def parity(spec: dict) -> dict:
 
 def int8_weights(tiny: Path, ir_dir: Path) -> dict:
     """`optimum-cli export openvino --weight-format int8`, exactly as users and the repository's
-    CLI tests run it, then 8-bit weight outputs counted the way its tests count them
-    (utils_tests.get_num_quantized_nodes): the test registration needs that number."""
-    cli = Path(sys.executable).with_name("optimum-cli")
-    cmd = [str(cli) if cli.exists() else "optimum-cli", "export", "openvino", "--model", str(tiny),
-           "--task", "text-generation-with-past", "--weight-format", "int8", str(ir_dir)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        tail = " ".join((res.stderr or res.stdout).strip().splitlines()[-2:])[-400:]
+    CLI tests run it (in this process: inprocess.py), then 8-bit weight outputs counted the way its
+    tests count them (utils_tests.get_num_quantized_nodes): the test registration needs that number."""
+    args = ["export", "openvino", "--model", str(tiny), "--task", "text-generation-with-past",
+            "--weight-format", "int8", str(ir_dir)]
+    ok, output = inprocess.optimum_cli(args)
+    if not ok:
+        tail = " ".join(output.strip().splitlines()[-2:])[-400:]
         return _check("int8_weights", "failed", f"optimum-cli int8 export failed: {tail}")
     import openvino as ov
 
@@ -304,45 +304,10 @@ def int8_weights(tiny: Path, ir_dir: Path) -> dict:
                   per_model={"model": n})
 
 
-SUMMARY = re.compile(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)")
-
-
 def tests(spec: dict) -> dict:
-    ws = Path(spec["workspace"])
-    checks, timings = [], {}
     # PYTHONPATH (site/ + workspace) comes from the runner; -p onboard_select keeps this model's tests.
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "ONBOARD_SELECT_MODEL": spec["model_type"]}
-    for test_file in spec.get("tests", []):
-        t = time.monotonic()
-        path = ws / test_file
-        cmd = [sys.executable, "-m", "pytest", path.name, "-p", "onboard_select", "-q", "-p", "no:cacheprovider",
-               "-x", "--no-header", "-rA"]
-        res = subprocess.run(cmd, cwd=path.parent, env=env, capture_output=True, text=True)
-        tail = (res.stdout + res.stderr).strip().splitlines()[-40:]
-        # "-rA" lists every outcome; the ids let a reviewer rerun exactly what passed.
-        passed_ids = [f"{Path(test_file).parent}/{line.split()[1]}" for line in res.stdout.splitlines()
-                      if line.startswith("PASSED ")][:50]
-        counts = {}
-        for line in reversed(tail):
-            found = SUMMARY.findall(line)
-            if found:
-                counts = {k.rstrip("s") if k.startswith("error") else k: int(n) for n, k in found}
-                break
-        ran = counts.get("passed", 0) + counts.get("failed", 0) + counts.get("error", 0)
-        ok = res.returncode == 0 and counts.get("passed", 0) > 0
-        detail = f"pytest {test_file} (tests of {spec['model_type']}): " + ", ".join(
-            f"{v} {k}" for k, v in counts.items())
-        if ran == 0:
-            ok, detail = False, detail + " (selection ran no test)"
-        # pytest's "E   " lines say why a test failed; the tail is mostly warnings
-        errors = [line[1:].strip() for line in res.stdout.splitlines() if line.startswith("E ")][:20]
-        if errors and not ok:
-            detail += f": {errors[-1][:300]}"
-        checks.append(_check(f"tests:{test_file}", "passed" if ok else "failed", detail,
-                             counts=counts, returncode=res.returncode, passed_ids=passed_ids, errors=errors,
-                             tail="\n".join(tail[-25:])))
-        timings[f"tests:{test_file}"] = time.monotonic() - t
+    checks, timings = repo_tests.run(Path(spec["workspace"]), spec.get("tests", []), spec["model_type"], _check,
+                                     scratch=Path(spec["out_dir"]) if spec.get("out_dir") else None)
     return {"checks": checks, "timings": timings}
 
 

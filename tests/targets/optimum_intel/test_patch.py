@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tools.source.literals import literal_keys
-from tools.targets.optimum_intel.fixture import FIXTURE_HELPER, fixture_function_source
+from tools.targets.optimum_intel import fixture
 from tools.targets.optimum_intel.patch import PatchSpec, _registrations, config_class_name, write_patch
 from tests import TESTS
 
@@ -63,7 +63,7 @@ def test_full_patch_is_additive_and_parses(ws):
         if rel.endswith(".py"):
             ast.parse(text)
     assert regs_before < registrations(ws) and ("cwm", "CwmOpenVINOConfig") in registrations(ws)
-    assert set(result.files) == set(result.changed) == {rel for rel in before if before[rel] != after[rel]}
+    assert set(result.files) == set(result.changed) == {rel for rel in after if before.get(rel) != after[rel]}
     for rel in before:  # nothing removed: every original line is still there
         assert not set(before[rel].splitlines()) - set(after[rel].splitlines()), rel
     for rel, table in [("tests/openvino/test_decoder.py", "SUPPORTED_ARCHITECTURES"),
@@ -100,17 +100,23 @@ def test_applying_twice_equals_applying_once(ws):
     assert second.changed == [] and sorted(second.files) == sorted(first.files)
 
 
-def test_two_models_share_one_fixture_helper(ws):
+def test_two_models_share_one_builder_and_name_their_hub_ids(ws):
     write_patch(ws, spec("cwm"))
+    helper = (ws / fixture.HELPER).read_text()
     write_patch(ws, spec("seed_oss", min_transformers_version="4.57.0", display_name="SeedOss"))
     text = (ws / UTILS_TESTS).read_text()
-    assert text.count(f"def {FIXTURE_HELPER}(") == 1
-    funcs = [n.name for n in ast.parse(text).body if isinstance(n, ast.FunctionDef)]
-    assert funcs == ["_create_tiny_widget_model", FIXTURE_HELPER, "_create_tiny_cwm_model",
-                     "_create_tiny_seed_oss_model"]
+    assert (ws / fixture.HELPER).read_text() == helper == fixture.HELPER_SOURCE
+    assert text.count(fixture.HOOK_IMPORT) == 1 and text.count("with_local_fallbacks(MODEL_NAMES)") == 1
+    # the fallback applies after upstream's cache resolution, its import joins the module's imports
+    assert text.index("MODEL_NAMES = dict(HUB_MODEL_NAMES)") < text.index("with_local_fallbacks(MODEL_NAMES)")
+    assert text.index("import torch\n") < text.index(fixture.HOOK_IMPORT) < text.index("def _create_tiny_widget")
     names = literal_keys(text, "HUB_MODEL_NAMES")
     assert names.index("cwm") == names.index("bert") + 1 and names.index("seed_oss") == names.index("mamba") + 1
-    assert '    "seed_oss": _create_tiny_seed_oss_model(),\n' in text
+    # the table's own testing organisation ("org" in the miniature), upstream's naming
+    assert '    "seed_oss": "org/tiny-random-seed_oss",\n' in text
+    entry = json.loads((ws / fixture.config_path("seed_oss")).read_text())
+    assert entry == {"hub_id": "org/tiny-random-seed_oss", "seed": 42,
+                     "config": dict(TINY, model_type="seed_oss")}
 
 
 def test_onnx_removal_and_docs(ws):
@@ -180,58 +186,66 @@ def test_name_clash_picks_a_free_class_name(ws):
     assert ("toy_lm", "Toy_LmOpenVINOConfig") in registrations(ws)
 
 
-def test_fixture_source_is_black_shaped():
-    source = fixture_function_source("cwm", "CWM", TINY)
-    assert '    return _create_tiny_random_causal_lm(\n        "cwm",\n        {\n' in source
-    assert '            "rope_parameters": {\n                "rope_type": "llama3",\n' in source
-    assert max(len(line) for line in source.splitlines()) <= 119 and '"model_type"' not in source
-
-
-def run_fixture_helper(ws: Path, tmp_path: Path, body: str) -> dict:
-    """Run the fixture helper the patch wrote to utils_tests.py, then `body`; returns what body prints as JSON."""
-    tree = ast.parse((ws / UTILS_TESTS).read_text())
-    helper = next(n for n in tree.body if getattr(n, "name", "") == FIXTURE_HELPER)
-    script = "import json, sys, tempfile\nfrom pathlib import Path\nimport torch\n" + ast.unparse(helper) + \
-        "\n" + textwrap.dedent(body)
+def run_helper(ws: Path, tmp_path: Path, body: str) -> dict:
+    """Import the tiny_random_models.py the patch wrote (as the tests do), run `body`; returns what it prints."""
+    script = "import json, sys\nsys.path.insert(0, %r)\nimport tiny_random_models as h\n" % str(
+        ws / "tests" / "openvino") + textwrap.dedent(body)
     env = dict(os.environ, TMPDIR=str(tmp_path), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+QWEN2 = {"model_type": "qwen2", "vocab_size": 512, "hidden_size": 16, "intermediate_size": 32,
+         "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "bos_token_id": 5,
+         "eos_token_id": 7, "pad_token_id": 7}
+
+
 @pytest.mark.integration
-def test_generated_fixture_builds_a_tiny_model_offline(ws, tmp_path):
-    """Runs the helper the patch writes: tiny model + tokenizer, cached, special ids as configured."""
-    write_patch(ws, spec("qwen2", tiny_config={"model_type": "qwen2", "vocab_size": 512, "hidden_size": 16,
-                                               "intermediate_size": 32, "num_hidden_layers": 1,
-                                               "num_attention_heads": 2, "num_key_value_heads": 1,
-                                               "bos_token_id": 5, "eos_token_id": 7, "pad_token_id": 7}))
-    facts = run_fixture_helper(ws, tmp_path, """
-        config = {"vocab_size": 512, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                  "num_attention_heads": 2, "num_key_value_heads": 1, "bos_token_id": 5, "eos_token_id": 7,
-                  "pad_token_id": 7}
-        path = _create_tiny_random_causal_lm("qwen2", config)
-        again = _create_tiny_random_causal_lm("qwen2", config)
+def test_fallback_builds_the_tiny_model_offline_from_its_config(ws, tmp_path):
+    """What the tests see: MODEL_NAMES resolves the Hub id to a local build of the config, cached."""
+    write_patch(ws, spec("qwen2", tiny_config=QWEN2))
+    facts = run_helper(ws, tmp_path, """
+        names = {"qwen2": "org/tiny-random-qwen2", "bert": "org/tiny-bert"}
+        path = h.with_local_fallbacks(names)["qwen2"]
+        again = h.with_local_fallbacks(names)
         from transformers import AutoModelForCausalLM, AutoTokenizer
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path)
         ids = tok("The quick brown fox", return_tensors="pt").input_ids
-        print(json.dumps({"same": path == again, "bos": tok.bos_token_id, "eos": tok.eos_token_id,
-                          "pad": tok.pad_token_id, "max_id": int(ids.max()),
+        print(json.dumps({"same": path == again["qwen2"], "bert": again["bert"], "bos": tok.bos_token_id,
+                          "eos": tok.eos_token_id, "pad": tok.pad_token_id, "max_id": int(ids.max()),
                           "logits": list(model(ids).logits.shape)}))
     """)
-    assert facts["same"] and (facts["bos"], facts["eos"], facts["pad"]) == (5, 7, 7)
+    assert facts["same"] and facts["bert"] == "org/tiny-bert"
+    assert (facts["bos"], facts["eos"], facts["pad"]) == (5, 7, 7)
     assert facts["max_id"] < 512 and facts["logits"][-1] == 512
 
 
-def test_generated_fixture_draws_a_zero_initialised_router(ws, tmp_path):
-    """Ernie 4.5 MoE leaves its router to the checkpoint (zeros): the fixture must not tie every expert."""
-    write_patch(ws, spec("qwen2"))
-    facts = run_fixture_helper(ws, tmp_path, """
-        config = {"vocab_size": 512, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
-                  "num_attention_heads": 2, "num_key_value_heads": 1, "moe_num_experts": 4, "moe_k": 2,
-                  "moe_intermediate_size": 16, "moe_layer_start_index": 0}
-        path = _create_tiny_random_causal_lm("ernie4_5_moe", config)
+def test_the_script_builds_the_same_weights_as_the_fallback(ws, tmp_path):
+    """A reviewer's `python tests/openvino/tiny_random_models.py <type>` gives the model the tests used."""
+    write_patch(ws, spec("qwen2", tiny_config=QWEN2))
+    out = subprocess.run([sys.executable, str(ws / fixture.HELPER), "qwen2", "--output", str(tmp_path / "m")],
+                         env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    facts = run_helper(ws, tmp_path, f"""
+        from safetensors.torch import load_file
+        a = load_file({str(tmp_path / "m" / "model.safetensors")!r})
+        b = load_file(h.with_local_fallbacks({{"qwen2": "org/tiny-random-qwen2"}})["qwen2"] + "/model.safetensors")
+        print(json.dumps({{"same": sorted(a) == sorted(b) and all(bool((a[k] == b[k]).all()) for k in a)}}))
+    """)
+    assert facts["same"]
+
+
+def test_fallback_draws_a_zero_initialised_router(ws, tmp_path):
+    """Ernie 4.5 MoE leaves its router to the checkpoint (zeros): the builder must not tie every expert."""
+    config = {"model_type": "ernie4_5_moe", "vocab_size": 512, "hidden_size": 16, "intermediate_size": 32,
+              "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "moe_num_experts": 4,
+              "moe_k": 2, "moe_intermediate_size": 16, "moe_layer_start_index": 0}
+    write_patch(ws, spec("ernie4_5_moe", tiny_config=config))
+    facts = run_helper(ws, tmp_path, """
+        path = h.build_cached("ernie4_5_moe")
+        from pathlib import Path
         from safetensors.torch import load_file
         weights = load_file(str(Path(path) / "model.safetensors"))
         gates = [k for k in weights if k.endswith("mlp.gate.weight")]

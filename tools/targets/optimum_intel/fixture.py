@@ -1,130 +1,78 @@
-"""Source of the local tiny-model test fixtures written into optimum-intel's utils_tests.py.
+"""The tiny test models of an onboarding, laid out so that many PRs merge without conflicts.
 
-One shared helper (`_create_tiny_random_causal_lm`: a tiny random model plus an offline byte-level
-tokenizer, cached by config) is written once; each onboarded model then gets a few-line
-`_create_tiny_<type>_model()` calling it, formatted the way black would, so its tests need no Hub.
+Upstream's test tables name each model by a Hub id under its testing organisation
+(utils_tests.HUB_MODEL_NAMES). An onboarding adds, per model, only new lines and a new file:
+its `"<type>": "<org>/tiny-random-<type>"` entry and `tiny_model_configs/<type>.json` (Hub id, seed,
+config). The builder itself, `tiny_random_models.py` (script: build, and with credentials upload;
+`with_local_fallbacks`: offline, build what the Hub cache lacks), and the two lines that hook it into
+utils_tests are shared: written only where missing, as one commit whose id depends on its content
+alone (`shared_commit`), so every PR built on the same upstream revision carries the same commit.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import re
+from collections import Counter
+from pathlib import Path
 
-from tools.source.literals import render
+from tools.source.python_edit import Edit, EditError
 
-FIXTURE_HELPER = "_create_tiny_random_causal_lm"
-# what the fixture helper uses from utils_tests' own imports
-FIXTURE_NEEDS = {"json", "tempfile", "Path", "torch"}
-
-
-def fixture_function_name(model_type: str) -> str:
-    return f"_create_tiny_{re.sub(r'[^0-9A-Za-z_]', '_', model_type)}_model"
-
-
-# Written once into utils_tests.py; each model's fixture is then a few lines calling it.
-FIXTURE_HELPER_SOURCE = '''
-def _create_tiny_random_causal_lm(model_type, config, seed=42):
-    """Build a tiny random causal LM of `model_type` from `config`, with a local byte-level BPE tokenizer,
-    so that its tests need no Hub checkpoint. Returns the model directory.
-
-    The result is cached under the system temp dir and reused only if it was built from the same config,
-    seed and transformers version (recorded in fixture.json); anything else rebuilds it.
-    """
-    import shutil
-
-    import transformers
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
-
-    output_dir = Path(tempfile.gettempdir()) / f"optimum_intel_tiny_random_{model_type}"
-    stamp = {"model_type": model_type, "config": config, "seed": seed, "transformers": transformers.__version__,
-             "fixture": 2}
-    stamp = json.loads(json.dumps(stamp))  # compared with what fixture.json reads back
-
-    def is_built(directory):
-        try:
-            return json.loads((directory / "fixture.json").read_text()) == stamp
-        except (OSError, ValueError):
-            return False
-
-    if is_built(output_dir):
-        return str(output_dir)
-
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    build_dir = Path(tempfile.mkdtemp(prefix=f"{output_dir.name}.", dir=output_dir.parent))
-    model_config = AutoConfig.for_model(model_type, **{k: v for k, v in config.items() if k != "model_type"})
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(model_config).to(torch.float32)
-    with torch.no_grad():
-        # Some families create their MoE router with torch.zeros and leave it to the checkpoint: a random
-        # model would then tie every expert, and which expert wins would be up to the runtime.
-        for param in model.parameters():
-            if param.dim() == 2 and not param.any():
-                param.normal_(0.0, 0.02)
-    model.save_pretrained(build_dir)
-
-    eos_id = model_config.eos_token_id
-    eos_id = eos_id[0] if isinstance(eos_id, (list, tuple)) else eos_id
-    token_ids = {"<s>": model_config.bos_token_id, "</s>": eos_id}
-    pad_token = next((t for t, i in token_ids.items() if i is not None and i == model_config.pad_token_id), "<pad>")
-    token_ids.setdefault(pad_token, model_config.pad_token_id)
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=max(300, min(model_config.vocab_size // 2, 384)),
-        special_tokens=["<pad>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    text = (
-        "The quick brown fox jumps over the lazy dog. This is a sample output of a tiny model. "
-        "My name is Arthur and I live in a small town. Today is a nice day and I am longer than you. "
-        "A cat sat on the mat, then it ran to the garden to play with 1, 2, 3 or 42 red balls! "
-    )
-    tokenizer.train_from_iterator([text] * 4, trainer=trainer)
-    # give the special tokens the ids the model config uses (BPE merges refer to tokens, not ids)
-    data = json.loads(tokenizer.to_str())
-    vocab, assigned = data["model"]["vocab"], set()
-    for token, wanted in token_ids.items():
-        if isinstance(wanted, int) and 0 <= wanted < len(vocab) and wanted not in assigned:
-            other = next(t for t, i in vocab.items() if i == wanted)
-            vocab[token], vocab[other] = wanted, vocab[token]
-            assigned.add(wanted)
-    for added in data["added_tokens"]:
-        added["id"] = vocab[added["content"]]
-    if len(vocab) > model_config.vocab_size:
-        raise ValueError(f"vocab_size {model_config.vocab_size} is too small for a byte-level tokenizer")
-    tokenizer = Tokenizer.from_str(json.dumps(data))
-    PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token=pad_token
-    ).save_pretrained(build_dir)
-    (build_dir / "fixture.json").write_text(json.dumps(stamp))
-
-    if not is_built(output_dir):  # else another process finished first
-        shutil.rmtree(output_dir, ignore_errors=True)
-        try:
-            build_dir.rename(output_dir)
-        except OSError:  # lost a race with another process building it
-            pass
-    shutil.rmtree(build_dir, ignore_errors=True)
-    return str(output_dir)
-'''
+TESTS = "tests/openvino"
+UTILS_TESTS = f"{TESTS}/utils_tests.py"
+HELPER = f"{TESTS}/tiny_random_models.py"
+CONFIGS = f"{TESTS}/tiny_model_configs"
+HELPER_SOURCE = (Path(__file__).parent / "upstream" / "tiny_random_models.py").read_text(encoding="utf-8")
+HOOK_IMPORT = "from tiny_random_models import with_local_fallbacks"
+HOOK = ("# Hub ids with a config in tiny_model_configs/ that are not in the local Hub cache (offline, or not\n"
+        "# uploaded yet) resolve to the same tiny model built locally (tiny_random_models.py)\n"
+        "MODEL_NAMES = with_local_fallbacks(MODEL_NAMES)\n")
+DEFAULT_ORG = "optimum-intel-internal-testing"
+SEED = 42
+# The shared commit: fixed author (workspace.commit_all), message and date, so its id is the same in every PR.
+SHARED_DATE = "2026-01-01T00:00:00+00:00"
+SHARED_MESSAGE = ("[OpenVINO] tests: build tiny random test models from their config when the Hub has none\n\n"
+                  "tests/openvino/tiny_random_models.py builds (and, with --push, uploads) the tiny model of\n"
+                  "tests/openvino/tiny_model_configs/<model_type>.json; utils_tests.MODEL_NAMES falls back to it\n"
+                  "when the Hub id is not in the local cache. Shared by every model PR that adds a config.\n\n"
+                  "Onboarder-Shared: tiny-random-models")
 
 
-def _py_literal(value, indent: int, prefix: int = 0, width: int = 119) -> str:
-    """Black-like: inline when the line fits, else one entry per line (`indent`: the line's indentation)."""
-    inline = render(value)
-    if indent + prefix + len(inline) + 1 <= width or not isinstance(value, (dict, list)) or not value:
-        return inline
-    pad = " " * (indent + 4)
-    if isinstance(value, dict):
-        rows = [f"{pad}{render(k)}: {_py_literal(v, indent + 4, len(render(k)) + 2)}," for k, v in value.items()]
-        return "{\n" + "\n".join(rows) + "\n" + " " * indent + "}"
-    return "[\n" + "\n".join(f"{pad}{_py_literal(v, indent + 4)}," for v in value) + "\n" + " " * indent + "]"
+def config_path(model_type: str) -> str:
+    return f"{CONFIGS}/{re.sub(r'[^0-9A-Za-z_.-]', '_', model_type)}.json"
 
 
-def fixture_function_source(model_type: str, display_name: str, config: dict) -> str:
-    config = {k: v for k, v in config.items() if k != "model_type"}
-    return (f"def {fixture_function_name(model_type)}():\n"
-            f'    """Tiny random {display_name}, built locally so its tests run without the Hub."""\n'
-            f'    return {FIXTURE_HELPER}(\n        "{model_type}",\n        {_py_literal(config, 8)},\n    )\n')
+def testing_org(hub_ids: list[str]) -> str:
+    """The organisation most of the table's tiny models live under (upstream: optimum-intel-internal-testing)."""
+    orgs = Counter(v.split("/")[0] for v in hub_ids if isinstance(v, str) and v.count("/") == 1
+                   and "tiny" in v.split("/")[1].lower())
+    return orgs.most_common(1)[0][0] if orgs else DEFAULT_ORG
+
+
+def hub_id(model_type: str, org: str) -> str:
+    return f"{org}/tiny-random-{re.sub(r'[^0-9A-Za-z_.-]', '-', model_type)}"
+
+
+def config_entry(hub: str, config: dict) -> str:
+    """tiny_model_configs/<type>.json: the Hub id the tests name, the seed, and the config (as JSON)."""
+    return json.dumps({"hub_id": hub, "seed": SEED, "config": config}, indent=2) + "\n"
+
+
+def insert_hook(text: str) -> Edit:
+    """Import the fallback after the module's imports; apply it right after the last `MODEL_NAMES = …`."""
+    if HOOK_IMPORT in text:
+        return Edit(False, text, "fallback already hooked into utils_tests")
+    body = ast.parse(text).body
+    imports = [n for n in body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assigns = [n for n in body if isinstance(n, ast.Assign)
+               and any(getattr(t, "id", "") == "MODEL_NAMES" for t in n.targets)]
+    if not imports or not assigns:
+        raise EditError("utils_tests has no top-level imports or no `MODEL_NAMES = …` to follow")
+    lines = text.split("\n")
+    at_assign, at_import = assigns[-1].end_lineno, imports[-1].end_lineno
+    if at_assign <= at_import:
+        raise EditError("MODEL_NAMES is assigned before the last import")
+    lines[at_assign:at_assign] = HOOK.rstrip("\n").split("\n")
+    lines[at_import:at_import] = ["", HOOK_IMPORT]
+    return Edit(True, "\n".join(lines), "tiny-model fallback hooked into utils_tests", line=at_import + 1)

@@ -1,8 +1,8 @@
 """Write an optimum-intel model onboarding into a workspace, following the repository's conventions.
 
 One call registers the export config next to the class it follows, takes the type off the ONNX fallback
-list, documents it, and registers it in the decoder tests with a local tiny-model fixture so the targeted
-tests run without the Hub. Every edit is additive and idempotent; what the workspace lacks (a source
+list, documents it, and registers it in the decoder tests under a Hub id with its tiny config, which the
+shared fallback (fixture.py) builds locally, so the targeted tests run without the Hub. Every edit is additive and idempotent; what the workspace lacks (a source
 distribution has no tests/ or docs/) is skipped with a note.
 """
 
@@ -20,9 +20,9 @@ from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, Field
 
 from tools.source.python_edit import Edit, EditError, Src, edit_file, insert_block, insert_bullet, top_level_names
-from tools.source.literals import insert_element, literal_keys, remove_element
-from tools.targets.optimum_intel.fixture import FIXTURE_HELPER, FIXTURE_HELPER_SOURCE, FIXTURE_NEEDS, \
-    fixture_function_name, fixture_function_source
+from tools.source.literals import literal_keys, remove_element
+from tools.targets.optimum_intel import fixture
+from tools.targets.optimum_intel.placement import class_anchor, insert_entry
 from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, insert_import
 
 MODEL_CONFIGS = "optimum/exporters/openvino/model_configs.py"
@@ -209,7 +209,8 @@ def _register_config(workspace: Path, spec: PatchSpec, result: PatchResult) -> l
     _version_notes(spec, chain, result.notes)
     names = _module_names(text)
     block = _registration_block(spec, config_class_name(spec.model_type, names), tasks, names)
-    _record(result, MODEL_CONFIGS, edit_file(path, insert_block, block, after=spec.base_class))
+    anchor = class_anchor(tree, spec.base_class, spec.model_type, regs)
+    _record(result, MODEL_CONFIGS, edit_file(path, insert_block, block, after=anchor))
     return tasks
 
 
@@ -240,43 +241,65 @@ def _keys(path: Path, target: str) -> list | None:
         return None
 
 
-# -- the local tiny-model fixture ---------------------------------------------------------------------
+# -- the tiny test model -------------------------------------------------------------------------------
+
+def _string_items(text: str, table: str) -> dict[str, str]:
+    """The str -> str entries of a module-level dict literal (Hub ids; computed entries are left out)."""
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == table for t in node.targets) \
+                and isinstance(node.value, ast.Dict):
+            return {k.value: v.value for k, v in zip(node.value.keys, node.value.values)
+                    if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)
+                    and isinstance(k.value, str) and isinstance(v.value, str)}
+    return {}
+
+
+def _ensure_shared(workspace: Path, result: PatchResult) -> bool:
+    """The shared builder and its hook in utils_tests (fixture.py), written only where missing."""
+    helper = workspace / fixture.HELPER
+    if not helper.exists():
+        if _try(result, workspace, UTILS_TESTS, fixture.insert_hook) is None:
+            return False
+        helper.write_text(fixture.HELPER_SOURCE, encoding="utf-8")
+        result.changed.append(fixture.HELPER)
+    elif fixture.HOOK_IMPORT not in (workspace / UTILS_TESTS).read_text(encoding="utf-8"):
+        result.skipped.append(f"{UTILS_TESTS}: {fixture.HELPER} exists but is not hooked in: tests skipped")
+        return False
+    result.files.append(fixture.HELPER)
+    return True
+
 
 def _register_fixture(workspace: Path, spec: PatchSpec, result: PatchResult) -> bool:
-    """Make the model-name table resolve the model; returns whether tests can use it."""
+    """Name the model in the model-name table by its Hub id, with its config for the local fallback;
+    returns whether tests can use it."""
     path = workspace / UTILS_TESTS
     table = next((t for t in ("HUB_MODEL_NAMES", "MODEL_NAMES") if _keys(path, t) is not None), None)
-    func = fixture_function_name(spec.model_type)
+    entry = workspace / fixture.config_path(spec.model_type)
     if table is None:
         result.skipped.append(f"{UTILS_TESTS}: no model-name table: test registrations skipped")
         return False
-    if spec.model_type in _keys(path, table):
-        if func in top_level_names(path.read_text(encoding="utf-8")):
-            result.files.append(UTILS_TESTS)
-        else:
-            result.notes.append(f"{table} already names a test model for {spec.model_type}: kept")
+    if spec.model_type in _keys(path, table) and not entry.exists():
+        result.notes.append(f"{table} already names a test model for {spec.model_type}: kept")
         return True
     if not spec.tiny_config:
-        result.skipped.append(f"{UTILS_TESTS}: no tiny_config for a local fixture: test registrations skipped")
+        result.skipped.append(f"{UTILS_TESTS}: no tiny_config for the test model: test registrations skipped")
         return False
-    missing = FIXTURE_NEEDS - _module_names(path.read_text(encoding="utf-8"))
-    if missing:
-        result.skipped.append(f"{UTILS_TESTS}: does not import {sorted(missing)}: no local fixture, tests skipped")
+    if not _ensure_shared(workspace, result):
         return False
-    body = ast.parse(path.read_text(encoding="utf-8")).body
-    if FIXTURE_HELPER not in top_level_names(path.read_text(encoding="utf-8")):
-        earlier = [n.name for n in body if isinstance(n, ast.FunctionDef) and n.name.startswith("_create_tiny_")]
-        where = {"after": earlier[-1]} if earlier else {"before": table}
-        if _try(result, workspace, UTILS_TESTS, insert_block, FIXTURE_HELPER_SOURCE, **where) is None:
+    names = _string_items(path.read_text(encoding="utf-8"), table)
+    hub = fixture.hub_id(spec.model_type, fixture.testing_org(list(names.values())))
+    if spec.model_type not in names:
+        if _try(result, workspace, UTILS_TESTS, insert_entry, table, spec.model_type, hub) is None:
             return False
-        body = ast.parse(path.read_text(encoding="utf-8")).body
-    # model fixtures follow the helper, in the order they were added
-    at = next(i for i, n in enumerate(body) if getattr(n, "name", "") == FIXTURE_HELPER)
-    anchor = [n.name for n in body[at:] if isinstance(n, ast.FunctionDef) and n.name.startswith("_create_tiny_")][-1]
-    source = fixture_function_source(spec.model_type, spec.display_name, spec.tiny_config)
-    if _try(result, workspace, UTILS_TESTS, insert_block, source, after=anchor) is None:
-        return False
-    return _try(result, workspace, UTILS_TESTS, insert_element, table, spec.model_type, Src(f"{func}()")) is not None
+    else:
+        hub = names[spec.model_type]
+    text = fixture.config_entry(hub, spec.tiny_config)
+    if not entry.exists() or entry.read_text(encoding="utf-8") != text:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        entry.write_text(text, encoding="utf-8")
+        result.changed.append(fixture.config_path(spec.model_type))
+    result.files.append(fixture.config_path(spec.model_type))
+    return True
 
 
 # -- test registrations -------------------------------------------------------------------------------
@@ -289,16 +312,16 @@ def _register_tests(workspace: Path, spec: PatchSpec, result: PatchResult) -> No
     mt = spec.model_type
     decoder, export, cli = (f"{TESTS}/{f}" for f in ("test_decoder.py", "test_export.py", "test_exporters_cli.py"))
     if spec.expected_int8 is not None and _keys(workspace / UTILS_TESTS, INT8_TABLE) is not None:
-        _try(result, workspace, UTILS_TESTS, insert_element, INT8_TABLE, mt, dict(spec.expected_int8))
+        _try(result, workspace, UTILS_TESTS, insert_entry, INT8_TABLE, mt, dict(spec.expected_int8))
     if (workspace / decoder).exists():
         cls = "OVModelForCausalLMIntegrationTest"
         target = _target(workspace / decoder, cls, "SUPPORTED_ARCHITECTURES")
-        _try(result, workspace, decoder, insert_element, target, mt)
+        _try(result, workspace, decoder, insert_entry, target, mt)
         if "get_supported_model_for_library" not in (workspace / decoder).read_text(encoding="utf-8"):
             result.notes.append(f"{decoder} does not filter by MIN/MAX_TRANSFORMERS_VERSION: entry not version-gated")
         if spec.expected_sdpa is not None:
             target = _target(workspace / decoder, cls, "EXPECTED_NUM_SDPA")
-            _try(result, workspace, decoder, insert_element, target, mt, spec.expected_sdpa)
+            _try(result, workspace, decoder, insert_entry, target, mt, spec.expected_sdpa)
         elif spec.measured:
             result.notes.append(f"{decoder}: SDPA count unknown, no EXPECTED_NUM_SDPA entry: "
                                 "test_compare_to_transformers will expect 0 SDPA ops")
@@ -309,7 +332,7 @@ def _register_tests(workspace: Path, spec: PatchSpec, result: PatchResult) -> No
     elif "OVModelForCausalLM" not in _module_names((workspace / export).read_text(encoding="utf-8")):
         result.skipped.append(f"{export}: OVModelForCausalLM is not imported there: not registered")
     else:
-        _try(result, workspace, export, insert_element, _target(workspace / export, "ExportModelTest",
+        _try(result, workspace, export, insert_entry, _target(workspace / export, "ExportModelTest",
              "SUPPORTED_ARCHITECTURES"), mt, Src("OVModelForCausalLM"))
     if not (workspace / cli).exists():
         result.skipped.append(f"{cli}: absent")
@@ -319,7 +342,7 @@ def _register_tests(workspace: Path, spec: PatchSpec, result: PatchResult) -> No
             result.skipped.append(f"{cli}: its int8 test needs {INT8_TABLE}[{mt!r}], the int8 weight count is "
                                   "unknown (PatchSpec.expected_int8): not registered there")
     else:
-        _try(result, workspace, cli, insert_element, _target(workspace / cli, "OVCLIExportTestCase",
+        _try(result, workspace, cli, insert_entry, _target(workspace / cli, "OVCLIExportTestCase",
              "SUPPORTED_ARCHITECTURES"), ("text-generation-with-past", mt))
 
 

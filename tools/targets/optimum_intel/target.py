@@ -168,7 +168,8 @@ class OptimumIntelTarget(BaseTarget):
             "register an OpenVINO export config for the new model_type, following the closest family",
             "set MIN_TRANSFORMERS_VERSION to the first transformers release with the model",
             "take the type off ONNX_SUPPORTED_ARCHITECTURES if it is listed there",
-            "document it in models.mdx and register it in the decoder tests with a local tiny fixture",
+            "document it in models.mdx and register it in the decoder tests under a Hub id, with the tiny "
+            "config the shared fallback builds it from",
             "prove export, f32 logits parity, greedy token equality and the targeted tests",
         ]
         return Plan(situation=situation, files=files, checklist=checklist, notes=notes,
@@ -208,6 +209,7 @@ class OptimumIntelTarget(BaseTarget):
             class_attrs=edit.class_attrs, imports=edit.imports, patchers=edit.patchers,
         )
         result = write_patch(workspace, spec)
+        _commit_shared(workspace)
         return Applied(files=result.files,
                        notes=pattern_notes + result.notes + [f"skipped: {s}" for s in result.skipped])
 
@@ -222,9 +224,8 @@ class OptimumIntelTarget(BaseTarget):
         display = model_display_name(model_type)
         return PRMeta(title=f"[OpenVINO] Add support for {display}", key=model_type, display_name=display,
                       min_version=version, min_version_source=source,
-                      reproduce=[f"optimum-cli export openvino --model <tiny {model_type} model dir> "
-                                 f"--task text-generation-with-past /tmp/{model_type}-ov",
-                                 *_test_commands(report.checks if report else [])])
+                      reproduce=_reproduce(model_type, workspace, report),
+                      facts=_test_model_facts(model_type, workspace))
 
     # -- verification -------------------------------------------------------------
     def verify(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
@@ -276,8 +277,55 @@ class OptimumIntelTarget(BaseTarget):
         return judge(parity["precision"], tolerances, analysis.get("lineage", []))
 
 
+def _commit_shared(workspace: Path) -> None:
+    """The tiny-model builder and its hook, when this patch wrote them, become the shared commit under
+    the model's change (tools/repo/shared_commit.py): the same commit in every PR on this revision."""
+    from tools.repo.shared_commit import commit_under_head, tracked
+    from tools.targets.optimum_intel import fixture
+
+    if not (workspace / ".git").exists() or not (workspace / fixture.HELPER).exists() \
+            or tracked(workspace, fixture.HELPER):
+        return
+    from tools.repo.git_safe import open_worktree
+
+    base = open_worktree(workspace).git.show(f"HEAD:{fixture.UTILS_TESTS}", strip_newline_in_stdout=False)
+    hooked = fixture.insert_hook(base).text
+    commit_under_head(workspace, {fixture.HELPER: fixture.HELPER_SOURCE, fixture.UTILS_TESTS: hooked},
+                      fixture.SHARED_MESSAGE, fixture.SHARED_DATE)
+
+
 def _check(data: dict) -> Check:
     return Check(**{**data, "stage": stage_of(data["name"])})
+
+
+def _test_model_facts(model_type: str, workspace: Path) -> dict[str, str]:
+    """The PR intro's "Tiny test model" section: Hub id, config file, builder, shared commit."""
+    from tools.repo.shared_commit import shared_under_head
+    from tools.targets.optimum_intel import fixture
+
+    path = workspace / fixture.config_path(model_type)
+    if not path.exists():
+        return {}
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    shared = shared_under_head(workspace) if (workspace / ".git").exists() else None
+    return {"hub_id": entry["hub_id"], "seed": str(entry.get("seed", "")), "helper": fixture.HELPER,
+            "config_file": fixture.config_path(model_type), "shared_commit": shared or ""}
+
+
+def _reproduce(model_type: str, workspace: Path, report: VerifyReport | None) -> list[str]:
+    """Commands a reviewer runs from the root of a clone of the PR branch."""
+    from tools.targets.optimum_intel import fixture
+
+    tests = _test_commands(report.checks if report else [])
+    if not (workspace / fixture.config_path(model_type)).exists():
+        return tests
+    hub = json.loads((workspace / fixture.config_path(model_type)).read_text())["hub_id"]
+    name = hub.split("/")[-1]
+    return [f"# the tiny test model, from {fixture.config_path(model_type)} (--push uploads it as {hub})",
+            f"python {fixture.HELPER} {model_type} --output {name}",
+            f"optimum-cli export openvino --model {name} --task text-generation-with-past {name}-ov",
+            "# the repository's tests of the model (offline, the test fixture builds the same tiny model)",
+            *tests]
 
 
 def _test_commands(checks: list[Check]) -> list[str]:
