@@ -92,7 +92,7 @@ def test_pr_intro_carries_the_matrix_table_and_family_comparison():
                                                      "patterns": []},
                   situation="S1", kind="dense", features=[], min_version="5.0", min_version_source="x",
                   base_rev="0" * 40, workspace_note="a local checkout", tolerance=1e-4,
-                  tiny={"num_params": 1, "layers": 2, "window": None}, checks=checks)
+                  tiny={"num_params": 1, "layers": 2, "window": None}, checks=checks, facts={})
     assert "### Precision matrix" in body
     assert "Intel(R) Xeon(R) Processor (numerics-relevant ISA: avx512_bf16, amx_bf16)" in body
     assert "OpenVINO 2026.4.1" in body and "CPU (default precision bf16)" in body
