@@ -45,7 +45,7 @@ def compress(ir_dir: Path, dest: Path, bits: int) -> dict:
     from optimum.intel import OVModelForCausalLM, OVWeightQuantizationConfig
 
     cfg = OVWeightQuantizationConfig(**(INT4 if bits == 4 else INT8))
-    model = OVModelForCausalLM.from_pretrained(ir_dir, quantization_config=cfg, compile=False)
+    model = OVModelForCausalLM.from_pretrained(str(ir_dir), quantization_config=cfg, compile=False)
     model.save_pretrained(dest)
     return low_bit_weights(model.model)
 
@@ -117,8 +117,8 @@ def _load(model_dir: Path, device: str, precision: str):
 
     config = F32 if precision == "f32" else {}
     if device != "NPU":
-        return OVModelForCausalLM.from_pretrained(model_dir, device=device, ov_config=config, compile=True)
-    model = OVModelForCausalLM.from_pretrained(model_dir, device=device, ov_config=config, compile=False)
+        return OVModelForCausalLM.from_pretrained(str(model_dir), device=device, ov_config=config, compile=True)
+    model = OVModelForCausalLM.from_pretrained(str(model_dir), device=device, ov_config=config, compile=False)
     devs.npu_static(model.model, 1, STATIC_LENGTH)  # NPU compiles static shapes only
     model.compile()
     return model
