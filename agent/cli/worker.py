@@ -32,7 +32,7 @@ def worker(
 
         check_device(device)
         try:
-            from agent.scale.celery_app import app
+            from agent.scale.worker_app import app
         except ImportError as exc:
             raise UserError(f"scale mode is not installed ({exc.name} missing): pip install "
                             "-r requirements-scale.lock") from None
@@ -43,6 +43,9 @@ def worker(
             raise UserError(f"unknown queue {unknown[0]!r}; queues are {', '.join(sorted(known))}")
     except UserError as exc:
         fail(exc)
+    import logging
+
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
     node = name or f"onboard-{device or 'any'}@{socket.gethostname()}"
     app.worker_main(["worker", "-c", str(concurrency), "-Q", ",".join(wanted), "-n", node, "-l", loglevel,
                      "--without-gossip", "--without-mingle", "-E"])

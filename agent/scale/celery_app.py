@@ -13,7 +13,6 @@ from celery import Celery
 from kombu import Queue
 
 from agent.scale.devices import DEVICES, QUEUE, queue_name
-from agent.scale.settings import backend
 
 # Chat-ops and GitHub requests (a person waits) ahead of nightly jobs (nobody waits), on every queue.
 PRIORITY = {"nightly": 1}
@@ -50,15 +49,3 @@ def make_celery(broker_url: str) -> Celery:
         return outcome
 
     return app
-
-
-def _module_app() -> Celery:
-    url = backend().broker_url
-    if url is None:
-        from tools.errors import UserError
-
-        raise UserError("ONBOARD_BROKER_URL is not set: scale mode needs a broker")
-    return make_celery(url)
-
-
-app = _module_app()  # `celery -A agent.scale.celery_app flower` finds it here

@@ -31,7 +31,8 @@ class _Db:
         return self.conn.execute(sql.replace("?", "%s"), params)
 
     def executescript(self, sql: str) -> None:
-        self.conn.execute(sql)
+        for statement in filter(str.strip, sql.split(";")):  # a prepared statement holds one command
+            self.conn.execute(statement)
 
 
 class PgJobQueue(JobQueue):

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import threading
 
-from agent.scale.celery_app import PEOPLE_PRIORITY, PRIORITY, make_celery, queue_name
+from agent.scale.celery_app import PEOPLE_PRIORITY, PRIORITY, make_celery
+from agent.scale.devices import queue_name
 from agent.service.queue import Job, JobQueue
 
 

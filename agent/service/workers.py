@@ -223,6 +223,7 @@ class WorkerPool:
         if current is not None and current.cancel_requested:
             raise Cancelled()
         self.queue.update(job.id, stage=stage)
+        log.info("job %s: stage %s done", job.id, stage)  # the node log a resumed run is checked against
         self._progress(job, f"stage `{stage}` done")
 
     def _progress(self, job: Job, text: str) -> None:

@@ -1,0 +1,124 @@
+"""The engine on real servers: the Postgres ledger's semantics, chat-ops ahead of nightly, and 200 signed
+deliveries (half duplicates) to two service processes that share one ledger."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests import TESTS
+from tests.fakes.service_env import commented, github_request
+from tests.scale.cluster import wait_ready
+
+pytestmark = pytest.mark.scale
+SECRET = "whsec_scale_test_5d1e"
+
+
+def test_the_postgres_ledger_keeps_the_queue_semantics(cluster):
+    from agent.scale.ledger import PgJobQueue
+
+    url = cluster.database()
+    a, b = PgJobQueue(url), PgJobQueue(url)  # two processes' views of one ledger
+    req = {"model": "m", "target": "optimum-intel"}
+    j1, created = a.enqueue(trigger_key="chat:1", subject="t|m", source="chat", request=req, reply={})
+    assert created and j1.status == "queued"
+    assert b.enqueue(trigger_key="chat:1", subject="t|m", source="chat", request=req, reply={}) == (j1, False)
+    joined, created = b.enqueue(trigger_key="chat:2", subject="t|m", source="chat", request=req, reply={})
+    assert (joined.id, created) == (j1.id, False)  # one active job per subject
+    assert a.record_delivery("d1") and not b.record_delivery("d1")
+    assert b.start(j1.id, "w1@x").runs == 1 and a.get(j1.id).worker == "w1@x"
+    a.update(j1.id, status="done")
+    assert b.start(j1.id, "w2@x") is None  # a final row makes a late copy a no-op
+    t0 = time.time()
+    later, _ = a.enqueue(trigger_key="chat:3", subject="t|m", source="chat", request=req, reply={})
+    assert abs(later.created_at - t0) < 5  # double precision: REAL would be minutes off
+    assert [j.id for j in a.list()] == [later.id, j1.id]
+
+
+def _scripted(queue, key, source, sleep_s):
+    job, _ = queue.enqueue(trigger_key=key, subject=f"optimum-intel|scripted-{key}", source=source, reply={},
+                           request={"model": f"scripted-{key}", "target": "optimum-intel", "sleep_s": sleep_s})
+    return job
+
+
+def test_a_chat_job_queued_behind_nightly_jobs_starts_first(cluster, tmp_path, stop_workers):
+    from agent.scale.ledger import PgJobQueue
+    from agent.scale.publish import Publisher
+
+    db = cluster.database()
+    queue = PgJobQueue(db)
+    pub = Publisher(queue, cluster.mq.url)
+    w = cluster.worker("prio", cluster.env(db, tmp_path / "data"), "-c", "1")
+    wait_ready(w)
+    blocker = _scripted(queue, "blocker", "chat", 6)
+    pub.publish_queued()
+    deadline = time.monotonic() + 60
+    while queue.get(blocker.id).status != "running":
+        assert time.monotonic() < deadline, w.log_path.read_text()[-2000:]
+        time.sleep(0.1)
+    nightly = [_scripted(queue, f"n{i}", "nightly", 0.5) for i in range(3)]
+    pub.publish_queued()  # the nightly messages reach the broker first
+    chat = _scripted(queue, "chat", "chat", 0.5)
+    pub.publish_queued()
+    ids = [blocker.id, chat.id, *(j.id for j in nightly)]
+    deadline = time.monotonic() + 180
+    while any(queue.get(i).status != "done" for i in ids):
+        assert time.monotonic() < deadline, w.log_path.read_text()[-3000:]
+        time.sleep(0.3)
+    # One worker process runs one job at a time: the order they finished in is the order they started in.
+    order = sorted(ids, key=lambda i: queue.get(i).updated_at)
+    assert order[:2] == [blocker.id, chat.id], [queue.get(i).trigger_key for i in order]
+
+
+def _serve(cluster, env, port, log):
+    return subprocess.Popen([sys.executable, "-c", "from agent.cli.main import main; main()", "serve", "--port",
+                             str(port)], env=env, cwd=TESTS.parent, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def test_200_signed_deliveries_half_duplicates_to_two_services_make_100_jobs(cluster, tmp_path):
+    from agent.scale.ledger import PgJobQueue
+    from agent.scale.servers import free_port
+
+    db = cluster.database()
+    PgJobQueue(db).close()  # schema in place before two processes race to create it
+    env = cluster.env(db, tmp_path / "data", ONBOARD_SERVICE_GITHUB_WEBHOOK_SECRET=SECRET)
+    ports = [free_port(), free_port()]
+    log = open(tmp_path / "serve.log", "w")
+    services = [_serve(cluster, env, p, log) for p in ports]
+    cluster.procs.extend(services)
+    try:
+        for port in ports:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+                time.sleep(0.3)
+        payloads = [commented("acme/models", 7, f"/onboard model{i}", "alice", comment_id=9000 + i) for i in range(100)]
+        # Each comment twice, with different delivery ids, to different services, all at once.
+        sends = [(ports[(i + k) % 2], p, f"d-{i}-{k}") for k in range(2) for i, p in enumerate(payloads)]
+
+        def send(item):
+            port, payload, delivery = item
+            r = httpx.post(f"http://127.0.0.1:{port}/webhooks/github", timeout=60,
+                           **github_request(SECRET, "issue_comment", payload, delivery=delivery))
+            return r.status_code, r.json()
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(send, sends))
+        assert len(answers) == 200
+        assert sum(code == 202 for code, _ in answers) == 100, answers
+        assert sum(code == 200 and body == {"duplicate": True} for code, body in answers) == 100
+        rows = PgJobQueue(db).list(limit=1000)
+        assert len(rows) == 100 and len({r.trigger_key for r in rows}) == 100
+    finally:
+        cluster.stop_all()
