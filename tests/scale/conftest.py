@@ -42,3 +42,13 @@ def cluster():
 def stop_workers(cluster):
     yield
     cluster.stop_all()
+
+
+def pytest_collection_modifyitems(config, items):
+    # Servers take ~20 s to start and the kill tests minutes: only a run that asks for them (-m scale) starts them.
+    if "scale" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="scale tests start RabbitMQ and Postgres: run them with -m scale (.ci/run does)")
+    for item in items:
+        if item.get_closest_marker("scale") is not None:
+            item.add_marker(skip)
