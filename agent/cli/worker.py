@@ -46,6 +46,9 @@ def worker(
     import logging
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    import agent.scale.task  # noqa: F401
+    import agent.service.app  # noqa: F401  - imported once here, not again in every job's fresh process
+
     node = name or f"onboard-{device or 'any'}@{socket.gethostname()}"
     app.worker_main(["worker", "-c", str(concurrency), "-Q", ",".join(wanted), "-n", node, "-l", loglevel,
                      "--without-gossip", "--without-mingle", "-E"])

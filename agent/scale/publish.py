@@ -20,8 +20,10 @@ def route(job: Job) -> dict:
     q = queue_name(job.request.get("device"))
     options = {"queue": q, "routing_key": q, "priority": PRIORITY.get(job.source, PEOPLE_PRIORITY)}
     budget = job.request.get("budget_s")
-    if budget:  # nightly per-type budget: soft limit first (the job records its failure), hard limit later
-        options.update(soft_time_limit=float(budget), time_limit=float(budget) + 120)
+    if budget:
+        # The nightly per-type budget as a soft limit: the job fails in its own process and the ledger says so.
+        # No hard limit: Celery acks a hard-killed task as failed in the parent, leaving the ledger row running.
+        options["soft_time_limit"] = float(budget)
     return options
 
 

@@ -234,7 +234,9 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/jobs", dependencies=api)
     def list_jobs(status: str | None = None, limit: int = 100) -> list[dict]:
-        return [j.public() for j in queue.list(min(max(limit, 1), 1000), status)]
+        # The operator's view says who runs what (a thread here, name@host of a Celery worker in scale mode);
+        # chat and issue answers do not name hosts.
+        return [{**j.public(), "worker": j.worker} for j in queue.list(min(max(limit, 1), 1000), status)]
 
     @app.get("/jobs/{job_id}", dependencies=api)
     def get_job(job_id: str) -> dict:
@@ -242,7 +244,7 @@ def create_app(service: Service) -> FastAPI:
         if job is None:
             raise HTTPException(404, f"no job {job_id}")
         report = service.settings.path("jobs", job.thread_id, "report.json") if job.thread_id else None
-        return {**job.public(), "report": _read_json(report)}
+        return {**job.public(), "worker": job.worker, "report": _read_json(report)}
 
     @app.post("/jobs/{job_id}/approve", dependencies=api, openapi_extra=_DECISION_BODY)
     async def approve(job_id: str, request: Request) -> dict:
