@@ -3,6 +3,7 @@ deliveries (half duplicates) to two service processes that share one ledger."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -75,6 +76,43 @@ def test_a_chat_job_queued_behind_nightly_jobs_starts_first(cluster, tmp_path, s
     assert order[:2] == [blocker.id, chat.id], [queue.get(i).trigger_key for i in order]
 
 
+def test_a_job_that_kills_its_worker_every_time_stops_at_the_runs_cap(cluster, tmp_path, stop_workers):
+    from agent.scale.ledger import PgJobQueue
+    from agent.scale.publish import Publisher
+
+    db = cluster.database()
+    queue = PgJobQueue(db)
+    w = cluster.worker("poison", cluster.env(db, tmp_path / "data"), "-c", "1")
+    wait_ready(w)
+    job, _ = queue.enqueue(trigger_key="chat:poison", subject="optimum-intel|scripted-poison", source="chat",
+                           reply={}, request={"model": "scripted-poison", "target": "optimum-intel", "die": True})
+    Publisher(queue, cluster.mq.url).publish_queued()
+    deadline = time.monotonic() + 240
+    while queue.get(job.id).status != "failed":
+        assert time.monotonic() < deadline, (queue.get(job.id), w.log_path.read_text()[-3000:])
+        time.sleep(0.5)
+    final = queue.get(job.id)
+    assert final.runs == 6 and "gave up after 5 runs" in final.message
+    assert w.poll() is None  # the worker itself lives on
+
+
+def test_the_thread_lock_is_a_postgres_advisory_lock(cluster, tmp_path, monkeypatch):
+    from agent.graph.run import ThreadBusy, thread_lock
+    from agent.settings import Settings
+
+    monkeypatch.setenv("ONBOARD_CHECKPOINT_URL", cluster.database())
+    s = Settings(data_dir=tmp_path)
+    with thread_lock(s, "t-1"):
+        with pytest.raises(ThreadBusy, match="another worker"):
+            with thread_lock(s, "t-1"):
+                pass
+        with thread_lock(s, "t-2"):  # another thread is free
+            pass
+    with thread_lock(s, "t-1"):  # released with its session
+        pass
+    assert not (tmp_path / "locks").exists()  # no file lock was taken
+
+
 def _serve(cluster, env, port, log):
     return subprocess.Popen([sys.executable, "-c", "from agent.cli.main import main; main()", "serve", "--port",
                              str(port)], env=env, cwd=TESTS.parent, stdout=log, stderr=subprocess.STDOUT,
@@ -122,3 +160,28 @@ def test_200_signed_deliveries_half_duplicates_to_two_services_make_100_jobs(clu
         assert len(rows) == 100 and len({r.trigger_key for r in rows}) == 100
     finally:
         cluster.stop_all()
+
+
+def test_nightly_enqueue_plans_the_gap_and_queues_one_job_per_type_once(cluster, tmp_path):
+    import json as _json
+
+    from agent.scale.ledger import PgJobQueue
+
+    db = cluster.database()
+    cache = os.environ.get("ONBOARD_TEST_SCALE_CACHE") or str(cluster.root / "cache")
+    env = cluster.env(db, tmp_path / "data", ONBOARD_CACHE_DIR=cache)
+    cmd = [sys.executable, "-c", "from agent.cli.main import main; main()", "nightly", "--enqueue", "--only",
+           "cwm,helium,llama", "--device", "gpu", "--json"]
+    first = subprocess.run(cmd, env=env, cwd=TESTS.parent, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    out = _json.loads(first.stdout)
+    assert sorted(j["model_type"] for j in out["jobs"]) == ["cwm", "helium"]  # llama is supported already
+    assert all(j["created"] for j in out["jobs"])
+    again = subprocess.run(cmd, env=env, cwd=TESTS.parent, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and not any(j["created"] for j in _json.loads(again.stdout)["jobs"])
+    rows = PgJobQueue(db).list()
+    assert len(rows) == 2 and {r.source for r in rows} == {"nightly"}
+    assert {r.request["device"] for r in rows} == {"gpu"}
+    bad = subprocess.run(cmd[:5] + ["--device", "tpu"], env=env, cwd=TESTS.parent, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "--device must be one of" in bad.stderr and "Traceback" not in bad.stderr

@@ -23,6 +23,8 @@ _run, _publish = GraphRunner.run, LocalForge.publish
 def run(self, job, resume, on_stage, on_thread):
     if not str(job.request.get("model", "")).startswith("scripted-"):
         return _run(self, job, resume, on_stage, on_thread)
+    if job.request.get("die"):  # like an OOM kill of the job process, every time
+        os.kill(os.getpid(), 9)
     time.sleep(float(job.request.get("sleep_s", 1.0)))
     on_stage("scripted")
     return RunResult(status="done", outcome="scripted", message=f"ran on {os.getpid()}")
