@@ -21,16 +21,19 @@ from tools.forge.local import LocalForge
 
 def enqueue_nightly(opts: Options, settings: Settings, nightly: NightlySettings, *, device: str | None = None,
                     progress=lambda msg: None, now: float | None = None) -> dict:
-    from agent.scale.ledger import PgJobQueue
-    from agent.scale.publish import Publisher
     from agent.scale.settings import backend
+    from tools.errors import UserError
     from tools.targets import get_target
 
     scale = backend()
     if not scale.distributed:
-        from tools.errors import UserError
-
         raise UserError("--enqueue needs ONBOARD_BROKER_URL and ONBOARD_CHECKPOINT_URL (scale mode)")
+    try:
+        from agent.scale.ledger import PgJobQueue
+        from agent.scale.publish import Publisher
+    except ImportError as exc:
+        raise UserError(f"scale mode is not installed ({exc.name} missing): pip install -r "
+                        "requirements-scale.lock") from None
     target = get_target(opts.target, settings.caches)
     store = AttemptStore(settings.data_dir, opts.target)
     ws, checkout = _workspace(target, opts, settings, store, progress)

@@ -76,3 +76,22 @@ def test_the_worker_command_needs_scale_mode():
     assert proc.returncode == 2
     assert "needs ONBOARD_BROKER_URL and ONBOARD_CHECKPOINT_URL" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _cli(*args: str, **env_extra) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONBOARD_")}
+    env.update(PYTHONPATH=str(TESTS.parent), **env_extra)
+    return subprocess.run([sys.executable, "-c", "from agent.cli.main import main; main()", *args],
+                          capture_output=True, text=True, env=env, cwd=TESTS.parent, timeout=120)
+
+
+@pytest.mark.parametrize("args, why", [
+    (("nightly", "--device", "gpu"), "--device needs --enqueue"),
+    (("nightly", "--enqueue"), "--enqueue needs ONBOARD_BROKER_URL and ONBOARD_CHECKPOINT_URL"),
+    (("bench", "scale", "--only", "a,b,c"), "at least 8 types"),
+    (("bench", "scale", "--workers", "1,x"), "comma-separated integers"),
+])
+def test_scale_commands_refuse_bad_input_in_one_line(tmp_path, args, why):
+    proc = _cli(*args, "--data-dir", str(tmp_path)) if args[0] == "nightly" else _cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert why in proc.stderr and "Traceback" not in proc.stderr
