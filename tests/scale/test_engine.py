@@ -76,6 +76,30 @@ def test_a_chat_job_queued_behind_nightly_jobs_starts_first(cluster, tmp_path, s
     assert order[:2] == [blocker.id, chat.id], [queue.get(i).trigger_key for i in order]
 
 
+def test_a_duplicate_message_waits_for_the_running_copy_then_does_nothing(cluster, tmp_path, stop_workers):
+    from agent.scale.ledger import PgJobQueue
+    from agent.scale.publish import Publisher
+
+    db = cluster.database()
+    queue = PgJobQueue(db)
+    env = cluster.env(db, tmp_path / "data")
+    workers = [cluster.worker(f"dup{i}", env, "-c", "1") for i in range(2)]
+    for w in workers:
+        wait_ready(w)
+    job = _scripted(queue, "dup", "chat", 8)
+    pub = Publisher(queue, cluster.mq.url)
+    pub.send(job)
+    pub.send(job)  # at-least-once delivery: the same job twice, both workers idle
+    deadline = time.monotonic() + 120
+    logs = lambda: "".join(w.log_path.read_text() for w in workers)  # noqa: E731
+    while "nothing to do (duplicate delivery)" not in logs():
+        assert time.monotonic() < deadline, logs()[-3000:]
+        time.sleep(0.3)
+    final = queue.get(job.id)
+    assert final.status == "done" and final.runs == 1
+    assert "runs elsewhere; this copy retries later" in logs()  # busy: retried, not dropped
+
+
 def test_a_job_that_kills_its_worker_every_time_stops_at_the_runs_cap(cluster, tmp_path, stop_workers):
     from agent.scale.ledger import PgJobQueue
     from agent.scale.publish import Publisher
