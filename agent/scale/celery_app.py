@@ -35,7 +35,7 @@ def make_celery(broker_url: str) -> Celery:
         worker_send_task_events=True, task_send_sent_event=True,  # Flower's view
         worker_hijack_root_logger=False,
         # Redis hands an unacked message to another worker after visibility_timeout even while the first
-        # still runs it: it must exceed the longest job (20 min budgets, 1 h hard limit).
+        # still runs it: it must exceed the longest job (20 min budgets; no hard limit is set).
         broker_transport_options={"visibility_timeout": 7200, "queue_order_strategy": "priority"},
     )
 

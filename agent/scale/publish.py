@@ -31,11 +31,16 @@ class Publisher:
     def __init__(self, queue: JobQueue, broker_url: str, app=None):
         self.queue = queue
         self.app = app or make_celery(broker_url)
+        # kombu's Redis transport pops priority 0 first (RabbitMQ delivers the highest first).
+        self.invert = broker_url.startswith(("redis://", "rediss://"))
         self._sent: dict[str, float] = {}  # job id -> updated_at when sent
         self._lock = threading.Lock()
 
     def send(self, job: Job) -> None:
-        self.app.send_task("onboard.run_job", args=[job.id], **route(job))
+        options = route(job)
+        if self.invert:
+            options["priority"] = 9 - options["priority"]
+        self.app.send_task("onboard.run_job", args=[job.id], **options)
 
     def publish_queued(self) -> int:
         with self._lock:

@@ -209,3 +209,30 @@ def test_nightly_enqueue_plans_the_gap_and_queues_one_job_per_type_once(cluster,
     bad = subprocess.run(cmd[:5] + ["--device", "tpu"], env=env, cwd=TESTS.parent, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "--device must be one of" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_flower_answers_only_with_its_basic_auth(cluster, tmp_path):
+    from agent.scale.servers import free_port
+
+    port = free_port()
+    env = cluster.env(cluster.database(), tmp_path / "data", FLOWER_BASIC_AUTH="ops:s3cret-flower")
+    log = open(tmp_path / "flower.log", "w")
+    flower = subprocess.Popen([sys.executable, "-m", "celery", "-A", "agent.scale.worker_app", "flower",
+                               "--address=127.0.0.1", f"--port={port}"], env=env, cwd=TESTS.parent, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    cluster.procs.append(flower)
+    try:
+        url = f"http://127.0.0.1:{port}/api/workers"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                anonymous = httpx.get(url, timeout=5)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, (tmp_path / "flower.log").read_text()[-2000:]
+                time.sleep(0.5)
+        assert anonymous.status_code == 401
+        assert httpx.get(url, auth=("ops", "wrong"), timeout=5).status_code == 401
+        assert httpx.get(url, auth=("ops", "s3cret-flower"), timeout=30).status_code == 200
+    finally:
+        cluster.stop_all()

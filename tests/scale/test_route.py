@@ -50,3 +50,13 @@ def test_each_queued_job_is_sent_once_per_state(tmp_path):
     queue.update(a.id, status="awaiting_approval")
     queue.approve(a.id, {"approved": True})  # back to queued: a new state, sent again
     assert pub.publish_queued() == 1 and app.sent[-1][1] == a.id
+
+
+def test_on_redis_the_people_priority_is_inverted_because_kombu_pops_0_first(tmp_path):
+    queue = JobQueue(tmp_path / "jobs.sqlite")
+    app = _App()
+    pub = Publisher(queue, "redis://127.0.0.1:6379/0", app=app)
+    queue.enqueue(trigger_key="n", subject="t|n", source="nightly", request={"model": "n"}, reply={})
+    queue.enqueue(trigger_key="c", subject="t|c", source="chat", request={"model": "c"}, reply={})
+    pub.publish_queued()
+    assert [p for _, _, p in app.sent] == [8, 0]  # nightly 1 → 8, chat 9 → 0 (popped first)
