@@ -35,8 +35,27 @@ def run(job_id: str, worker: str) -> Outcome:
                 log.info("job %s: nothing to do (duplicate delivery)", job_id)
                 return "noop"
             log.info("job %s: run %d on %s", job_id, job.runs, worker)
+            service.pool.runner = _HomeCheck(service.pool.runner, service.settings, worker)
             service.pool.process(job)
             return "ran"
         finally:
             service.dispatcher.background.shutdown(wait=False)
             service.queue.close()
+
+
+class _HomeCheck:
+    """A resume whose checkpoint names files this machine lacks fails the job in one line (see agent.scale.paths)."""
+
+    def __init__(self, runner, settings, worker: str):
+        self.runner, self.settings, self.worker = runner, settings, worker
+
+    def run(self, job, resume, on_stage, on_thread):
+        from agent.graph.run import stored_state
+        from agent.scale.paths import missing_paths
+        from tools.errors import UserError
+
+        state = stored_state(self.settings, job.thread_id) if job.thread_id else None
+        if state and (missing := missing_paths(state)):
+            raise UserError(f"the checkpoint names files this worker ({self.worker}) does not have: "
+                            f"{'; '.join(missing)}; workers must share ONBOARD_DATA_DIR at one path")
+        return self.runner.run(job, resume, on_stage, on_thread)

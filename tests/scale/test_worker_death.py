@@ -121,3 +121,18 @@ def test_a_worker_killed_after_the_pr_is_written_before_its_checkpoint_makes_no_
     assert "verify" in by[victim] and "publish" not in by[victim], by
     assert by[survivor] == ["publish", "report"], by  # verify did not run again
     assert record.revision == 2  # publish ran twice, as one upserted record
+
+
+def test_a_resume_on_a_worker_without_the_first_ones_files_fails_in_one_line(cluster, tmp_path, stop_workers):
+    import shutil
+
+    db = cluster.database()
+    workers = _two_workers(cluster, db, tmp_path / "data")
+    logs = [w.log_path for w in workers.values()]
+    queue, job = _start_cwm(db, cluster.mq.url)
+    job = _wait(queue, job.id, lambda j: j.status == "running" and j.stage == "implement", 900, logs, "verify")
+    cluster.kill(workers[job.worker.split("@")[0]])
+    shutil.rmtree(tmp_path / "data" / "jobs" / job.thread_id / "workspace")  # as if on the lost machine's disk
+    done = _wait(queue, job.id, lambda j: j.status in ("done", "failed"), 300, logs, "the job to end")
+    assert done.status == "failed" and "does not have: worktree" in done.message, done
+    assert "ONBOARD_DATA_DIR" in done.message and "Traceback" not in done.message
