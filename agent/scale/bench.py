@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -131,3 +132,4 @@ def bench_scale(types: list[str], target: str, counts: list[int], cache: Path, t
     finally:
         mq.stop()
         pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
