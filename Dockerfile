@@ -25,16 +25,19 @@
 ARG BASE=python:3.11-slim
 
 FROM ${BASE} AS build
+# SCALE=1 adds scale mode (Celery workers, Postgres ledger, Flower): compose.scale.yml builds it so.
+ARG SCALE=0
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY requirements.lock pyproject.toml README.md ./
+COPY requirements.lock requirements-scale.lock pyproject.toml README.md ./
 # CPU torch first, from its own index: the default index would pull CUDA wheels (GBs) the
 # service never uses. Then the locked stack, then the project itself without deps.
 RUN set -eu; \
     python3.11 -m venv /opt/venv; \
     /opt/venv/bin/pip install --index-url https://download.pytorch.org/whl/cpu \
         "$(grep '^torch==' requirements.lock)" "$(grep '^torchvision==' requirements.lock)"; \
-    /opt/venv/bin/pip install -r requirements.lock
+    /opt/venv/bin/pip install -r requirements.lock; \
+    if [ "$SCALE" = 1 ]; then /opt/venv/bin/pip install -c requirements.lock -r requirements-scale.lock; fi
 COPY agent ./agent
 COPY tools ./tools
 COPY sandboxes ./sandboxes

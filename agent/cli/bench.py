@@ -192,6 +192,58 @@ def bench_tiny_cmd(
         out.print(f"  {name}: {why}", highlight=False, markup=False)
 
 
+BENCH_TYPES = "apertus,helium,ministral,nanochat,olmo3,seed_oss,doge,exaone_moe"
+
+
+@bench.command("scale")
+def bench_scale_cmd(
+    only: str = typer.Option(BENCH_TYPES, "--only", help="the nightly subset (comma-separated, at least 8)"),
+    target: str = typer.Option(DEFAULT_TARGET, "--target"),
+    workers: str = typer.Option("1,2", "--workers", help="worker counts to compare"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="shared caches (env ONBOARD_CACHE_DIR)"),
+    timeout: float = typer.Option(7200, "--timeout", help="seconds per worker count"),
+    out_json: Optional[Path] = typer.Option(None, "--out"),
+) -> None:
+    """1 vs 2 Celery workers on this machine: jobs/hour and enqueue→start latency (starts its own servers)."""
+    import os
+
+    from agent.cli.main import fail
+    from tools.errors import UserError
+
+    types = [t.strip() for t in only.split(",") if t.strip()]
+    try:
+        counts = [int(c) for c in workers.split(",")]
+        if len(types) < 8:
+            raise UserError("--only: the bench needs at least 8 types")
+        if not counts or min(counts) < 1:
+            raise UserError("--workers: positive counts, e.g. 1,2")
+        from agent.scale.bench import bench_scale
+    except ValueError:
+        fail(UserError("--workers: comma-separated integers, e.g. 1,2"))
+    except ImportError as exc:
+        fail(UserError(f"scale mode is not installed ({exc.name} missing): pip install -r requirements-scale.lock"))
+    except UserError as exc:
+        fail(exc)
+    cache = (cache_dir or Path(os.environ.get("ONBOARD_CACHE_DIR") or tempfile.mkdtemp(prefix="onboard-cache-")))
+    result = bench_scale(types, target, counts, cache.resolve(), timeout,
+                         progress=lambda m: err.print(f"[dim]  · {m}[/dim]", highlight=False))
+    table = Table("workers", "jobs", "wall s", "jobs/h", "enqueue→start idle s", "median s", "max s", "outcomes")
+    for r in result["runs"]:
+        table.add_row(str(r["workers"]), str(r["jobs"]), str(r["wall_s"]), str(r["jobs_per_hour"]),
+                      ", ".join(map(str, r["latency_idle_s"])), str(r["latency_median_s"]), str(r["latency_max_s"]),
+                      json.dumps(r["outcomes"]))
+    out.print(table)
+    runs = {r["workers"]: r for r in result["runs"]}
+    if 1 in runs and 2 in runs:
+        gain = runs[2]["jobs_per_hour"] / runs[1]["jobs_per_hour"]
+        idle = max(runs[1]["latency_idle_s"] or [0.0])
+        out.print(f"2 workers on these {result['cpus']} cores: x{gain:.2f} of 1 worker. Each added worker on its own "
+                  f"2-core machine adds about {runs[1]['jobs_per_hour']} jobs/h (one worker's rate; enqueue to start "
+                  f"on an idle worker took {idle} s). Jobs cut by the per-type budget count as done: compare outcomes.")
+    if out_json:
+        out_json.write_text(json.dumps(result, indent=2))
+
+
 def register(app: typer.Typer) -> None:
     from agent.cli.bench_precision import bench_precision
     from agent.cli.bench_references import bench_references

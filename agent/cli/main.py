@@ -284,8 +284,9 @@ def _mount_commands() -> None:
     from agent.cli import references as cli_references
     from agent.cli import sandbox as cli_sandbox
     from agent.cli import serve as cli_serve
+    from agent.cli import worker as cli_worker
 
-    for mod in (cli_analysis, cli_sandbox, cli_bench, cli_references, cli_llm, cli_serve, cli_nightly):
+    for mod in (cli_analysis, cli_sandbox, cli_bench, cli_references, cli_llm, cli_serve, cli_nightly, cli_worker):
         mod.register(app)
 
 

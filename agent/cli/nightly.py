@@ -32,6 +32,10 @@ def nightly(
                                                                  "within DAYS (default 7; 0 retries all)"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="state, caches, reports (env ONBOARD_DATA_DIR)"),
     schedule: bool = typer.Option(False, "--schedule", help="stay in the foreground and sweep on the settings' cron"),
+    enqueue: bool = typer.Option(False, "--enqueue", help="scale mode: plan the gap and queue one job per type "
+                                                          "for `onboard worker`s instead of running them here"),
+    device: Optional[str] = typer.Option(None, "--device", help="with --enqueue: only workers with this device "
+                                                                "label run the jobs"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Try every model type with a causal-LM class that TARGET does not register; report each one's status."""
@@ -61,6 +65,23 @@ def nightly(
             err.print(f"nightly sweep of {nset.target} on cron {nset.cron!r} ({nset.timezone}); Ctrl-C stops")
             run_forever(settings, nset)
             return
+        if enqueue:
+            from agent.scale.devices import check_device
+            from agent.scale.nightly import enqueue_nightly
+
+            queued = enqueue_nightly(Options(target=nset.target, repo=nset.repo, only=_types(only), limit=limit,
+                                             jobs=nset.jobs, since_days=nset.since_days),
+                                     settings, nset, device=check_device(device),
+                                     progress=lambda m: err.print(f"[dim]  · {m}[/dim]", highlight=False))
+            if as_json:
+                print_json(queued)
+            else:
+                for row in queued["jobs"]:
+                    out.print(f"{row['model_type']:>24}  {row['job']}  {row['status']}"
+                              f"{'' if row['created'] else ' (already queued)'}", highlight=False)
+            return
+        elif device is not None:
+            raise UserError("--device needs --enqueue")
         # A supervisor's SIGTERM ends the sweep like Ctrl-C: jobs stopped, report written, exit 130.
         previous = signal.signal(signal.SIGTERM, _interrupt)
         opts = Options(target=nset.target, repo=nset.repo, only=_types(only), limit=limit, jobs=nset.jobs,

@@ -9,10 +9,14 @@ from agent.graph.build import build_graph, sqlite_checkpointer
 from agent.graph.deps import Deps
 from agent.settings import Settings
 from sandboxes.envs import SandboxEnv
-from tools.errors import EnvironmentProblem
+from tools.errors import EnvironmentProblem, UserError
 from tools.forge.local import Forge, LocalForge
 from tools.repo.workspace import RepoManager
 from tools.targets import get_target
+
+
+class ThreadBusy(UserError):
+    """Another process runs this thread now (a duplicate delivery retries later instead of failing)."""
 
 
 def make_sandbox(settings: Settings, env: SandboxEnv, progress=None):
@@ -50,12 +54,25 @@ def make_deps(settings: Settings, target_name: str, progress, forge: Forge | Non
 
 @contextmanager
 def thread_lock(settings: Settings, thread_id: str):
-    """One process per thread: a second `run`/`resume` of a live thread would edit the same worktree."""
+    """One process per thread: a second `run`/`resume` of a live thread would edit the same worktree.
+
+    In scale mode the lock is a Postgres advisory lock, which holds across machines (a file lock holds on one).
+    """
     import fcntl
     import os
 
+    from agent.scale.settings import checkpoint_url
     from tools.errors import UserError
 
+    if (url := checkpoint_url()) is not None:
+        from agent.scale.pg import advisory_lock
+
+        with advisory_lock(url, f"thread:{thread_id}") as got:
+            if not got:
+                raise ThreadBusy(f"thread {thread_id} is already running on another worker; wait for it or "
+                                 "stop it first")
+            yield
+        return
     path = settings.path("locks", f"{thread_id}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
@@ -64,7 +81,7 @@ def thread_lock(settings: Settings, thread_id: str):
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
-            raise UserError(f"thread {thread_id} is already running (pid {holder}); wait for it or stop it "
+            raise ThreadBusy(f"thread {thread_id} is already running (pid {holder}); wait for it or stop it "
                             "first") from None
         fh.seek(0)
         fh.truncate()
@@ -78,6 +95,14 @@ def thread_lock(settings: Settings, thread_id: str):
 
 @contextmanager
 def compiled(settings: Settings, deps: Deps):
+    from agent.scale.settings import checkpoint_url
+
+    if (url := checkpoint_url()) is not None:
+        from agent.scale.checkpoint import postgres_saver
+
+        with postgres_saver(url) as saver:
+            yield build_graph(deps, saver)
+        return
     saver = sqlite_checkpointer(settings.path("checkpoints.sqlite"))
     try:
         yield build_graph(deps, saver)
@@ -89,8 +114,15 @@ def stored_state(settings: Settings, thread_id: str) -> dict | None:
     """The last checkpoint of `thread_id`, None when there is none; UserError when the database is corrupt."""
     import sqlite3
 
+    from agent.scale.settings import checkpoint_url
     from tools.errors import UserError
 
+    if (url := checkpoint_url()) is not None:
+        from agent.scale.checkpoint import postgres_saver
+
+        with postgres_saver(url) as saver:
+            tup = saver.get_tuple({"configurable": {"thread_id": thread_id}})
+            return dict(tup.checkpoint["channel_values"]) if tup else None
     path = settings.path("checkpoints.sqlite")
     if not path.is_file():
         return None

@@ -56,8 +56,19 @@ def build_service(settings: Settings, svc: ServiceSettings, gh: GitHubConfig, *,
                   clock: Callable[[], float] = time.time) -> Service:
     from tools.targets import names as target_names
 
+    from agent.scale.settings import backend
+
     settings = serving_settings(settings, svc.allow_local_sandbox)  # before anything is written
-    queue = JobQueue(svc.queue_path or settings.path("service", "jobs.sqlite"))
+    scale = backend()
+    publish = None
+    if scale.distributed:  # the ledger in Postgres, jobs on Celery workers (agent.scale)
+        from agent.scale.ledger import PgJobQueue
+        from agent.scale.publish import Publisher
+
+        queue = PgJobQueue(scale.checkpoint_url)
+        publish = Publisher(queue, scale.broker_url).publish_queued
+    else:
+        queue = JobQueue(svc.queue_path or settings.path("service", "jobs.sqlite"))
     llm = LLMSettings()
     llm_key = [llm.api_key.get_secret_value()] if llm.api_key else []
     redact = Redactor(extra=svc.secrets() + gh.secrets() + llm_key)
@@ -70,7 +81,8 @@ def build_service(settings: Settings, svc: ServiceSettings, gh: GitHubConfig, *,
         runner = GraphRunner(settings, (lambda: GitHubForge(gh, settings.data_dir)) if gh.configured else None,
                              svc.target_repos)
     pool = WorkerPool(queue, runner, Notifier(github, CallbackChannel(svc.callback_hosts)),
-                      concurrency=svc.concurrency, authorizer=github.can_write if github else None, redact=redact)
+                      concurrency=0 if publish else svc.concurrency, authorizer=github.can_write if github else None,
+                      redact=redact, publish=publish)
     dispatcher = Dispatcher(queue, set(target_names()), svc.default_target, svc.github_label, github,
                             wake=pool.wake, redact=redact)
     return Service(settings, svc, gh, queue, pool, dispatcher, redact, start_workers, clock)
@@ -144,7 +156,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "jobs": queue.count(), "concurrency": svc.concurrency,
+        return {"status": "ok", "jobs": queue.count(), "concurrency": service.pool.concurrency,
                 "disabled": {e.route: e.why for e in endpoint_status(svc, service.gh) if not e.enabled}}
 
     @app.post("/chatops", openapi_extra=_CHAT_BODY)
@@ -222,7 +234,9 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/jobs", dependencies=api)
     def list_jobs(status: str | None = None, limit: int = 100) -> list[dict]:
-        return [j.public() for j in queue.list(min(max(limit, 1), 1000), status)]
+        # The operator's view says who runs what (a thread here, name@host of a Celery worker in scale mode);
+        # chat and issue answers do not name hosts.
+        return [{**j.public(), "worker": j.worker} for j in queue.list(min(max(limit, 1), 1000), status)]
 
     @app.get("/jobs/{job_id}", dependencies=api)
     def get_job(job_id: str) -> dict:
@@ -230,7 +244,7 @@ def create_app(service: Service) -> FastAPI:
         if job is None:
             raise HTTPException(404, f"no job {job_id}")
         report = service.settings.path("jobs", job.thread_id, "report.json") if job.thread_id else None
-        return {**job.public(), "report": _read_json(report)}
+        return {**job.public(), "worker": job.worker, "report": _read_json(report)}
 
     @app.post("/jobs/{job_id}/approve", dependencies=api, openapi_extra=_DECISION_BODY)
     async def approve(job_id: str, request: Request) -> dict:

@@ -129,7 +129,9 @@ class JobQueue:
     def record_delivery(self, delivery_id: str) -> bool:
         """True the first time a delivery id is seen."""
         with self._tx() as db:
-            cur = db.execute("INSERT OR IGNORE INTO deliveries VALUES (?, ?)", (delivery_id, time.time()))
+            # ON CONFLICT rather than INSERT OR IGNORE: the same statement runs on the Postgres ledger.
+            cur = db.execute("INSERT INTO deliveries VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                             (delivery_id, time.time()))
             return cur.rowcount == 1
 
     def forget_delivery(self, delivery_id: str) -> None:

@@ -70,8 +70,11 @@ def final_text(job: Job) -> str:
 class WorkerPool:
     def __init__(self, queue: JobQueue, runner: JobRunner, notifier: Notifier, *, concurrency: int = 1,
                  authorizer: Authorizer | None = None, redact: Callable[[str], str] = lambda s: s,
-                 poll_s: float = 1.0, renotify_s: float = 30.0, max_runs: int = 5):
+                 poll_s: float = 1.0, renotify_s: float = 30.0, max_runs: int = 5,
+                 publish: Callable[[], object] | None = None):
+        """`publish`: scale mode, where Celery workers run the jobs; called whenever a job may have been queued."""
         self.queue, self.runner, self.notifier = queue, runner, notifier
+        self.publish = publish
         self.concurrency, self.authorizer, self.redact = concurrency, authorizer, redact
         self.poll_s, self.renotify_s, self.max_runs = poll_s, renotify_s, max_runs
         self._wake = threading.Event()
@@ -85,7 +88,12 @@ class WorkerPool:
     # --- lifecycle ---
     def start(self) -> list[str]:
         """Requeue what a previous process left running, then start the threads."""
-        resumed = self.queue.recover()
+        if self.publish is not None:
+            # Other machines run jobs now: a `running` row is theirs (the broker redelivers a dead one's).
+            resumed = []
+            self._publish()
+        else:
+            resumed = self.queue.recover()
         if resumed:
             log.info("resuming %d unfinished job(s): %s", len(resumed), ", ".join(resumed))
         admit = threading.Thread(target=self._admit_loop, daemon=True, name="onboard-admit")
@@ -109,11 +117,23 @@ class WorkerPool:
         self._last_flush = 0.0
         self._admit_wake.set()
         self._wake.set()
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.publish is None:
+            return
+        try:
+            self.publish()
+        except Exception as exc:  # the broker is down: the jobs stay queued and go out on the next wake
+            log.warning("could not hand queued jobs to the broker: %s", self.redact(str(exc)))
 
     def _admit_loop(self) -> None:
         while not self._stop.is_set():
             try:
                 self.admit_pending()
+                if self.publish is not None:  # no worker threads here: this loop sends and re-sends
+                    self._publish()
+                    self.flush_notifications()
             except Exception:  # e.g. the queue file is locked too long: the jobs stay pending, tried again
                 log.exception("admission failed")
             self._admit_wake.wait(self.poll_s)
@@ -133,6 +153,7 @@ class WorkerPool:
                 job = self._final(job)
             elif job.status == "queued":
                 self._wake.set()
+                self._publish()
             done.append(job)
         return done
 
@@ -202,6 +223,7 @@ class WorkerPool:
         if current is not None and current.cancel_requested:
             raise Cancelled()
         self.queue.update(job.id, stage=stage)
+        log.info("job %s: stage %s done", job.id, stage)  # the node log a resumed run is checked against
         self._progress(job, f"stage `{stage}` done")
 
     def _progress(self, job: Job, text: str) -> None:

@@ -117,6 +117,15 @@ def test_jobs_api(client):
     assert "cancelled" in status["text"]
 
 
+def test_jobs_api_says_which_worker_runs_a_job_and_chat_answers_do_not(client):
+    answer = client.post("/chatops", json={"text": "llama", "request_id": "r10"}, headers=AUTH).json()
+    assert "worker" not in answer["job"]
+    service = client.app.state.service
+    service.queue.claim("w2@host-b")
+    assert [j["worker"] for j in client.get("/jobs", headers=AUTH).json()] == ["w2@host-b"]
+    assert client.get(f"/jobs/{answer['job']['id']}", headers=AUTH).json()["worker"] == "w2@host-b"
+
+
 def test_openapi_is_served(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/chatops", "/webhooks/github", "/jobs", "/jobs/{job_id}", "/jobs/{job_id}/approve",

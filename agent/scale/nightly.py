@@ -1,0 +1,64 @@
+"""`onboard nightly --enqueue`: plan tonight's gap as the sweep does, then one Celery job per type.
+
+The sweep's planner decides (already supported, open PR, recent attempt,
+--limit); the ledger's trigger key (night + target + type + inputs) makes a
+second enqueue of the same night a no-op, and the subject slot keeps a type
+from running twice. Workers anywhere then run the types, chat-ops first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+
+from agent.nightly.gap import config_aliases, discover, select
+from agent.nightly.settings import NightlySettings
+from agent.nightly.store import AttemptStore, Inputs, builder_version
+from agent.nightly.sweep import Options, _workspace, plan_types
+from agent.settings import Settings
+from tools.forge.local import LocalForge
+
+
+def enqueue_nightly(opts: Options, settings: Settings, nightly: NightlySettings, *, device: str | None = None,
+                    progress=lambda msg: None, now: float | None = None) -> dict:
+    from agent.scale.settings import backend
+    from tools.errors import UserError
+    from tools.targets import get_target
+
+    scale = backend()
+    if not scale.distributed:
+        raise UserError("--enqueue needs ONBOARD_BROKER_URL and ONBOARD_CHECKPOINT_URL (scale mode)")
+    try:
+        from agent.scale.ledger import PgJobQueue
+        from agent.scale.publish import Publisher
+    except ImportError as exc:
+        raise UserError(f"scale mode is not installed ({exc.name} missing): pip install -r "
+                        "requirements-scale.lock") from None
+    target = get_target(opts.target, settings.caches)
+    store = AttemptStore(settings.data_dir, opts.target)
+    ws, checkout = _workspace(target, opts, settings, store, progress)
+    gap = discover(target, checkout)
+    types = select(gap, opts.only)
+    inputs = Inputs(transformers=gap.transformers_version, target_rev=ws.base_rev,
+                    builder=nightly.builder_version or builder_version())
+    supported = target.supported_types(checkout)
+    planned = plan_types(types, supported=supported, inputs=inputs, store=store,
+                         forge=LocalForge(settings.data_dir), target=target.key, since_days=opts.since_days,
+                         limit=opts.limit, aliases=config_aliases(types, supported))
+    night = datetime.fromtimestamp(now or datetime.now(timezone.utc).timestamp(), timezone.utc).date().isoformat()
+    inputs_key = hashlib.sha256(inputs.model_dump_json().encode()).hexdigest()[:12]
+    queue = PgJobQueue(scale.checkpoint_url)
+    jobs = []
+    for t in planned.to_run:
+        job, created = queue.enqueue(
+            trigger_key=f"nightly:{night}:{target.key}:{t}:{inputs_key}", subject=f"{target.key}|{t}",
+            source="nightly", reply={},
+            request={"model": t, "target": target.key, "publish": "auto", "by": "nightly", "authorize": None,
+                     "repo": opts.repo, "device": device, "budget_s": nightly.per_type_timeout_s})
+        jobs.append({"model_type": t, "job": job.id, "status": job.status, "created": created})
+    sent = Publisher(queue, scale.broker_url).publish_queued()
+    progress(f"gap: {len(gap.types)} types; enqueued {sum(j['created'] for j in jobs)}, "
+             f"skipped {len(planned.rows)}; {sent} message(s) sent")
+    queue.close()
+    return {"night": night, "target": target.key, "jobs": jobs,
+            "skipped": [{"model_type": r.model_type, "detail": r.detail} for r in planned.rows]}
