@@ -173,7 +173,9 @@ def bench_tiny_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    from agent.cli.bench_history import bench_history
     from agent.cli.bench_references import bench_references
 
     bench.command("references")(bench_references)
+    bench.command("history")(bench_history)
     app.add_typer(bench, name="bench")
