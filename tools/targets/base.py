@@ -125,6 +125,7 @@ class HistoryCase(BaseModel):
     pr: int | None = None
     timestamp: int = 0
     also_added: list[str] = Field(default_factory=list)  # other types the same commit registered
+    facts: dict[str, Any] = Field(default_factory=dict)  # what the target reads back when comparing
 
 
 class PassedOver(BaseModel):

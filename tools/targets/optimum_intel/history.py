@@ -73,6 +73,10 @@ def history_cases(mirror: Path, profile, cache_dir: Path) -> tuple[list[HistoryC
         textual = [t for t in after if t in add.model_types and TEXT_TASKS & set(after[t][1])]
         fresh = [t for t in textual if t not in before]
         usable = [t for t in fresh if t in causal]
+        if not repo.commit(add.sha).parents:
+            passed.append(PassedOver(sha=add.sha, subject=add.subject, model_types=add.model_types,
+                                     reason="the first commit: no earlier state to onboard from"))
+            continue
         if len(add.model_types) > BULK:
             passed.append(PassedOver(sha=add.sha, subject=add.subject, model_types=add.model_types,
                                      reason=f"registers {len(add.model_types)} types at once: a refactor, "
