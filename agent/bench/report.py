@@ -15,6 +15,8 @@ from tools.targets.base import PassedOver
 
 POINTS = ("family", "tasks", "files", "upstream_tests")
 MARK = {True: "yes", False: "NO", None: "n/a"}
+HEADERS = ("model", "upstream", "base", "our outcome", "family", "tasks", "files", "upstream tests", "time",
+           "tokens")
 
 
 def point(row: CaseRow, name: str):
@@ -96,7 +98,7 @@ def page(data: dict) -> str:
     from agent.bench.store import CaseRow as Row
 
     rows = [Row.model_validate(r) for r in data["rows"]]
-    head = ["model", "upstream", "base", "our outcome", *POINTS, "time", "tokens"]
+    head = HEADERS
     esc = html.escape
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in table_rows(rows))
     diffs = "".join(f"<li>{esc(line)}</li>" for line in differences(rows))

@@ -44,11 +44,10 @@ def bench_history(
     if as_json:
         print(json.dumps(data, indent=2))
         return
-    t = Table("model", "upstream", "base", "our outcome", *report.POINTS, "time", "tokens",
-              title=f"bench history: {target} at {result.head[:12]}")
+    t = Table(*report.HEADERS, title=f"bench history: {target} at {result.head[:12]}")
     for cells in report.table_rows(result.rows):
         t.add_row(*cells)
-    out.print(t)
+    out.print(t, width=max(out.width, 150))  # a pipe or a log file is not an 80-column terminal
     for line in report.differences(result.rows):
         out.print(f"  differs: {line}", highlight=False, markup=False, soft_wrap=True)
     rates = data["agreement"]

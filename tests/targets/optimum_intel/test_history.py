@@ -134,3 +134,16 @@ def test_nothing_registered_is_disagreement_and_tests_are_not_run(tmp_path):
     assert got["family"].agree is False and got["family"].how == "we registered nothing"
     assert got["tasks"].agree is False
     assert got["upstream_tests"].agree is False and got["upstream_tests"].how == "nothing registered to test"
+
+
+def test_tests_that_select_nothing_or_need_the_network_are_not_judged(tmp_path):
+    case, ours, up, our_diff, up_diff, ctx = _trees(tmp_path, "LlamaOpenVINOConfig", TEXT, {})
+
+    def run_tests(files):
+        return [Check(name="tests:tests/openvino/test_decoder.py", status="failed", stage="tests",
+                      detail="pytest test_decoder.py (tests of qwen3): 46 deselected (selection ran no test)"),
+                Check(name="tests:tests/openvino/test_seq2seq.py", status="failed", stage="tests",
+                      detail="1 error: requests.exceptions.ConnectionError: Max retries exceeded")]
+
+    got = {a.point: a for a in compare(case, ours, up, our_diff, up_diff, ctx, run_tests)}
+    assert got["upstream_tests"].agree is None and got["upstream_tests"].how == "test_seq2seq.py needs the network"
