@@ -8,9 +8,11 @@ target contract.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -64,15 +66,29 @@ def choose_base(spec: CaseSpec, target, mirror: Path, sandbox) -> tuple[str, str
         shutil.rmtree(probe, ignore_errors=True)
     if problem is None:
         return "parent", spec.source, f"{sha}^", "the parent works in the target environment"
-    tag, why = reverted_head(spec.root / "clone", mirror, head(mirror), sha)
+    with _locked(spec.root / "clone.lock"):  # K cases may need HEAD-minus-a-commit at once: one clone, one at a time
+        tag, why = reverted_head(spec.root / "clone", mirror, head(mirror), sha)
     if tag is None:
         return "none", None, None, f"parent: {problem}; {why}"
     return "revert", str(spec.root / "clone"), tag, f"parent: {problem}"
 
 
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def replay(spec: CaseSpec) -> CaseRow:
     from agent.graph.request import Request, prepare
     from agent.graph.run import drive, make_deps, make_sandbox
+    from agent.nightly.job import for_builder
+    from agent.nightly.store import Inputs
     from tools.repo.workspace import RepoManager
     from tools.targets import get_target
 
@@ -86,6 +102,9 @@ def replay(spec: CaseSpec) -> CaseRow:
     start = time.monotonic()
     job = prepare(Request(model=case.model, target=spec.target, repo=repo, ref=ref, sandbox=settings.sandbox),
                   settings)
+    # The thread id also names the builder: changed code onboards afresh, an interrupted bench resumes.
+    job = for_builder(job, Inputs(transformers="", target_rev=spec.inputs["target_head"],
+                                  builder=spec.inputs["builder"]), settings)
     job.initial_state["request"]["publish"] = "dry_run"  # measured, never published
     state, _ = drive(settings, make_deps(settings, job.target, lambda m: None), job.thread_id, job.initial_state)
     onboard_s = time.monotonic() - start

@@ -65,5 +65,6 @@ class RowStore:
         tmp.replace(path)
 
     def finished(self, sha: str, inputs: dict) -> CaseRow | None:
+        """The row computed from `inputs`, unless it is a crash (a crash is no result: it runs again)."""
         row = self.get(sha)
-        return row if row is not None and row.inputs == inputs else None
+        return row if row is not None and row.inputs == inputs and row.outcome != "error" else None

@@ -142,3 +142,24 @@ def test_bad_repo_is_one_line_error(tmp_path):
     result = CliRunner().invoke(app, ["bench", "history", "--repo", str(tmp_path / "nope"),
                                       "--data-dir", str(tmp_path / "d")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_new_builder_onboards_afresh_and_a_crashed_row_runs_again(upstream, tmp_path, monkeypatch):
+    import agent.nightly.store
+
+    target = HistoryTarget()
+    use(monkeypatch, target)
+    first = json.loads(bench(upstream, tmp_path / "data", "--json").stdout)["rows"][0]
+    monkeypatch.setattr(agent.nightly.store, "builder_version", lambda: "changed-builder")
+    second = json.loads(bench(upstream, tmp_path / "data", "--json").stdout)["rows"][0]
+    # Not a replay of the finished thread: the onboarding ran again, under its own thread.
+    assert len(target.verified) == 2 and second["thread_id"] != first["thread_id"]
+    assert second["thread_id"].rsplit("-", 1)[1].startswith("b")
+
+    from agent.bench.store import CaseRow, RowStore
+
+    root = next((tmp_path / "data" / "bench" / "history" / "scripted").iterdir())
+    crashed = CaseRow.model_validate({**second, "outcome": "error", "agreements": []})
+    RowStore(root).put(crashed)
+    third = json.loads(bench(upstream, tmp_path / "data", "--json").stdout)["rows"][0]
+    assert third["outcome"] == "dry_run" and len(target.seen) == 3  # compared again, the thread replayed
