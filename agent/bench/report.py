@@ -29,10 +29,13 @@ def rates(rows: list[CaseRow]) -> dict:
         judged = [a.agree for r in rows if (a := point(r, name)) is not None and a.agree is not None]
         out[name] = {"agree": sum(judged), "judged": len(judged),
                      "rate": round(sum(judged) / len(judged), 3) if judged else None}
-    whole = [all(a.agree for a in r.agreements if a.agree is not None) and any(a.agree for a in r.agreements)
-             for r in rows]
+    # A row agrees when every judged point does; a row with nothing judged (not reproducible, a crash) is
+    # counted apart, not as a disagreement.
+    judged_rows = [r for r in rows if any(a.agree is not None for a in r.agreements)]
+    whole = [all(a.agree for a in r.agreements if a.agree is not None) for r in judged_rows]
     out["all_points"] = {"agree": sum(whole), "judged": len(whole),
-                         "rate": round(sum(whole) / len(whole), 3) if whole else None}
+                         "rate": round(sum(whole) / len(whole), 3) if whole else None,
+                         "not_judged": len(rows) - len(judged_rows)}
     return out
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from agent.cli.output import err, out
@@ -47,7 +48,8 @@ def bench_history(
     t = Table(*report.HEADERS, title=f"bench history: {target} at {result.head[:12]}")
     for cells in report.table_rows(result.rows):
         t.add_row(*cells)
-    out.print(t, width=max(out.width, 150))  # a pipe or a log file is not an 80-column terminal
+    # A pipe or a log file is not an 80-column terminal: the table keeps its columns there.
+    (out if out.is_terminal else Console(emoji=False, width=170)).print(t)
     for line in report.differences(result.rows):
         out.print(f"  differs: {line}", highlight=False, markup=False, soft_wrap=True)
     rates = data["agreement"]
