@@ -9,6 +9,7 @@ target contract.
 from __future__ import annotations
 
 import fcntl
+import multiprocessing
 import os
 import shutil
 import time
@@ -36,6 +37,11 @@ class CaseSpec(BaseModel):
 
 def main(spec: CaseSpec) -> dict:
     """Process entry point: the row, also written to the store (a killed bench keeps what finished)."""
+    from agent.nightly.job import _die_with_parent, _sigterm_exits
+
+    if multiprocessing.parent_process() is not None:  # a worker: a killed bench must not leave it running
+        _die_with_parent()
+        _sigterm_exits()
     for var in LLM_VARS:  # the deterministic path: an endpoint in the environment must not be used
         os.environ.pop(var, None)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -54,7 +60,7 @@ def main(spec: CaseSpec) -> dict:
 
 def choose_base(spec: CaseSpec, target, mirror: Path, sandbox) -> tuple[str, str | None, str | None, str]:
     """(mode, repo, ref, note): the parent when it works in today's environment, else HEAD minus the commit."""
-    from tools.repo.history import head, reverted_head
+    from tools.repo.history import head, reverted_head, stripped_head
     from tools.repo.workspace import RepoManager
 
     sha = spec.case.sha
@@ -66,11 +72,15 @@ def choose_base(spec: CaseSpec, target, mirror: Path, sandbox) -> tuple[str, str
         shutil.rmtree(probe, ignore_errors=True)
     if problem is None:
         return "parent", spec.source, f"{sha}^", "the parent works in the target environment"
-    with _locked(spec.root / "clone.lock"):  # K cases may need HEAD-minus-a-commit at once: one clone, one at a time
-        tag, why = reverted_head(spec.root / "clone", mirror, head(mirror), sha)
+    clone, head_rev = spec.root / "clone", head(mirror)
+    with _locked(spec.root / "clone.lock"):  # K cases may need a HEAD-based base at once: one clone, one at a time
+        tag, note = stripped_head(clone, mirror, head_rev, sha, lambda ws: target.history_strip(ws, spec.case, mirror))
+        if tag is not None:
+            return "head_without", str(clone), tag, f"parent: {problem}; {note}"
+        tag, why = reverted_head(clone, mirror, head_rev, sha)
     if tag is None:
-        return "none", None, None, f"parent: {problem}; {why}"
-    return "revert", str(spec.root / "clone"), tag, f"parent: {problem}"
+        return "none", None, None, f"parent: {problem}; {note}; {why}"
+    return "revert", str(clone), tag, f"parent: {problem}; {note}; HEAD with the commit reverted"
 
 
 @contextmanager
@@ -138,7 +148,7 @@ def compare(spec: CaseSpec, target, sandbox, state: dict, mirror: Path, mode: st
     problem = apply_diff(ours, our_diff)
     if problem:
         raise RuntimeError(f"our change does not re-apply to its base: {problem}")
-    # Upstream's tree after its change: the commit itself, or HEAD when the base was HEAD minus it.
+    # Upstream's tree after its change: the commit itself, or HEAD when the base was HEAD without it.
     upstream = repos.worktree(mirror, case.sha if mode == "parent" else head(mirror), scratch / "upstream")
     tiny = (state.get("tiny") or {}).get("path")
     ctx = JobContext(model_type=case.model_type, tiny_dir=Path(tiny) if tiny else None, work_dir=scratch / "work",

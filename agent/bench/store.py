@@ -19,7 +19,9 @@ from pydantic import BaseModel, Field
 
 from tools.targets.base import Agreement, HistoryCase
 
-Mode = Literal["parent", "revert", "none"]  # base used: the commit's parent, HEAD minus the commit, neither
+# The base used: the commit's parent; HEAD with the model taken out by the target; HEAD with the commit
+# reverted whole (a target that cannot take one model out); neither (then the row says why).
+Mode = Literal["parent", "head_without", "revert", "none"]
 SLUG = re.compile(r"[^\w.-]+")
 
 

@@ -163,3 +163,23 @@ def test_new_builder_onboards_afresh_and_a_crashed_row_runs_again(upstream, tmp_
     RowStore(root).put(crashed)
     third = json.loads(bench(upstream, tmp_path / "data", "--json").stdout)["rows"][0]
     assert third["outcome"] == "dry_run" and len(target.seen) == 3  # compared again, the thread replayed
+
+
+class StrippingTarget(HistoryTarget):
+    def history_strip(self, workspace, case, mirror):
+        (workspace / "registry.py").write_text("REGISTERED = None\n")
+        (workspace / "tests" / f"test_{case.model_type}.py").unlink()
+        return f"registration and tests of {case.model_type} taken out"
+
+
+def test_head_without_the_model_when_the_target_can_take_it_out(upstream, tmp_path, monkeypatch):
+    target = StrippingTarget(parent_problem="does not import with transformers 5")
+    use(monkeypatch, target)
+    result = bench(upstream, tmp_path / "data", "--json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    assert row["mode"] == "head_without" and row["outcome"] == "dry_run"
+    assert "registration and tests of newmodel taken out" in row["mode_note"]
+    # Compared with HEAD (upstream's change and everything after it); the base had neither registry nor test.
+    assert target.seen[0]["base_has_test"] is False
+    assert target.seen[0]["upstream"] == "REGISTERED = 'newmodel'  # via llama\n"

@@ -66,6 +66,64 @@ def reverted_head(clone: Path, source: Path, head_rev: str, sha: str) -> tuple[s
     return tag, ""
 
 
+def stripped_head(clone: Path, source: Path, head_rev: str, sha: str, strip) -> tuple[str | None, str]:
+    """A tag in `clone` naming HEAD with the commit's model taken out by `strip(worktree) -> note`.
+
+    `strip` is the target's: it knows which lines register, test and document the model. Returns
+    (tag, note) or (None, why). Idempotent: an existing tag is reused (its note is not kept).
+    """
+    env = {**os.environ, **GIT_ENV, **BENCH_ENV}
+    if not (clone / ".git").exists():
+        clone.parent.mkdir(parents=True, exist_ok=True)
+        git.Repo.clone_from(str(source), str(clone), no_checkout=True, env=env)
+    repo = git.Repo(clone)
+    tag = f"onboard-bench/without-{sha[:12]}"
+    try:
+        repo.git.rev_parse("--verify", "--quiet", f"refs/tags/{tag}", env=env)
+        return tag, "HEAD without the model (made by an earlier run)"
+    except git.GitCommandError:
+        pass
+    repo.git.fetch("-q", str(source), head_rev, env=env)
+    repo.git.checkout("-q", "--detach", "-f", head_rev, env=env)
+    repo.git.clean("-fdq", env=env)
+    note = strip(clone)
+    if note is None:  # the target cannot take one model out: leave the clone as it was
+        repo.git.checkout("-q", "--detach", "-f", head_rev, env=env)
+        repo.git.clean("-fdq", env=env)
+        return None, "the target cannot take one model out of HEAD"
+    if not repo.is_dirty(untracked_files=True):
+        return None, f"nothing of {sha[:12]}'s model is left at HEAD {head_rev[:12]} to take out"
+    repo.git.add("-A", env=env)
+    repo.git.commit("-q", "-m", f"onboard bench: HEAD without the model of {sha[:12]}", env=env)
+    repo.git.tag(tag, env=env)
+    return tag, note
+
+
+def unapply_added_lines(worktree: Path, mirror: Path, sha: str, prefixes: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Take out, file by file, the lines `sha` added under `prefixes` wherever they still are at this tree
+    (a zero-context reverse patch: later edits around them do not matter). Returns (done, kept) paths:
+    a file whose lines moved or changed since is kept as it is."""
+    diff = open_gitdir(mirror).git.diff("-U0", f"{sha}^", sha, "--no-color", "--no-ext-diff", "--", *prefixes)
+    done, kept = [], []
+    if not diff.strip():
+        return done, kept
+    patch = worktree.parent / f"{worktree.name}.unapply.patch"
+    patch.write_text(diff + "\n")
+    repo = git.Repo(worktree)
+    paths = sorted({ln[6:] for ln in diff.splitlines() if ln.startswith("+++ b/")})
+    try:
+        for rel in paths:
+            try:
+                repo.git.apply("-R", "--unidiff-zero", f"--include={rel}", str(patch),
+                               env={**os.environ, **GIT_ENV})
+                done.append(rel)
+            except git.GitCommandError:
+                kept.append(rel)
+    finally:
+        patch.unlink(missing_ok=True)
+    return done, kept
+
+
 def apply_diff(worktree: Path, diff: str) -> str | None:
     """Apply `diff` to a clean worktree; returns why it did not apply, or None."""
     if not diff.strip():

@@ -196,6 +196,8 @@ class Target(Protocol):
 
     def history_base_problem(self, workspace: Path, sandbox: Any, work_dir: Path) -> str | None: ...
 
+    def history_strip(self, workspace: Path, case: HistoryCase, mirror: Path) -> str | None: ...
+
     def compare_history(self, case: HistoryCase, ours: Path, upstream: Path, our_diff: str, upstream_diff: str,
                         ctx: JobContext, sandbox: Any) -> list[Agreement]: ...
 
@@ -235,6 +237,12 @@ class BaseTarget:
 
     def history_base_problem(self, workspace: Path, sandbox: Any, work_dir: Path) -> str | None:
         """Why a past revision cannot be onboarded in today's environment (None: it can)."""
+        return None
+
+    def history_strip(self, workspace: Path, case: HistoryCase, mirror: Path) -> str | None:
+        """Take the case's model out of a HEAD checkout (its registrations, test entries, docs), for a
+        commit whose parent no longer works; returns what was done, or None when the target cannot
+        (the commit is then reverted whole, which later changes often prevent)."""
         return None
 
     def compare_history(self, case: HistoryCase, ours: Path, upstream: Path, our_diff: str, upstream_diff: str,

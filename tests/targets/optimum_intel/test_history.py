@@ -147,3 +147,40 @@ def test_tests_that_select_nothing_or_need_the_network_are_not_judged(tmp_path):
 
     got = {a.point: a for a in compare(case, ours, up, our_diff, up_diff, ctx, run_tests)}
     assert got["upstream_tests"].agree is None and got["upstream_tests"].how == "test_seq2seq.py needs the network"
+
+
+def test_strip_takes_the_model_out_of_head_and_keeps_what_later_changes_touched(tmp_path):
+    from tools.targets.optimum_intel.history import strip
+
+    up = tmp_path / "up"
+    repo = git.Repo.init(up, initial_branch="main")
+    write(up, CONFIGS, reg("llama", "LlamaOpenVINOConfig"))
+    write(up, "tests/openvino/utils_tests.py", 'MODEL_NAMES = {\n    "llama": "hub/llama",\n}\n')
+    write(up, "docs/source/openvino/models.mdx", "- Llama\n")
+    commit_all(repo, "base")
+    write(up, CONFIGS, reg("llama", "LlamaOpenVINOConfig")
+          + '@register_in_tasks_manager(\n    "qwen3", *["text-generation"], library_name="transformers"\n)\n'
+          + "class Qwen3OpenVINOConfig(LlamaOpenVINOConfig):\n    pass\n")
+    write(up, "tests/openvino/utils_tests.py", 'MODEL_NAMES = {\n    "llama": "hub/llama",\n    "qwen3": "hub/qwen3",\n}\n')
+    write(up, "docs/source/openvino/models.mdx", "- Llama\n- Qwen3\n")
+    commit_all(repo, "Support Qwen3 (#2)")
+    sha = repo.head.commit.hexsha
+    # Later: a class built on qwen3's, and more models in the tests table.
+    text = (up / CONFIGS).read_text() + reg("qwen3_moe", "Qwen3MoeConfig", "Qwen3OpenVINOConfig")
+    write(up, CONFIGS, text)
+    write(up, "tests/openvino/utils_tests.py",
+          'MODEL_NAMES = {\n    "llama": "hub/llama",\n    "qwen3": "hub/qwen3",\n    "qwen3_moe": "hub/q",\n}\n')
+    commit_all(repo, "Support Qwen3 MoE (#3)")
+    work = tmp_path / "work"
+    git.Repo.clone_from(str(up), str(work))
+    case = HistoryCase(model="qwen3", model_type="qwen3", sha=sha, subject="Support Qwen3 (#2)")
+    note = strip(work, case, up)
+    configs = (work / CONFIGS).read_text()
+    assert '"qwen3",' not in configs and "class Qwen3OpenVINOConfig(LlamaOpenVINOConfig)" in configs
+    assert '"qwen3_moe"' in configs  # a later model built on the class is untouched
+    ast_ok = compile(configs, CONFIGS, "exec")
+    assert ast_ok is not None
+    assert (work / "tests/openvino/utils_tests.py").read_text() == (
+        'MODEL_NAMES = {\n    "llama": "hub/llama",\n    "qwen3_moe": "hub/q",\n}\n')
+    assert (work / "docs/source/openvino/models.mdx").read_text() == "- Llama\n"
+    assert note.startswith("HEAD with the registrations of qwen3 removed") and "2 files" in note

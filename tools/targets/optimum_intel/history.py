@@ -121,6 +121,47 @@ def base_problem(workspace: Path, sandbox, work_dir: Path, workspace_only: tuple
     return f"the revision does not import in the target environment: {(lines or [result.status])[-1][:200]}"
 
 
+# -- HEAD without the model ---------------------------------------------------------------------
+
+def strip(workspace: Path, case: HistoryCase, mirror: Path) -> str:
+    """Take out the registrations of every type the commit registered (their classes stay: later
+    registrations may build on them, and an unregistered class is no candidate), and the lines the
+    commit added to tests/ and docs/ wherever they still are."""
+    from tools.repo.history import unapply_added_lines
+
+    types = {case.model_type, *case.also_added}
+    path = workspace / MODEL_CONFIGS
+    source = path.read_text(encoding="utf-8")
+    lines = source.splitlines(keepends=True)
+    drop: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef):
+            for deco in node.decorator_list:
+                if (isinstance(deco, ast.Call) and getattr(deco.func, "id", "") == "register_in_tasks_manager"
+                        and deco.args and isinstance(deco.args[0], ast.Constant) and deco.args[0].value in types):
+                    drop.update(range(deco.lineno - 1, deco.end_lineno))
+    path.write_text("".join(ln for i, ln in enumerate(lines) if i not in drop), encoding="utf-8")
+    done, kept = unapply_added_lines(workspace, mirror, case.sha, ("tests/", "docs/"))
+    broken = []
+    for rel in done:
+        if rel.endswith(".py") and (workspace / rel).is_file():
+            try:
+                ast.parse((workspace / rel).read_text(encoding="utf-8"))
+            except SyntaxError:
+                broken.append(rel)
+    if broken:  # a half-removed test table: keep HEAD's version of that file
+        import git
+
+        git.Repo(workspace).git.checkout("HEAD", "--", *broken)
+    notes = [f"HEAD with the registrations of {', '.join(sorted(types))} removed"]
+    taken = [r for r in done if r not in broken]
+    if taken:
+        notes.append(f"its test/docs lines taken out of {len(taken)} files")
+    if kept or broken:
+        notes.append(f"kept as at HEAD (lines changed since): {', '.join(sorted(kept + broken))}")
+    return "; ".join(notes)
+
+
 # -- comparison -----------------------------------------------------------------------------------
 
 def _new_classes(diff: str) -> dict[str, list[str]]:

@@ -237,6 +237,11 @@ class OptimumIntelTarget(BaseTarget):
 
         return base_problem(workspace, sandbox, work_dir, WORKSPACE_ONLY)
 
+    def history_strip(self, workspace: Path, case, mirror: Path) -> str | None:
+        from tools.targets.optimum_intel.history import strip
+
+        return strip(workspace, case, mirror)
+
     def compare_history(self, case, ours: Path, upstream: Path, our_diff: str, upstream_diff: str,
                         ctx: JobContext, sandbox):
         from tools.targets.optimum_intel.history import compare
