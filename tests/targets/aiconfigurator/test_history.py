@@ -90,3 +90,18 @@ def test_compare_family_files_and_upstream_tests_on_ours(tmp_path):
         f"only upstream: {CONFIGS}/acme--Foo-MoE_config.json, tests/unit/sdk/test_foo.py")
     assert ran == [(["tests/unit/sdk/test_foo.py"], True)]
     assert got["upstream_tests"].agree is False and "1 failed" in got["upstream_tests"].how
+
+
+def test_strip_takes_the_architecture_out_of_head(tmp_path):
+    from tools.targets.aiconfigurator.history import strip
+
+    history_repo(tmp_path / "up")
+    cases, _ = history_cases(tmp_path / "up", AIConfiguratorReferences(), tmp_path / "cache")
+    work = tmp_path / "work"
+    git.Repo.clone_from(str(tmp_path / "up"), str(work))
+    note = strip(work, cases[0], tmp_path / "up")
+    text = (work / SDK / "common.py").read_text()
+    assert "FooMoeForCausalLM" not in text and '"BarForCausalLM": "LLAMA"' in text  # the later entry stays
+    assert not (work / CONFIGS / "acme--Foo-MoE_config.json").exists()
+    assert not (work / "tests/unit/sdk/test_foo.py").exists()
+    assert note.startswith("HEAD without FooMoeForCausalLM in the family map")

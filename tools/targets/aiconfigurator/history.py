@@ -79,6 +79,38 @@ def _packaged_config(repo, sha: str, archs: dict[str, str]) -> tuple[str, str, d
     return None
 
 
+def strip(workspace: Path, case: HistoryCase, mirror: Path) -> str | None:
+    """HEAD without the commit's architectures: their family-map and text-config-key entries, the
+    checkpoint's packaged config and default-model line, and the lines the commit added to tests/
+    where they still are. The family's own code stays (it may serve other architectures)."""
+    from tools.repo.history import unapply_added_lines
+    from tools.targets.aiconfigurator import registry as regmod
+
+    try:
+        sdk = regmod.sdk_root(workspace)
+    except regmod.RegistryError:
+        return None
+    archs = {case.facts["architecture"], *case.also_added}
+    hf_id = case.facts.get("hf_id", "")
+    common = workspace / sdk / "common.py"
+    keep = [ln for ln in common.read_text(encoding="utf-8").splitlines(keepends=True)
+            if not (re.match(r'\s*"(\w+)":', ln) and re.match(r'\s*"(\w+)":', ln).group(1) in archs)
+            and not (hf_id and re.fullmatch(rf'\s*"{re.escape(hf_id)}",?\s*(#.*)?', ln.rstrip("\n")))]
+    common.write_text("".join(keep), encoding="utf-8")
+    notes = [f"HEAD without {', '.join(sorted(archs))} in the family map"]
+    for configs in regmod.CONFIGS_DIRS:
+        packaged = workspace / configs / f"{hf_id.replace('/', '--')}_config.json"
+        if hf_id and packaged.is_file():
+            packaged.unlink()
+            notes.append(f"{packaged.name} removed")
+    done, kept = unapply_added_lines(workspace, mirror, case.sha, ("tests/",))
+    if done:
+        notes.append(f"its test lines taken out of {len(done)} files")
+    if kept:
+        notes.append(f"kept as at HEAD (changed since): {', '.join(kept[:5])}" + (" …" if len(kept) > 5 else ""))
+    return "; ".join(notes)
+
+
 def base_problem(workspace: Path, marker: str) -> str | None:
     if not (workspace / marker).is_file():
         return f"the revision predates the layout this target reads ({marker})"

@@ -243,6 +243,11 @@ class AIConfiguratorTarget(BaseTarget):
 
         return base_problem(workspace, self.marker)
 
+    def history_strip(self, workspace: Path, case, mirror: Path) -> str | None:
+        from tools.targets.aiconfigurator.history import strip
+
+        return strip(workspace, case, mirror)
+
     def compare_history(self, case, ours: Path, upstream: Path, our_diff: str, upstream_diff: str,
                         ctx: JobContext, sandbox):
         """Upstream's test files run by the same job as `verify`, on our change and upstream's config."""
