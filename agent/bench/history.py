@@ -27,6 +27,7 @@ class Options:
     source: str  # normalised checkout path or URL
     last: int
     jobs: int = 2
+    run: bool = True  # False: report the rows stored so far, replay nothing
 
 
 @dataclass
@@ -79,6 +80,10 @@ def run(options: Options, base: Settings, progress: Callable[[str], None] = lamb
         else:
             todo.append(case)
     threads = max(1, (os.cpu_count() or 1) // max(1, options.jobs))
+    if not options.run:
+        for case in todo:
+            progress(f"{case.model_type} ({case.sha[:12]}): not replayed yet (--no-run)")
+        todo = []
     specs = [CaseSpec(case=c, target=options.target, source=options.source, root=root, settings=settings,
                       inputs=inputs, threads=threads) for c in todo]
     for row in _run_all(specs, options.jobs, runner or run_case):
@@ -87,7 +92,7 @@ def run(options: Options, base: Settings, progress: Callable[[str], None] = lamb
                  f"in {row.onboard_s + row.compare_s:.0f} s")
     ordered = [rows[c.sha] for c in cases if c.sha in rows]
     return Result(root=root, head=inputs["target_head"], rows=ordered, passed_over=passed_over,
-                  reused=len(cases) - len(todo), wall_s=round(time.monotonic() - start, 1))
+                  reused=len(rows) - len(specs), wall_s=round(time.monotonic() - start, 1))
 
 
 def _timestamp(mirror: Path, sha: str) -> int:

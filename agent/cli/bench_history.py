@@ -20,6 +20,7 @@ def bench_history(
     last: int = typer.Option(10, "--last", min=1, help="the N newest onboarding commits"),
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="onboardings at once"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    no_run: bool = typer.Option(False, "--no-run", help="report the rows finished so far; replay nothing"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Replay the last N onboardings of TARGET's history and compare ours with upstream's (resumable)."""
@@ -34,7 +35,7 @@ def bench_history(
         settings = settings_for(data_dir)
         tgt = get_target(target, settings.caches)
         source = normalise_repo(repo) if repo else tgt.default_repo
-        result = run(Options(target=target, source=source, last=last, jobs=jobs), settings,
+        result = run(Options(target=target, source=source, last=last, jobs=jobs, run=not no_run), settings,
                      progress=lambda m: err.print(m, highlight=False, markup=False))
     except RepoUnavailable as exc:
         fail(UserError(str(exc)))

@@ -183,3 +183,13 @@ def test_head_without_the_model_when_the_target_can_take_it_out(upstream, tmp_pa
     # Compared with HEAD (upstream's change and everything after it); the base had neither registry nor test.
     assert target.seen[0]["base_has_test"] is False
     assert target.seen[0]["upstream"] == "REGISTERED = 'newmodel'  # via llama\n"
+
+
+def test_no_run_reports_the_stored_rows_and_replays_nothing(upstream, tmp_path, monkeypatch):
+    target = HistoryTarget()
+    use(monkeypatch, target)
+    empty = bench(upstream, tmp_path / "data", "--no-run", "--json")
+    assert empty.exit_code == 0 and json.loads(empty.stdout)["rows"] == [] and target.verified == []
+    bench(upstream, tmp_path / "data")
+    stored = json.loads(bench(upstream, tmp_path / "data", "--no-run", "--json").stdout)
+    assert [r["outcome"] for r in stored["rows"]] == ["dry_run"] and len(target.verified) == 1
