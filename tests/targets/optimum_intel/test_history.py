@@ -184,3 +184,14 @@ def test_strip_takes_the_model_out_of_head_and_keeps_what_later_changes_touched(
         'MODEL_NAMES = {\n    "llama": "hub/llama",\n    "qwen3_moe": "hub/q",\n}\n')
     assert (work / "docs/source/openvino/models.mdx").read_text() == "- Llama\n"
     assert note.startswith("HEAD with the registrations of qwen3 removed") and "2 files" in note
+
+
+def test_a_test_run_stopped_for_time_is_not_judged(tmp_path):
+    case, ours, up, our_diff, up_diff, ctx = _trees(tmp_path, "LlamaOpenVINOConfig", TEXT, {})
+
+    def run_tests(files):
+        return [Check(name="sandbox:tests", status="failed", stage="tests",
+                      detail="job ended with timeout (exit None) and no report: ")]
+
+    got = {a.point: a for a in compare(case, ours, up, our_diff, up_diff, ctx, run_tests)}
+    assert got["upstream_tests"].agree is None and got["upstream_tests"].how.startswith("sandbox:tests timed out")
