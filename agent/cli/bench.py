@@ -245,6 +245,7 @@ def bench_scale_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    from agent.cli.bench_history import bench_history
     from agent.cli.bench_precision import bench_precision
     from agent.cli.bench_references import bench_references
     from agent.cli.bench_sweep import bench_sweep
@@ -252,4 +253,5 @@ def register(app: typer.Typer) -> None:
     bench.command("references")(bench_references)
     bench.command("precision")(bench_precision)
     bench.command("sweep")(bench_sweep)
+    bench.command("history")(bench_history)
     app.add_typer(bench, name="bench")

@@ -23,7 +23,8 @@ def _types(values: list[str]) -> list[str]:
 
 
 def nightly(
-    target: Optional[str] = typer.Option(None, "--target", "-t", help="target framework (default from settings)"),
+    target: Optional[str] = typer.Option(None, "--target", "-t",
+                                         help="target framework, or all (default from settings)"),
     repo: Optional[str] = typer.Option(None, "--repo", help="target repository URL or local path"),
     only: list[str] = typer.Option([], "--only", help="model types to consider (comma-separated or repeated)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="at most N types are attempted"),
@@ -58,6 +59,9 @@ def nightly(
             first = exc.errors()[0]
             raise UserError(f"invalid nightly setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
         settings = settings_for(data_dir)
+        if nset.target == "all" and (schedule or nset.repo):
+            raise UserError("--target all sweeps each target's default repository, once: not with --repo or "
+                            "--schedule (schedule one sweep per target)")
         if schedule:
             from agent.nightly.schedule import run_forever, trigger
 
@@ -84,9 +88,12 @@ def nightly(
             raise UserError("--device needs --enqueue")
         # A supervisor's SIGTERM ends the sweep like Ctrl-C: jobs stopped, report written, exit 130.
         previous = signal.signal(signal.SIGTERM, _interrupt)
-        opts = Options(target=nset.target, repo=nset.repo, only=_types(only), limit=limit, jobs=nset.jobs,
-                       since_days=nset.since_days)
         try:
+            if nset.target == "all":
+                _sweep_every_target(nset, settings, _types(only), limit, as_json)
+                return
+            opts = Options(target=nset.target, repo=nset.repo, only=_types(only), limit=limit, jobs=nset.jobs,
+                           since_days=nset.since_days)
             result = sweep(opts, settings, nset, progress=lambda m: err.print(f"[dim]  · {m}[/dim]", highlight=False))
         finally:
             signal.signal(signal.SIGTERM, previous)
@@ -109,6 +116,39 @@ def nightly(
                   highlight=False)
         raise typer.Exit(1)
     _show(result, as_json)
+
+
+def _sweep_every_target(nset, settings, only: list[str], limit: int | None, as_json: bool) -> None:
+    """One sweep per registered target, one after another (each holds its own lock and budget); a target
+    whose sweep cannot run ends its own line and the others still sweep. Exit 0 only when every one ran."""
+    from agent.nightly.store import SweepBusy
+    from agent.nightly.sweep import Options, sweep
+    from tools.errors import EnvironmentProblem, UserError
+    from tools.targets import names
+
+    done, failed = {}, {}
+    for key in names():
+        err.print(f"[bold]nightly {key}[/]")
+        opts = Options(target=key, repo=None, only=only, limit=limit, jobs=nset.jobs, since_days=nset.since_days)
+        try:
+            result = sweep(opts, settings, nset.model_copy(update={"target": key}),
+                           progress=lambda m, k=key: err.print(f"[dim]  · [{k}] {m}[/dim]", highlight=False))
+        except (UserError, EnvironmentProblem, SweepBusy) as exc:
+            failed[key] = " ".join(str(exc).split())
+            err.print(f"[red]{key}: {failed[key]}[/red]", highlight=False)
+            continue
+        done[key] = result
+        if not as_json:
+            _show(result, False)
+    if as_json:
+        print_json({"targets": {k: {"run_id": r.summary["run_id"], "counts": r.summary["counts"],
+                                    "wall_s": r.summary["wall_s"]} for k, r in done.items()},
+                    "failed": failed})
+    else:
+        for key, why in failed.items():
+            out.print(f"{key}: sweep did not run: {why}", highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _interrupt(signum, frame):

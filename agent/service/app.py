@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from agent.service import github_webhook, slack
-from agent.service.dispatch import Dispatcher, body_key, loads
+from agent.service.dispatch import Dispatcher, body_key, group_jobs, loads
 from agent.service.http_limits import BodyLimits
 from agent.service.notify import CallbackChannel, GitHubChannel, Notifier
 from agent.service.queue import JobQueue
@@ -80,7 +80,8 @@ def build_service(settings: Settings, svc: ServiceSettings, gh: GitHubConfig, *,
 
         runner = GraphRunner(settings, (lambda: GitHubForge(gh, settings.data_dir)) if gh.configured else None,
                              svc.target_repos)
-    pool = WorkerPool(queue, runner, Notifier(github, CallbackChannel(svc.callback_hosts)),
+    notifier = Notifier(github, CallbackChannel(svc.callback_hosts), group_jobs=lambda g: group_jobs(queue, g))
+    pool = WorkerPool(queue, runner, notifier,
                       concurrency=0 if publish else svc.concurrency, authorizer=github.can_write if github else None,
                       redact=redact, publish=publish)
     dispatcher = Dispatcher(queue, set(target_names()), svc.default_target, svc.github_label, github,

@@ -16,7 +16,8 @@ PREFIX = "/onboard"
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?")
 _JOB = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
-HELP = """`/onboard MODEL [--target T] [--approve] [--dry-run]` onboard MODEL (a model_type or a Hub id org/name)
+HELP = """`/onboard MODEL [--target T|all] [--approve] [--dry-run]` onboard MODEL (a model_type or a Hub id org/name);
+  `--target all`: one job per target, reported as one table
 `/onboard status JOB`   state, stage and result of a job (job id or thread id)
 `/onboard approve JOB`  publish a verified change that waits for approval
 `/onboard cancel JOB`   stop a queued, running or waiting job

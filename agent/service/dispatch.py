@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from agent.service.commands import HELP, Approve, Cancel, CommandError, Help, Run, Status, parse
 from agent.service.github_webhook import IssueCommand, issue_command
-from agent.service.notify import GitHubChannel, refusal_text
+from agent.service.notify import GitHubChannel, group_table, refusal_text
 from agent.service.queue import Job, JobQueue
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,15 @@ def describe(job: Job) -> str:
     if job.thread_id:
         parts.append(f"thread {job.thread_id}")
     return ", ".join(parts) + (f" — {job.message}" if job.message else "")
+
+
+def group_id(trigger_key: str) -> str:
+    """The group of a `--target all` request's jobs: stable for its trigger (a redelivery is the same)."""
+    return "g" + hashlib.sha256(trigger_key.encode()).hexdigest()[:12]
+
+
+def group_jobs(queue: JobQueue, group: str, limit: int = 1000) -> list[Job]:
+    return [j for j in queue.list(limit=limit) if (j.request or {}).get("group") == group]
 
 
 class Dispatcher:
@@ -69,21 +78,27 @@ class Dispatcher:
             # Chat waits for a human before publishing unless told not to; issues publish directly.
             publish = "dry_run" if cmd.dry_run else ("approval" if source == "chat" and not cmd.approve else "auto")
             targets = sorted(self.known_targets) if cmd.target == "all" else [cmd.target]
-            lines, first, any_created = [], None, False
-            for target in targets:  # `all`: one job per target, each its own subject, queue slot and reply
+            # `all`: one job per target, each its own subject, queue slot and run, reporting as one group
+            group = group_id(trigger_key) if cmd.target == "all" else None
+            lines, jobs, any_created = [], [], False
+            for target in targets:
                 request = {"model": cmd.model, "target": target, "publish": publish, "by": user,
                            "authorize": authorize,
                            # Untrusted: it reaches an LLM prompt only as a quoted block, never a shell.
                            ("chat_text" if source == "chat" else "issue_text"): self.redact(text)[:4000]}
+                if group:
+                    request["group"] = group
                 key = trigger_key if len(targets) == 1 else f"{trigger_key}:{target}"
                 job, created = self.queue.enqueue(trigger_key=key, subject=f"{target}|{cmd.model}", source=source,
                                                   request=request, reply=reply, authorized=authorize is None)
-                first, any_created = first or job, any_created or created
+                jobs.append(job)
+                any_created = any_created or created
                 lines.append(f"queued job `{job.id}`: {cmd.model} → {target} ({publish})" if created
                              else f"already on it: {describe(job)}")
             if any_created:
                 self.wake()
-            return Answer("\n".join(lines), first, any_created)
+            text_out = group_table(jobs) if group else "\n".join(lines)
+            return Answer(text_out, jobs[0], any_created)
         # Not found and not ours look the same: ids and thread ids are guessable.
         job = self.queue.find(cmd.job, lambda j: belongs(j, source, reply))
         if job is None:

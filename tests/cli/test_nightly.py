@@ -55,3 +55,34 @@ def test_sweep_failures_are_one_line(tmp_path, monkeypatch, exc, code):
     monkeypatch.setattr(sw, "sweep", boom)
     res = invoke(tmp_path)
     assert res.exit_code == code and str(exc) in res.output and "Traceback" not in res.output
+
+
+def test_target_all_sweeps_every_target_and_one_failure_does_not_stop_the_others(tmp_path, monkeypatch):
+    from tools.errors import UserError
+    from tools.targets import names
+
+    swept = []
+
+    def fake(opts, settings, nset, progress):
+        swept.append((opts.target, nset.target, opts.only))
+        if opts.target == "veomni":
+            raise UserError("cannot reach https://github.com/ByteDance-Seed/VeOmni.git")
+        counts = {s: 0 for s in STATUSES} | {"pr": 1}
+        return SimpleNamespace(summary={"run_id": f"r-{opts.target}", "target": opts.target, "rows": [{}],
+                                        "wall_s": 1.0, "counts": counts, "budget": {"stopped": None}},
+                               paths={"html": tmp_path / f"{opts.target}.html"})
+    monkeypatch.setattr(sw, "sweep", fake)
+    res = invoke(tmp_path, "--target", "all", "--only", "cwm", "--json")
+    assert [t for t, _, _ in swept] == names() and all(a == b and only == ["cwm"] for a, b, only in swept)
+    assert res.exit_code == 1  # one target's sweep did not run
+    import json
+
+    got = json.loads(res.stdout)
+    assert sorted(got["targets"]) == sorted(set(names()) - {"veomni"})
+    assert got["failed"] == {"veomni": "cannot reach https://github.com/ByteDance-Seed/VeOmni.git"}
+
+
+def test_target_all_refuses_repo_and_schedule(tmp_path):
+    for extra in (["--repo", str(tmp_path)], ["--schedule"]):
+        res = invoke(tmp_path, "--target", "all", *extra)
+        assert res.exit_code == 2 and "--target all" in res.output

@@ -83,3 +83,45 @@ def test_labelled_issue_without_a_command_gets_told_so(tmp_path):
         assert r.json()["ignored"] and service.queue.list() == []
         comments = gh.gh.issue_comments("acme/requests", number)
         assert len(comments) == 1 and "/onboard MODEL" in comments[0]["body"]
+
+
+def test_issue_with_target_all_gets_one_table_comment_for_every_target(tmp_path):
+    from tools.targets import names
+
+    with FakeGitHubServer() as gh:
+        gh.gh.token = "ghs_test_token_31d4e5"
+        gh.gh.permissions["alice"] = "write"
+        number = gh.gh.add_issue("acme/requests", "/onboard newmodel --target all")
+        service, _ = make_service(tmp_path, gh.url, lambda s, f: ForgeRunner(f, tmp_path))
+        with TestClient(create_app(service)) as client:
+            payload = labeled("acme/requests", number, "/onboard newmodel --target all")
+            client.post("/webhooks/github", **github_request(WEBHOOK_SECRET, "issues", payload))
+            wait_for(lambda: len(service.queue.list()) == len(names())
+                     and all(j.notified for j in service.queue.list()), timeout=30)
+            service.dispatcher.background.shutdown(wait=True)
+        comments = gh.gh.issue_comments("acme/requests", number)
+    # One comment, edited as the targets moved on: its last state has a finished row per target.
+    assert len(comments) == 1, [c["body"][:80] for c in comments]
+    body = comments[0]["body"]
+    assert f"({len(names())}/{len(names())} finished)" in body
+    # The fake GitHub has a repository for optimum-intel only: the others end with their reason, in the same table.
+    assert "| optimum-intel | done | pr | https://github.example/" in body
+    for target in set(names()) - {"optimum-intel"}:
+        row = next(line for line in body.splitlines() if line.startswith(f"| {target} |"))
+        assert row.startswith(f"| {target} | failed |") and f"no GitHub repository configured for target '{target}'" in row
+
+
+def test_chat_target_all_answers_with_one_table_and_posts_it_once_settled(tmp_path, receiver):
+    from tools.targets import names
+
+    url, got = receiver
+    service, _ = make_service(tmp_path, None, lambda s, f: ForgeRunner(None, tmp_path))
+    with TestClient(create_app(service)) as client:
+        r = client.post("/chatops", json={"text": "/onboard newmodel --target all --dry-run", "callback_url": url},
+                        headers={"Authorization": f"Bearer {API_TOKEN}"})
+        answer = r.json()["text"]
+        wait_for(lambda: len(got) >= 1 and all(j.notified for j in service.queue.list()), timeout=30)
+    # The answer is the table (every target queued); the callback gets the settled table, once.
+    assert answer.count("| queued |") == len(names()) and "| target | state |" in answer
+    assert len(got) == 1, [m["text"][:80] for m in got]
+    assert got[0]["text"].count("| done | dry_run |") == len(names())

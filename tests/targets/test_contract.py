@@ -68,3 +68,22 @@ def test_pr_meta_key_is_what_the_forge_finds(tmp_path):
     forge.publish(worktree=ws, base_rev=repo.head.commit.hexsha, branch="b", title=meta.title, body="b",
                   target=target.key, model_type=meta.key, thread_id="t", verification={})
     assert forge.find(target.key, meta.key) is not None
+
+
+@pytest.mark.parametrize("key", sorted(REGISTRY))
+def test_history_replay_is_supported_or_refused_with_a_reason(key, tmp_path):
+    """`onboard bench history` asks every target the same three things; a target that has not said how
+    its onboarding commits read refuses by name and reason, never half-supports."""
+    from tools.targets.base import HistoryUnsupported
+
+    target = get_target(key, tmp_path)
+    overrides = {name for name in ("history_cases", "compare_history")
+                 if getattr(type(target), name) is not getattr(BaseTarget, name)}
+    if overrides:
+        assert overrides == {"history_cases", "compare_history"}  # both, or neither
+        return
+    with pytest.raises(HistoryUnsupported, match=f"^{key}: bench history is not supported: .+"):
+        target.history_cases(tmp_path, tmp_path)
+    with pytest.raises(HistoryUnsupported, match=f"^{key}: bench history is not supported"):
+        target.compare_history(None, tmp_path, tmp_path, "", "", None, None)
+    assert target.history_base_problem(tmp_path, None, tmp_path) is None

@@ -145,7 +145,8 @@ def type_facts(types: set[str], kind_of, base_of, cache_dir: Path) -> dict[str, 
 def _files_by_commit(repo: git.Repo, shas: set[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     current = None
-    for line in repo.git.log("--first-parent", "--format=%x01%H", "--name-only", "HEAD").splitlines():
+    # --no-renames: names only, so no blob is read (a checkout with missing blobs still lists them)
+    for line in repo.git.log("--first-parent", "--no-renames", "--format=%x01%H", "--name-only", "HEAD").splitlines():
         if line.startswith("\x01"):
             current = line[1:] if line[1:] in shas else None
         elif current and line:

@@ -117,6 +117,43 @@ class PRMeta(BaseModel):
     facts: dict[str, str] = Field(default_factory=dict)
 
 
+class HistoryCase(BaseModel):
+    """One upstream commit that onboarded a model, as `onboard bench history` replays it."""
+
+    model: str  # what the onboarding is given: a model type, or a config file the target extracted
+    model_type: str
+    sha: str
+    subject: str
+    pr: int | None = None
+    timestamp: int = 0
+    also_added: list[str] = Field(default_factory=list)  # other types the same commit registered
+    facts: dict[str, Any] = Field(default_factory=dict)  # what the target reads back when comparing
+
+
+class PassedOver(BaseModel):
+    """An addition the bench does not replay, and why (out of the onboarding's scope, a bulk move)."""
+
+    sha: str
+    subject: str
+    model_types: list[str]
+    reason: str
+
+
+AgreementPoint = Literal["family", "tasks", "files", "upstream_tests"]
+
+
+class Agreement(BaseModel):
+    point: AgreementPoint
+    agree: bool | None  # None: could not be judged (said in `how`)
+    ours: str = ""
+    upstream: str = ""
+    how: str = ""  # where our change differs from upstream's, in a few words
+
+
+class HistoryUnsupported(Exception):
+    """The target cannot replay its history (yet); the message says why."""
+
+
 class JobContext(BaseModel):
     """What a target's apply/verify calls need besides the workspace."""
 
@@ -162,6 +199,15 @@ class Target(Protocol):
 
     def gap(self, workspace: Path, mappings: dict[str, dict]) -> list[str]: ...
 
+    def history_cases(self, mirror: Path, cache_dir: Path) -> tuple[list[HistoryCase], list[PassedOver]]: ...
+
+    def history_base_problem(self, workspace: Path, sandbox: Any, work_dir: Path) -> str | None: ...
+
+    def history_strip(self, workspace: Path, case: HistoryCase, mirror: Path) -> str | None: ...
+
+    def compare_history(self, case: HistoryCase, ours: Path, upstream: Path, our_diff: str, upstream_diff: str,
+                        ctx: JobContext, sandbox: Any) -> list[Agreement]: ...
+
     def describe(self) -> dict: ...
 
 
@@ -188,6 +234,30 @@ class BaseTarget:
         """Model types to try in a sweep: those with a causal-LM class that the workspace lacks."""
         supported = self.supported_types(workspace)
         return sorted(t for t in mappings.get("text-generation", {}) if t not in supported)
+
+    # -- `onboard bench history`: replaying the target's own onboarding commits -------------------
+    history_unsupported: str = "this target does not say how its onboarding commits read"
+
+    def history_cases(self, mirror: Path, cache_dir: Path) -> tuple[list[HistoryCase], list[PassedOver]]:
+        """Commits that onboarded a model the onboarding could take, newest first, and those passed over."""
+        raise HistoryUnsupported(f"{self.key}: bench history is not supported: {self.history_unsupported}")
+
+    def history_base_problem(self, workspace: Path, sandbox: Any, work_dir: Path) -> str | None:
+        """Why a past revision cannot be onboarded in today's environment (None: it can)."""
+        return None
+
+    def history_strip(self, workspace: Path, case: HistoryCase, mirror: Path) -> str | None:
+        """Take the case's model out of a HEAD checkout (its registrations, test entries, docs), for a
+        commit whose parent no longer works; returns what was done, or None when the target cannot
+        (the commit is then reverted whole, which later changes often prevent)."""
+        return None
+
+    def compare_history(self, case: HistoryCase, ours: Path, upstream: Path, our_diff: str, upstream_diff: str,
+                        ctx: JobContext, sandbox: Any) -> list[Agreement]:
+        """Our change (applied in `ours`) against upstream's (`upstream`: the tree after it), point by point.
+
+        `ours` is a scratch copy: a comparison may add upstream's test files to it and run them."""
+        raise HistoryUnsupported(f"{self.key}: bench history is not supported: {self.history_unsupported}")
 
     def describe(self) -> dict:
         """What ran, for report.json: enough to tell two configurations apart."""

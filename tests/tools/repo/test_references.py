@@ -123,3 +123,30 @@ def test_explicit_pull_request_and_missing_one(history, tmp_path):
     assert (tmp_path / "refs").glob("*.diff")
     with pytest.raises(UserError, match="#404 does not exist"):
         _select(mirror, cache, {"model_type": "new", "kind": "dense", "lineage": []}, explicit=["404"])
+
+
+def test_history_scan_reads_no_blob_outside_the_registry(tmp_path):
+    """A checkout with blobs missing (a partial copy) must still scan: names only, no rename detection."""
+    import git as gitmod
+
+    from tools.repo.references import find_additions
+    from tools.repo.workspace import commit_all
+    from tools.targets.optimum_intel.references import OptimumIntelReferences
+
+    root = tmp_path / "up"
+    repo = gitmod.Repo.init(root, initial_branch="main")
+    configs = root / "optimum/exporters/openvino/model_configs.py"
+    configs.parent.mkdir(parents=True)
+    reg = '@register_in_tasks_manager("{0}", *["text-generation"])\nclass {0}C(X):\n    pass\n'
+    configs.write_text(reg.format("llama"))
+    (root / "notes.txt").write_text("".join(f"line {i}\n" for i in range(40)))
+    commit_all(repo, "base (#1)")
+    configs.write_text(reg.format("llama") + reg.format("qwen3"))
+    (root / "notes.txt").unlink()  # renamed with an edit: only content can tell it is a rename
+    (root / "moved.txt").write_text("".join(f"line {i}\n" for i in range(41)))
+    commit_all(repo, "Support Qwen3 (#2)")
+    blob = repo.git.rev_parse("HEAD:moved.txt")
+    (root / ".git" / "objects" / blob[:2] / blob[2:]).unlink()  # loose object: gone
+    found = find_additions(root, OptimumIntelReferences(), tmp_path / "cache")
+    assert [(a.pr, a.model_types) for a in found] == [(2, ["qwen3"]), (1, ["llama"])]
+    assert found[0].kinds == ["other", "registration"]

@@ -232,6 +232,47 @@ class AIConfiguratorTarget(BaseTarget):
         notes += d["soft"]
         return Applied(files=sorted(set(f for f in files if f)), notes=notes)
 
+    # -- replaying history (`onboard bench history`) ---------------------------------------------------
+    def history_cases(self, mirror: Path, cache_dir: Path):
+        from tools.targets.aiconfigurator.history import history_cases
+
+        return history_cases(mirror, self.references(), cache_dir)
+
+    def history_base_problem(self, workspace: Path, sandbox, work_dir: Path) -> str | None:
+        from tools.targets.aiconfigurator.history import base_problem
+
+        return base_problem(workspace, self.marker)
+
+    def history_strip(self, workspace: Path, case, mirror: Path) -> str | None:
+        from tools.targets.aiconfigurator.history import strip
+
+        return strip(workspace, case, mirror)
+
+    def compare_history(self, case, ours: Path, upstream: Path, our_diff: str, upstream_diff: str,
+                        ctx: JobContext, sandbox):
+        """Upstream's test files run by the same job as `verify`, on our change and upstream's config."""
+        from tools.hf.config import analyze, load_config
+        from tools.targets.aiconfigurator.history import compare
+        from tools.targets.sandbox_job import run_job
+
+        analysis = analyze(load_config(case.model).raw).model_dump(mode="json")
+
+        def run_tests(files: list[str]) -> Check:
+            model_dir = ctx.work_dir / "model"
+            model_dir.mkdir(parents=True, exist_ok=True)
+            (model_dir / "config.json").write_text(json.dumps(full_config(analysis), indent=2))
+            empty = ctx.work_dir / "no-tiny"
+            empty.mkdir(exist_ok=True)
+            spec = {**job_spec(analysis, case.facts["architecture"], True), "tests": files}
+            job = run_job(sandbox, ENV.job_path, ours, ctx.model_copy(update={"tiny_dir": empty}), spec,
+                          ctx.tests_timeout_s)
+            found = [Check(**c) for c in job.get("checks", []) if c["name"] in ("repo_tests", "environment")
+                     or c["name"].startswith("sandbox:")]
+            return found[0] if found else Check(name="repo_tests", status="failed", stage="tests",
+                                                detail="the job reported no test run")
+
+        return compare(case, ours, upstream, our_diff, upstream_diff, run_tests)
+
     def verify(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
                sandbox, run_tests: bool) -> VerifyReport:
         from tools.targets.sandbox_job import run_job

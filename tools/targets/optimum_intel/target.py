@@ -227,6 +227,34 @@ class OptimumIntelTarget(BaseTarget):
                       reproduce=_reproduce(model_type, workspace, report),
                       facts=_test_model_facts(model_type, workspace))
 
+    # -- replaying history (`onboard bench history`) ---------------------------------
+    def history_cases(self, mirror: Path, cache_dir: Path):
+        from tools.targets.optimum_intel.history import history_cases
+
+        return history_cases(mirror, self.references(), cache_dir)
+
+    def history_base_problem(self, workspace: Path, sandbox, work_dir: Path) -> str | None:
+        from tools.targets.optimum_intel.history import base_problem
+
+        return base_problem(workspace, sandbox, work_dir, WORKSPACE_ONLY)
+
+    def history_strip(self, workspace: Path, case, mirror: Path) -> str | None:
+        from tools.targets.optimum_intel.history import strip
+
+        return strip(workspace, case, mirror)
+
+    def compare_history(self, case, ours: Path, upstream: Path, our_diff: str, upstream_diff: str,
+                        ctx: JobContext, sandbox):
+        from tools.targets.optimum_intel.history import compare
+        from tools.targets.sandbox_job import run_job
+
+        def run_tests(files: list[str]) -> list[Check]:
+            report = run_job(sandbox, JOB, ours, ctx, {"phase": "tests", "tests": files}, ctx.tests_timeout_s,
+                             workspace_only=WORKSPACE_ONLY)
+            return [_check(c) for c in report["checks"]]
+
+        return compare(case, ours, upstream, our_diff, upstream_diff, ctx, run_tests)
+
     # -- verification -------------------------------------------------------------
     def verify(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
                sandbox, run_tests: bool) -> VerifyReport:

@@ -1,0 +1,1 @@
+"""Benchmarks that replay a target's own history (`onboard bench history`)."""
