@@ -80,6 +80,13 @@ class Cgroup:
             return None
 
     @property
+    def limits_pids(self) -> bool:
+        """Whether this cgroup caps the job's process count (the v2 controller may not be delegated)."""
+        if self.unified:
+            return (self.dirs[""] / "pids.max").exists()
+        return "pids" in self.dirs
+
+    @property
     def procs_files(self) -> list[bytes]:
         """Files the child writes its pid to (pre-encoded: it runs between fork and exec)."""
         return [os.fsencode(d / "cgroup.procs") for d in self.dirs.values()]

@@ -128,8 +128,12 @@ class LocalSandbox:
         mem = limits.memory_mb << 20
         fsize = limits.file_size_mb << 20
         cpu = int(limits.timeout_s * max(limits.cpus, 1.0)) + 5
-        counted = self.user if self.user is not None else os.geteuid()
-        nproc = _user_processes(counted) + limits.pids
+        # RLIMIT_NPROC counts every process of the uid, and concurrent jobs share the uid: their threads
+        # would eat this job's allowance. A cgroup caps this job alone, so the rlimit is only the fallback.
+        nproc = None
+        if cgroup is None or not cgroup.limits_pids:
+            counted = self.user if self.user is not None else os.geteuid()
+            nproc = _user_processes(counted) + limits.pids
 
         def pre() -> None:
             if _prctl is not None:
@@ -146,7 +150,8 @@ class LocalSandbox:
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
             resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))  # counts the command's uid
+            if nproc is not None:
+                resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))  # counts the command's uid
         return pre
 
     def run(self, cmd, *, mounts=(), env=None, workdir=None, limits=None) -> Result:
