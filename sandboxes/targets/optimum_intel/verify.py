@@ -20,9 +20,10 @@ import traceback
 from pathlib import Path
 
 try:  # as the sandbox runs it: /job (this directory) is the script's own path
+    import cached
     import experts
 except ImportError:  # imported by the project's tests
-    from sandboxes.targets.optimum_intel import experts
+    from sandboxes.targets.optimum_intel import cached, experts
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    "]
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -81,7 +82,7 @@ def _compare(pt_model, ov_model, eager, feeds: dict, tol: float) -> dict:
 
     with torch.no_grad():
         pt = pt_model(**feeds).logits
-    ov = torch.as_tensor(ov_model(**feeds).logits)
+    ov = torch.as_tensor(ov_model(**cached.ov_feeds(ov_model, feeds)).logits)
     worst, first = _divergence(pt, ov, feeds["attention_mask"], tol)
     out = {"worst": worst, "first": first, "reference": "default", "default_worst": worst}
     if worst > tol:
@@ -265,6 +266,8 @@ def parity(spec: dict) -> dict:
                          f"{_against(c['reference'], c['default_worst'])}",
                          max_abs_diff=c["worst"], length=length, window=window, first_divergence=c["first"],
                          reference=c["reference"], default_max_abs_diff=c["default_worst"]))
+    if cached.carries_states(ov_model):  # conv/recurrent states: decoding step by step must not drift
+        checks.append(cached.cached_decode(pt_model, ov_model, ids, tol))
     timings["parity"] = time.monotonic() - t
     if spec.get("measure_int8") and all(c["status"] == "passed" for c in checks):
         t = time.monotonic()
