@@ -146,3 +146,15 @@ def test_join_is_idempotent_and_leaves_other_lists_alone():
     once = join_family(text, "ref", "new")
     assert once.changed and once.text == 'A = ["x", "ref", "new"]\nB = ["x", "y"]\nC = [("task-a", "ref")]\n'
     assert not join_family(once.text, "ref", "new").changed
+
+
+def test_a_cap_lifted_by_none_in_the_nearest_class_is_no_cap(ws):
+    # GraniteMoeHybridOpenVINOConfig sets MAX_TRANSFORMERS_VERSION = None over MambaOpenVINOConfig's cap
+    configs = ws / "optimum/exporters/openvino/model_configs.py"
+    configs.write_text(configs.read_text().replace('    MIN_TRANSFORMERS_VERSION = "5.5.0"\n',
+                                                   '    MIN_TRANSFORMERS_VERSION = "5.5.0"\n'
+                                                   '    MAX_TRANSFORMERS_VERSION = None\n'))
+    spec = PatchSpec(model_type="bamba", base_class="GraniteMoeHybridOpenVINOConfig", min_transformers_version="4.0",
+                     display_name="Bamba", tiny_config={}, expected_sdpa=None)
+    notes = write_patch(ws, spec).notes
+    assert not any("versions not compared" in n or "caps transformers" in n for n in notes), notes

@@ -163,7 +163,8 @@ def _version_notes(spec: PatchSpec, chain: list[ast.ClassDef], notes: list[str])
             and isinstance(s.value, ast.Constant)]
     try:
         installed = Version(metadata.version("transformers"))
-        if caps and installed > Version(str(caps[0])):
+        # the nearest class decides: `MAX_TRANSFORMERS_VERSION = None` lifts an inherited cap
+        if caps and caps[0] is not None and installed > Version(str(caps[0])):
             notes.append(f"{spec.base_class} caps transformers at {caps[0]} (MAX_TRANSFORMERS_VERSION), inherited "
                          f"by the new class: installed {installed} is above it, so export and tests refuse it")
         if installed < Version(spec.min_transformers_version):
