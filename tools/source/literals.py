@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import io
+import math
 import tokenize
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,8 @@ def render(value: Any, quote: str = '"') -> str:
         return "[" + ", ".join(render(v, quote) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{render(k, quote)}: {render(v, quote)}" for k, v in value.items()) + "}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({quote}{value}{quote})"  # repr() gives `inf`/`nan`, which are not Python names
     if value is None or isinstance(value, (bool, int, float)):
         return repr(value)
     raise EditError(f"cannot render {type(value).__name__} as a literal; pass Src(...)")

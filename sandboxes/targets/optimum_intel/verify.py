@@ -20,12 +20,13 @@ import traceback
 from pathlib import Path
 
 try:  # as the sandbox runs it: /job (this directory) is the script's own path
+    import cached
     import experts
     import inprocess
     import precision
     import repo_tests
 except ImportError:  # imported by the project's tests
-    from sandboxes.targets.optimum_intel import experts, inprocess, precision, repo_tests
+    from sandboxes.targets.optimum_intel import cached, experts, inprocess, precision, repo_tests
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    "]
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -84,7 +85,7 @@ def _compare(pt_model, ov_model, eager, feeds: dict, tol: float) -> dict:
 
     with torch.no_grad():
         pt = pt_model(**feeds).logits
-    ov = torch.as_tensor(ov_model(**feeds).logits)
+    ov = torch.as_tensor(ov_model(**cached.ov_feeds(ov_model, feeds)).logits)
     worst, first = _divergence(pt, ov, feeds["attention_mask"], tol)
     out = {"worst": worst, "first": first, "reference": "default", "default_worst": worst}
     if worst > tol:
@@ -270,6 +271,8 @@ def parity(spec: dict) -> dict:
                          f"{_against(c['reference'], c['default_worst'])}",
                          max_abs_diff=c["worst"], length=length, window=window, first_divergence=c["first"],
                          reference=c["reference"], default_max_abs_diff=c["default_worst"]))
+    if cached.carries_states(ov_model):  # conv/recurrent states: decoding step by step must not drift
+        checks.append(cached.cached_decode(pt_model, ov_model, ids, tol))
     timings["parity"] = time.monotonic() - t
     gate = all(c["status"] == "passed" for c in checks)
     if spec.get("measure_int8") and gate:

@@ -135,3 +135,13 @@ def test_remove_element_from_set_is_idempotent():
     assert not remove_element(edit.text, "ONNX_SUPPORTED_ARCHITECTURES", "seed_oss").changed
     assert "S = set()" in remove_element('S = {"a"}\n', "S", "a").text
     assert 'L = ["a", "c"]' in remove_element('L = ["a", "b", "c"]\n', "L", "b").text
+
+
+def test_non_finite_floats_render_as_python_that_evaluates_to_them():
+    from tools.source.literals import render
+
+    # a config's time_step_limit is (0.0, inf): `inf` alone is a NameError in the written fixture
+    source = render({"time_step_limit": (0.0, float("inf")), "floor": float("-inf")})
+    value = eval(source, {"__builtins__": {"float": float}})  # noqa: S307 - our own rendered literal
+    assert value == {"time_step_limit": (0.0, float("inf")), "floor": float("-inf")}
+    assert "nan" in render(float("nan")) and eval(render(float("nan")), {"float": float}) != 0

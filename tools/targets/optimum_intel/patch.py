@@ -24,6 +24,7 @@ from tools.source.literals import literal_keys, remove_element
 from tools.targets.optimum_intel import fixture
 from tools.targets.optimum_intel.placement import class_anchor, insert_entry
 from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, insert_import
+from tools.targets.optimum_intel.patterns.join import FILES as FAMILY_FILES, join_family
 
 MODEL_CONFIGS = "optimum/exporters/openvino/model_configs.py"
 UTILS = "optimum/exporters/openvino/utils.py"
@@ -62,6 +63,8 @@ class PatchSpec(BaseModel):
     # it already has are left alone) and patcher classes for model_patcher.py
     imports: list[tuple[str, str]] = Field(default_factory=list)
     patchers: list[PatcherBlock] = Field(default_factory=list)
+    # model types whose family lists the new type joins (patterns/join.py)
+    joins: list[str] = Field(default_factory=list)
     # int8 weights per exported submodel, e.g. {"model": 16}: test_exporters_cli's int8 test needs it for
     # every model registered there, so without it that file is left alone
     expected_int8: dict[str, int] | None = None
@@ -160,7 +163,8 @@ def _version_notes(spec: PatchSpec, chain: list[ast.ClassDef], notes: list[str])
             and isinstance(s.value, ast.Constant)]
     try:
         installed = Version(metadata.version("transformers"))
-        if caps and installed > Version(str(caps[0])):
+        # the nearest class decides: `MAX_TRANSFORMERS_VERSION = None` lifts an inherited cap
+        if caps and caps[0] is not None and installed > Version(str(caps[0])):
             notes.append(f"{spec.base_class} caps transformers at {caps[0]} (MAX_TRANSFORMERS_VERSION), inherited "
                          f"by the new class: installed {installed} is above it, so export and tests refuse it")
         if installed < Version(spec.min_transformers_version):
@@ -316,7 +320,11 @@ def _register_tests(workspace: Path, spec: PatchSpec, result: PatchResult) -> No
     if (workspace / decoder).exists():
         cls = "OVModelForCausalLMIntegrationTest"
         target = _target(workspace / decoder, cls, "SUPPORTED_ARCHITECTURES")
-        _try(result, workspace, decoder, insert_entry, target, mt)
+        family = _listed_in_addends(workspace / decoder, cls, mt)
+        if family:
+            result.notes.append(f"{decoder}: {mt} is in {family}, which the tests add to SUPPORTED_ARCHITECTURES")
+        else:
+            _try(result, workspace, decoder, insert_entry, target, mt)
         if "get_supported_model_for_library" not in (workspace / decoder).read_text(encoding="utf-8"):
             result.notes.append(f"{decoder} does not filter by MIN/MAX_TRANSFORMERS_VERSION: entry not version-gated")
         if spec.expected_sdpa is not None:
@@ -344,6 +352,27 @@ def _register_tests(workspace: Path, spec: PatchSpec, result: PatchResult) -> No
     else:
         _try(result, workspace, cli, insert_entry, _target(workspace / cli, "OVCLIExportTestCase",
              "SUPPORTED_ARCHITECTURES"), ("text-generation-with-past", mt))
+
+
+def _listed_in_addends(path: Path, cls: str, model_type: str) -> str | None:
+    """The table of the test class that holds model_type and is added to its SUPPORTED_ARCHITECTURES
+    (`SUPPORTED_ARCHITECTURES += SUPPORTED_SSM_ARCHITECTURES`), if any."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    body = next((n.body for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls), [])
+    for stmt in body:
+        if isinstance(stmt, ast.AugAssign) and getattr(stmt.target, "id", "") == "SUPPORTED_ARCHITECTURES" \
+                and isinstance(stmt.value, ast.Name) and model_type in (_keys(path, f"{cls}.{stmt.value.id}") or []):
+            return stmt.value.id
+    return None
+
+
+def _join_families(workspace: Path, spec: PatchSpec, result: PatchResult, files: tuple[str, ...]) -> None:
+    for reference in spec.joins:
+        for rel in files:
+            if (workspace / rel).exists():
+                edit = _try(result, workspace, rel, join_family, reference, spec.model_type)
+                if edit is not None and edit.changed:
+                    result.notes.append(f"{rel}: {edit.message}")
 
 
 # -- pattern code -------------------------------------------------------------------------------------
@@ -377,6 +406,7 @@ def write_patch(workspace: Path, spec: PatchSpec) -> PatchResult:
     result = PatchResult(files=[], notes=[], skipped=[])
     _write_pattern_code(workspace, spec, result)
     tasks = _register_config(workspace, spec, result)
+    _join_families(workspace, spec, result, tuple(f for f in FAMILY_FILES if not f.startswith(f"{TESTS}/")))
     if spec.model_type in (_keys(workspace / UTILS, "ONNX_SUPPORTED_ARCHITECTURES") or []):
         _try(result, workspace, UTILS, remove_element, "ONNX_SUPPORTED_ARCHITECTURES", spec.model_type)
     docs = workspace / DOCS
@@ -392,5 +422,6 @@ def write_patch(workspace: Path, spec: PatchSpec) -> PatchResult:
     elif "text-generation-with-past" not in tasks:
         result.skipped.append(f"tests: {spec.model_type} is not registered for text-generation-with-past")
     elif _register_fixture(workspace, spec, result):
+        _join_families(workspace, spec, result, tuple(f for f in FAMILY_FILES if f.startswith(f"{TESTS}/")))
         _register_tests(workspace, spec, result)
     return result

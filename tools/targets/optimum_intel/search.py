@@ -21,6 +21,7 @@ from tools.targets.optimum_intel.patterns.edit import max_transformers_version
 from tools.targets.optimum_intel.patterns.moe import FLAT_OUTPUT, MOE_BATCHED_MM
 from tools.targets.optimum_intel.patterns.moe_granite import GRANITE_EXPERTS
 from tools.targets.optimum_intel.patterns.moe_grouped import GROUPED_GEMM
+from tools.targets.optimum_intel.patterns.ssm_hybrid import family_bases
 
 GENERIC_DENSE_BASES = ("llama", "qwen2", "mistral", "qwen3", "gemma", "phi3", "olmo2")
 # patterns that make experts traceable: a base is tried with them first, then as a plain alias
@@ -73,6 +74,8 @@ def bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> list[tup
         else:
             ranked.append((base, cls, why))
 
+    for fam, why in family_bases(analysis, workspace, registry):
+        add(fam, why)
     for fam in analysis.get("lineage", []):
         add(fam, "transformers builds this model from it (modular lineage)")
     for fam in sorted(GENERIC_DENSE_BASES, key=lambda b: -similarity(raw, b)):

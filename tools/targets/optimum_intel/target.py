@@ -32,7 +32,8 @@ NON_DENSE = {"moe", "mla", "ssm", "linear_attention", "vlm"}
 ENV = SandboxEnv(name="optimum-intel", dir=REPO_ROOT / "sandboxes" / "targets" / "optimum_intel")
 JOB = ENV.job_path
 # Which stage each check of the in-sandbox job belongs to (tests:<file> checks are "tests").
-COMPARE_CHECKS = {"logits_parity", "expert_coverage", "greedy_tokens", "batch_left_padding", "long_sequence_parity"}
+COMPARE_CHECKS = {"logits_parity", "expert_coverage", "greedy_tokens", "batch_left_padding", "long_sequence_parity",
+                  "cached_decode"}
 
 
 def stage_of(name: str) -> Stage:
@@ -206,7 +207,7 @@ class OptimumIntelTarget(BaseTarget):
             tiny_config=tiny_fixture_config(ctx.tiny_dir),
             expected_sdpa=(facts or {}).get("sdpa_ops"),
             expected_int8=(facts or {}).get("int8_weights"), measured=facts is not None,
-            class_attrs=edit.class_attrs, imports=edit.imports, patchers=edit.patchers,
+            class_attrs=edit.class_attrs, imports=edit.imports, patchers=edit.patchers, joins=edit.joins,
         )
         result = write_patch(workspace, spec)
         _commit_shared(workspace)

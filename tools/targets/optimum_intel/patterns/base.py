@@ -60,6 +60,8 @@ class PatternEdit(BaseModel):
     patchers: list[PatcherBlock] = Field(default_factory=list)
     # the oldest transformers the edit can work with (e.g. an API it relies on), None when any will do
     min_transformers: str | None = None
+    # model types whose family lists (SSM_MODELS, the modeling and test lists naming them) the new type joins
+    joins: list[str] = Field(default_factory=list)
     note: str = ""
 
 
@@ -274,9 +276,10 @@ def registry() -> dict[str, Pattern]:
     from tools.targets.optimum_intel.patterns.moe import FLAT_OUTPUT, MOE_BATCHED_MM
     from tools.targets.optimum_intel.patterns.moe_granite import GRANITE_EXPERTS
     from tools.targets.optimum_intel.patterns.moe_grouped import GROUPED_GEMM
+    from tools.targets.optimum_intel.patterns.ssm_hybrid import HYBRID_MAMBA2
 
     return {p.name: p for p in (MOE_BATCHED_MM, FLAT_OUTPUT, GRANITE_EXPERTS, GROUPED_GEMM, PKV_GENERATOR,
-                                MLA_PKV_GENERATOR, NORMALIZED_CONFIG, ONNX_REMOVAL)}
+                                MLA_PKV_GENERATOR, NORMALIZED_CONFIG, ONNX_REMOVAL, HYBRID_MAMBA2)}
 
 
 def applicable(ctx: PatternContext) -> list[tuple[str, str]]:
@@ -302,6 +305,7 @@ def combined_edit(ctx: PatternContext, names: list[str]) -> PatternEdit:
             out.class_attrs.setdefault(attr, source)
         out.imports += [i for i in edit.imports if i not in out.imports]
         out.patchers += edit.patchers
+        out.joins += [j for j in edit.joins if j not in out.joins]
         if edit.min_transformers and (not out.min_transformers
                                       or Version(edit.min_transformers) > Version(out.min_transformers)):
             out.min_transformers = edit.min_transformers

@@ -1,0 +1,65 @@
+"""The cached-decode check of the sandbox job: step-by-step logits against one full forward."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from sandboxes.targets.optimum_intel import cached
+from tools.targets.optimum_intel.target import stage_of
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    config = AutoConfig.for_model("llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                  num_attention_heads=4, num_key_value_heads=2, vocab_size=128, head_dim=8)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+def _ids(length=12):
+    return torch.randint(3, 120, (1, length), generator=torch.Generator().manual_seed(1))
+
+
+def test_a_model_whose_cached_steps_equal_its_full_forward_passes(tiny):
+    check = cached.cached_decode(tiny, tiny, _ids(), tol=1e-4)
+    assert check["status"] == "passed", check["detail"]
+    assert check["metrics"]["steps"] == 6 and check["metrics"]["max_abs_diff"] < 1e-4
+
+
+def test_a_cache_that_drifts_from_the_first_decode_step_fails(tiny):
+    drifting = copy.deepcopy(tiny)
+
+    def off_by_a_little_when_decoding(module, args, output):
+        return output + 0.1 if args[0].shape[1] == 1 else output  # only single-token (cached) steps
+
+    drifting.model.embed_tokens.register_forward_hook(off_by_a_little_when_decoding)
+    check = cached.cached_decode(tiny, drifting, _ids(), tol=1e-4)
+    assert check["status"] == "failed"
+    assert check["metrics"]["first_step_over"] == 1  # step 0 comes from the prefill, which is right
+    assert check["metrics"]["per_step"][0] < 1e-4 and "first step above it: 1" in check["detail"]
+
+
+def test_states_are_recognised_from_inputs_or_stateful_variables():
+    stateless = SimpleNamespace(input_names={"input_ids": 0, "cache_params.past.conv.0": 1}, request=None)
+    assert cached.carries_states(stateless)
+    kv_only = SimpleNamespace(input_names={"input_ids": 0, "beam_idx": 1},
+                              request=SimpleNamespace(query_state=lambda: [SimpleNamespace(name="past_key_values.0.key")]))
+    assert not cached.carries_states(kv_only)
+    stateful = SimpleNamespace(input_names={"input_ids": 0},
+                               request=SimpleNamespace(query_state=lambda: [SimpleNamespace(name="cache_params.past.ssm.0")]))
+    assert cached.carries_states(stateful)
+
+
+def test_position_ids_reach_the_export_only_when_it_takes_them():
+    feeds = {"input_ids": 1, "attention_mask": 2, "position_ids": 3}
+    assert "position_ids" not in cached.ov_feeds(SimpleNamespace(input_names={"input_ids": 0}), feeds)
+    assert cached.ov_feeds(SimpleNamespace(input_names={"input_ids": 0, "position_ids": 1}), feeds) == feeds
+
+
+def test_the_check_is_a_compare_stage_check():
+    assert stage_of("cached_decode") == "compare"

@@ -1,0 +1,265 @@
+"""Hybrid Mamba2/attention caches through optimum-intel's GraniteMoeHybrid support.
+
+optimum-intel exports GraniteMoeHybrid by replacing its Mamba2 mixer with a recurrent form
+(`granite_moe_hybrid_mamba_mixer_forward`, converted to an OpenVINO loop) and by carrying the cache as flat
+conv/recurrent states plus key/value tensors (`GraniteMoeHybridModelPatcher`, `GraniteMoeHybridOpenVINOConfig`,
+whose dummy generator reads the config's `mamba_*` sizes and counts "mamba" and "attention" in
+`config.layer_types`). A model whose mixer has, statement for statement, GraniteMoeHybrid's mixer forward
+can follow that family: this pattern gives it a patcher that installs the recurrent form on every module
+of its mixer classes (wherever they sit in a layer), and joins it to the lists the repository keeps of
+those state-space families (SSM_MODELS, the modeling and test lists that name GraniteMoeHybrid).
+
+It applies only when the cache layout the family's export config would build is the model's own: the
+model is instantiated (meta device, no weights) and each decoder layer's kind (mixer or attention) must
+be what `config.layer_types` says at that index, and every mixer's and attention's state sizes must equal
+what the family's generator reads from the config. Anything else is left to a hand-written patch.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from tools.targets.optimum_intel.patch import PatcherBlock
+from tools.targets.optimum_intel.patterns.base import Pattern, PatternContext, PatternEdit
+from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, module_defs, resolved_attrs
+from tools.targets.optimum_intel.patterns.moe import PATCHER_MODULE, _modeling, patcher_name
+from tools.targets.optimum_intel.patterns.moe_granite import shape
+
+REFERENCE = "granitemoehybrid"  # the family whose export this pattern follows
+REFERENCE_MIXER = "GraniteMoeHybridMambaLayer"
+HELPER = "granite_moe_hybrid_mamba_mixer_forward"  # model_patcher.py: the recurrent form of that mixer
+REFERENCE_PATCHER = "GraniteMoeHybridModelPatcher"
+CELL = "SelectiveSSMRecurrentCell"
+# what GraniteMoeHybridOpenVINOConfig and its generator count in config.layer_types, per layer kind
+LABELS = {"ssm": "mamba", "attention": "attention"}
+SAVED = "_ov_ssm_orig_forward"
+
+
+def _method(cls: ast.ClassDef, name: str) -> ast.FunctionDef | None:
+    return next((f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == name), None)
+
+
+def _classes(tree: ast.Module | None) -> dict[str, ast.ClassDef]:
+    return {n.name: n for n in (tree.body if tree else []) if isinstance(n, ast.ClassDef)}
+
+
+@lru_cache(maxsize=1)
+def _reference_shape() -> str | None:
+    cls = _classes(_modeling(REFERENCE)).get(REFERENCE_MIXER)
+    method = _method(cls, "torch_forward") if cls else None
+    return shape(method) if method else None
+
+
+@lru_cache(maxsize=256)
+def mixer_classes(model_type: str) -> tuple[str, ...]:
+    """Classes of the model's modeling module whose torch_forward is GraniteMoeHybrid's mixer's."""
+    ref = _reference_shape()
+    if ref is None or model_type == REFERENCE:
+        return ()
+    return tuple(name for name, cls in _classes(_modeling(model_type)).items()
+                 if (m := _method(cls, "torch_forward")) is not None and shape(m) == ref)
+
+
+def _workspace_has_family(workspace: Path) -> bool:
+    defs = module_defs(workspace, MODEL_PATCHER)
+    return isinstance(defs.get(HELPER), ast.FunctionDef) and isinstance(defs.get(REFERENCE_PATCHER), ast.ClassDef)
+
+
+def family_bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> list[tuple[str, str]]:
+    """(base model type, why) for search: the family to follow when the model's mixer is its mixer."""
+    found = mixer_classes(analysis["model_type"])
+    if not found or REFERENCE not in registry or not _workspace_has_family(Path(workspace)):
+        return []
+    return [(REFERENCE, f"{', '.join(found)} has {REFERENCE_MIXER}'s forward: the hybrid cache family "
+                        f"optimum-intel exports {REFERENCE} with")]
+
+
+# -- the cache layout, read from the model itself ---------------------------------------------------------
+
+def _expected(config) -> dict[str, int]:
+    """The state sizes GraniteMoeHybrid's dummy generator derives from a config."""
+    hidden, heads = config.hidden_size, config.num_attention_heads
+    return {"conv_dim": int(config.mamba_expand * hidden) + 2 * config.mamba_n_groups * config.mamba_d_state,
+            "conv_kernel_size": config.mamba_d_conv, "num_heads": config.mamba_n_heads,
+            "head_dim": config.mamba_d_head, "ssm_state_size": config.mamba_d_state,
+            "attention_head_dim": getattr(config, "head_dim", None) or hidden // heads,
+            "num_key_value_heads": config.num_key_value_heads}
+
+
+def _decoder_layers(model, n_layers: int):
+    """The module list holding one module per decoder layer."""
+    import torch
+
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers]
+    return lists[0] if lists else None
+
+
+def layout_problems(config, mixers: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(kind of each decoder layer, problems): empty problems when the family's cache fits the model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    layers = _decoder_layers(model, config.num_hidden_layers)
+    if layers is None:
+        return [], [f"no module list of {config.num_hidden_layers} decoder layers"]
+    try:
+        want = _expected(config)
+    except (AttributeError, TypeError) as exc:
+        return [], [f"the config lacks a size the family's generator reads ({exc})"]
+    kinds, problems = [], []
+    for i, layer in enumerate(layers):
+        ssm = [m for m in layer.modules() if type(m).__name__ in mixers]
+        attn = [m for m in layer.modules() if hasattr(m, "k_proj") and hasattr(m, "head_dim")]
+        kind = "ssm" if ssm and not attn else "attention" if attn and not ssm else "other"
+        kinds.append(kind)
+        for m in ssm:
+            if getattr(m, "layer_idx", None) != i:
+                problems.append(f"layer {i}: its mixer's layer_idx is {getattr(m, 'layer_idx', None)}")
+            problems += [f"layer {i}: mixer {a} {getattr(m, a, None)} != {want[a]} read from the config"
+                         for a in ("conv_dim", "conv_kernel_size", "num_heads", "head_dim", "ssm_state_size")
+                         if getattr(m, a, None) != want[a]]
+        for m in attn:
+            kv = m.k_proj.out_features // m.head_dim
+            if (m.head_dim, kv) != (want["attention_head_dim"], want["num_key_value_heads"]):
+                problems.append(f"layer {i}: attention of {kv} key/value heads of {m.head_dim}, the config says "
+                                f"{want['num_key_value_heads']} of {want['attention_head_dim']}")
+    for attr in ("layer_types", "layers_block_type"):
+        labels = list(getattr(config, attr, None) or [])
+        expected = [LABELS.get(k, k) for k in kinds]
+        if labels != expected:
+            problems.append(f"config.{attr} {labels} does not name the layers the model builds ({expected})")
+    return kinds, problems
+
+
+def _floats(value):
+    """transformers 5 writes non-finite floats into config.json as {"__float__": "Infinity"}."""
+    if isinstance(value, dict):
+        return float(value["__float__"]) if set(value) == {"__float__"} else {k: _floats(v) for k, v in value.items()}
+    return [_floats(v) for v in value] if isinstance(value, list) else value
+
+
+@lru_cache(maxsize=32)
+def _layout(model_type: str, raw_json: str, mixers: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    from transformers import AutoConfig
+
+    kwargs = {k: _floats(v) for k, v in json.loads(raw_json).items()
+              if k not in ("model_type", "architectures", "transformers_version", "auto_map")}
+    try:  # the analysed config itself: a default config would describe another model's layers
+        config = AutoConfig.for_model(model_type, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - transformers' validation errors have no common type
+        return (), (f"transformers cannot build the model's config: {str(exc)[:200]}",)
+    try:
+        kinds, problems = layout_problems(config, mixers)
+    except Exception as exc:  # noqa: BLE001 - a model that cannot be built on the meta device is not this pattern's
+        return (), (f"the model could not be instantiated to read its layout: {str(exc)[:200]}",)
+    return tuple(kinds), tuple(problems)
+
+
+def layout(ctx: PatternContext) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return _layout(ctx.model_type, json.dumps(ctx.raw, sort_keys=True, default=str), mixer_classes(ctx.model_type))
+
+
+# -- the pattern ----------------------------------------------------------------------------------------
+
+def _fits(ctx: PatternContext) -> bool:
+    if not mixer_classes(ctx.model_type) or not _workspace_has_family(ctx.workspace):
+        return False
+    if ctx.base_name("_MODEL_PATCHER") != REFERENCE_PATCHER:
+        return False  # the edit subclasses the family's config and patcher: only with that base
+    kinds, problems = layout(ctx)
+    return bool(kinds) and not problems and "ssm" in kinds
+
+
+def _applies(ctx: PatternContext) -> str | None:
+    if not _fits(ctx):
+        return None
+    kinds, _ = layout(ctx)
+    return (f"{', '.join(mixer_classes(ctx.model_type))} has {REFERENCE_MIXER}'s forward and the model's layers "
+            f"({kinds.count('ssm')} Mamba, {kinds.count('attention')} attention) are what config.layer_types "
+            f"says, with the state sizes {ctx.base_class}'s generator reads: {HELPER} replaces the mixer")
+
+
+def patcher_source(name: str, mixers: tuple[str, ...]) -> str:
+    listed = ", ".join(mixers)
+    table = "(" + ", ".join(f'"{m}"' for m in mixers) + ("," if len(mixers) == 1 else "") + ")"
+    return (
+        f"class {name}({REFERENCE_PATCHER}):\n"
+        f"    # {listed} has {REFERENCE_MIXER}'s forward: {HELPER},\n"
+        f"    # the recurrent form optimum-intel converts to an OpenVINO loop, replaces it on every such module.\n"
+        f"    # The cache is {REFERENCE_PATCHER}'s (config.layer_types names the Mamba and attention layers).\n"
+        f"    MIXER_CLASSES = {table}\n"
+        f"\n"
+        f"    def __init__(self, config, model, model_kwargs=None):\n"
+        f"        super().__init__(config, model, model_kwargs)\n"
+        f"        self._ov_model_forward = model_forward = self.model_orig_forward\n"
+        f"        takes_positions = \"position_ids\" in inspect.signature(model_forward).parameters\n"
+        f"\n"
+        f"        def forward_with_positions(input_ids=None, attention_mask=None, **kwargs):\n"
+        f"            # the family's forward passes no position ids: without them the model counts positions\n"
+        f"            # from 0 on every call, also when decoding from the cache; count them as generate() does\n"
+        f"            if takes_positions and attention_mask is not None and kwargs.get(\"position_ids\") is None:\n"
+        f"                positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)\n"
+        f"                kwargs[\"position_ids\"] = positions[:, -input_ids.shape[1] :]\n"
+        f"            return model_forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)\n"
+        f"\n"
+        f"        self.model_orig_forward = forward_with_positions\n"
+        f"\n"
+        f"    def __enter__(self):\n"
+        f"        OVDecoderModelPatcher.__enter__(self)\n"
+        f"        setattr(self._model, self.orig_forward_name, self.patched_forward)\n"
+        f"\n"
+        f"        def recurrent_forward(mixer):\n"
+        f"            def forward(hidden_states, cache_params=None, attention_mask=None, **kwargs):\n"
+        f"                conv_state = recurrent_state = raw_attention_mask = None\n"
+        f"                if cache_params is not None:\n"
+        f"                    idx = cache_params.mamba_mapping[mixer.layer_idx]\n"
+        f"                    conv_state = cache_params.conv_states[idx]\n"
+        f"                    recurrent_state = cache_params.recurrent_states[idx]\n"
+        f"                    raw_attention_mask = cache_params.raw_attention_mask\n"
+        f"                out, conv_state, recurrent_state = {HELPER}(\n"
+        f"                    mixer, hidden_states, cache_params, conv_state, recurrent_state, raw_attention_mask\n"
+        f"                )\n"
+        f"                if cache_params is not None:\n"
+        f"                    cache_params.conv_states[idx] = conv_state\n"
+        f"                    cache_params.recurrent_states[idx] = recurrent_state\n"
+        f"                return out\n"
+        f"\n"
+        f"            return forward\n"
+        f"\n"
+        f"        for module in self._model.modules():\n"
+        f"            if type(module).__name__ in self.MIXER_CLASSES:\n"
+        f"                module.{SAVED} = module.forward\n"
+        f"                module.selective_ssm_recurrent_cell = {CELL}()\n"
+        f"                module.forward = recurrent_forward(module)\n"
+        f"\n"
+        f"    def __exit__(self, exc_type, exc_value, traceback):\n"
+        f"        OVDecoderModelPatcher.__exit__(self, exc_type, exc_value, traceback)\n"
+        f"        setattr(self._model, self.orig_forward_name, self._ov_model_forward)\n"
+        f"        for module in self._model.modules():\n"
+        f'            if hasattr(module, "{SAVED}"):\n'
+        f"                module.forward = module.{SAVED}\n"
+        f"                del module.{SAVED}, module.selective_ssm_recurrent_cell\n"
+    )
+
+
+def _edit(ctx: PatternContext) -> PatternEdit:
+    name, mixers = patcher_name(ctx), mixer_classes(ctx.model_type)
+    floor = resolved_attrs(ctx.workspace, ctx.base_class, ("MIN_TRANSFORMERS_VERSION",)).get("MIN_TRANSFORMERS_VERSION")
+    kinds, _ = layout(ctx)
+    return PatternEdit(
+        class_attrs={"_MODEL_PATCHER": name}, imports=[(PATCHER_MODULE, name)],
+        patchers=[PatcherBlock(name=name, after=REFERENCE_PATCHER, source=patcher_source(name, mixers))],
+        # the family's config and patcher are written for the transformers its base names
+        min_transformers=floor.value if isinstance(floor, ast.Constant) and isinstance(floor.value, str) else None,
+        joins=[REFERENCE],
+        note=(f"{name}({REFERENCE_PATCHER}) installs {HELPER} on {', '.join(mixers)}; cache layout read from "
+              f"the model: {kinds.count('ssm')} Mamba and {kinds.count('attention')} attention layers"))
+
+
+HYBRID_MAMBA2 = Pattern("hybrid_mamba2_cache", "export a Mamba2/attention hybrid whose mixer is GraniteMoeHybrid's "
+                        "through optimum-intel's recurrent mixer and hybrid cache", _applies, _edit)
