@@ -33,7 +33,7 @@ def _create_tiny_random_causal_lm(model_type, config, seed=42):
 
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig, PreTrainedTokenizerFast
 
     output_dir = Path(tempfile.gettempdir()) / f"optimum_intel_tiny_random_{model_type}"
     stamp = {"model_type": model_type, "config": config, "seed": seed, "transformers": transformers.__version__,
@@ -51,9 +51,14 @@ def _create_tiny_random_causal_lm(model_type, config, seed=42):
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     build_dir = Path(tempfile.mkdtemp(prefix=f"{output_dir.name}.", dir=output_dir.parent))
-    model_config = AutoConfig.for_model(model_type, **{k: v for k, v in config.items() if k != "model_type"})
+    checkpoint_config = AutoConfig.for_model(model_type, **{k: v for k, v in config.items() if k != "model_type"})
+    model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(checkpoint_config)]
+    # a composite family's causal LM is built from its text sub-config, as from_pretrained builds it
+    model_config = checkpoint_config.get_text_config()
+    if not isinstance(model_config, model_class.config_class):
+        model_config = checkpoint_config
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(model_config).to(torch.float32)
+    model = model_class._from_config(model_config).to(torch.float32)
     with torch.no_grad():
         # Some families create their MoE router with torch.zeros and leave it to the checkpoint: a random
         # model would then tie every expert, and which expert wins would be up to the runtime.
@@ -61,6 +66,8 @@ def _create_tiny_random_causal_lm(model_type, config, seed=42):
             if param.dim() == 2 and not param.any():
                 param.normal_(0.0, 0.02)
     model.save_pretrained(build_dir)
+    if model_config is not checkpoint_config:  # the sub-config saved; AutoConfig reads the checkpoint's back
+        checkpoint_config.save_pretrained(build_dir)
 
     eos_id = model_config.eos_token_id
     eos_id = eos_id[0] if isinstance(eos_id, (list, tuple)) else eos_id

@@ -20,7 +20,7 @@ from typing import Callable
 from packaging.version import Version
 from pydantic import BaseModel, Field
 
-from tools.targets.optimum_intel.patch import PatcherBlock
+from tools.targets.optimum_intel.patch import CodeBlock, PatcherBlock
 from tools.targets.optimum_intel.patterns.edit import INPUT_GENERATORS, module_classes, resolved_attrs
 
 UTILS = "optimum/exporters/openvino/utils.py"
@@ -61,6 +61,11 @@ class PatternEdit(BaseModel):
     # the oldest transformers the edit can work with (e.g. an API it relies on), None when any will do
     min_transformers: str | None = None
     note: str = ""
+    # more model types to register the new class for, the tasks to register (None: the base's), and
+    # statements for functions of other workspace modules
+    also_registers: list[str] = Field(default_factory=list)
+    tasks: list[str] | None = None
+    code_blocks: list[CodeBlock] = Field(default_factory=list)
 
 
 class PatternContext:
@@ -274,9 +279,12 @@ def registry() -> dict[str, Pattern]:
     from tools.targets.optimum_intel.patterns.moe import FLAT_OUTPUT, MOE_BATCHED_MM
     from tools.targets.optimum_intel.patterns.moe_granite import GRANITE_EXPERTS
     from tools.targets.optimum_intel.patterns.moe_grouped import GROUPED_GEMM
+    from tools.targets.optimum_intel.patterns.nested_text import NESTED_TEXT_CONFIG
+    from tools.targets.optimum_intel.patterns.text_submodel import TEXT_SUBMODEL
 
-    return {p.name: p for p in (MOE_BATCHED_MM, FLAT_OUTPUT, GRANITE_EXPERTS, GROUPED_GEMM, PKV_GENERATOR,
-                                MLA_PKV_GENERATOR, NORMALIZED_CONFIG, ONNX_REMOVAL)}
+    return {p.name: p for p in (MOE_BATCHED_MM, FLAT_OUTPUT, GRANITE_EXPERTS, GROUPED_GEMM, TEXT_SUBMODEL,
+                                NESTED_TEXT_CONFIG, PKV_GENERATOR, MLA_PKV_GENERATOR, NORMALIZED_CONFIG,
+                                ONNX_REMOVAL)}
 
 
 def applicable(ctx: PatternContext) -> list[tuple[str, str]]:
@@ -302,6 +310,9 @@ def combined_edit(ctx: PatternContext, names: list[str]) -> PatternEdit:
             out.class_attrs.setdefault(attr, source)
         out.imports += [i for i in edit.imports if i not in out.imports]
         out.patchers += edit.patchers
+        out.also_registers += [m for m in edit.also_registers if m not in out.also_registers]
+        out.tasks = out.tasks or edit.tasks
+        out.code_blocks += [c for c in edit.code_blocks if c not in out.code_blocks]
         if edit.min_transformers and (not out.min_transformers
                                       or Version(edit.min_transformers) > Version(out.min_transformers)):
             out.min_transformers = edit.min_transformers
