@@ -16,7 +16,7 @@ from tools.targets.optimum_intel.patch import PatchSpec, _registrations, write_p
 from tools.targets.optimum_intel.patterns.base import PatternContext, applicable, combined_edit
 from tools.targets.optimum_intel.patterns.edit import insert_in_function
 from tools.targets.optimum_intel.patterns.nested_text import NESTED_TEXT_CONFIG
-from tools.targets.optimum_intel.patterns.text_submodel import MAIN, MARKER, TEXT_SUBMODEL
+from tools.targets.optimum_intel.patterns.text_submodel import HELPER, MARKER, MODELING_BASE, TEXT_SUBMODEL
 from tools.targets.optimum_intel.search import bases
 from tools.targets.optimum_intel.target import read_registry
 from tests import TESTS
@@ -24,28 +24,32 @@ from tests.targets.optimum_intel.test_patch import run_fixture_helper
 
 FIXTURES = TESTS / "fixtures" / "optimum_intel"
 CONFIGS = "optimum/exporters/openvino/model_configs.py"
-# the shape of optimum-intel's main_export around the call the IR-config fix follows
-MAIN_SOURCE = '''\
-def main_export(model_name_or_path, output, task="auto", library_name=None):
-    config = AutoConfig.from_pretrained(model_name_or_path)
-    try:
-        model = load(model_name_or_path)
-        submodel_paths = export_from_model(
-            model=model,
-            output=output,
-        )
+# the shape of optimum-intel's modeling_base.py around what the IR-config fix follows
+MODELING_SOURCE = '''\
+from transformers import PretrainedConfig
 
-        if convert_tokenizer:
-            maybe_convert_tokenizers(library_name, output, model)
-    finally:
-        pass
+
+def _maybe_register_remote_code_model(model_id, revision=None, token=None, cache_dir=None):
+    return None
+
+
+class OVBaseModel:
+    @classmethod
+    def from_pretrained(cls, model_id, export=False, token=None, cache_dir=None, subfolder="", config=None,
+                        local_files_only=False, trust_remote_code=False, revision=None, **kwargs):
+        if trust_remote_code:
+            _maybe_register_remote_code_model(model_id, revision=revision, token=token, cache_dir=cache_dir)
+
+        _export = export
+        return cls._from_pretrained(model_id, config=config)
 '''
 
 
 @pytest.fixture
 def ws(tmp_path) -> Path:
     shutil.copytree(FIXTURES, tmp_path / "ws", ignore=shutil.ignore_patterns("conftest.py", "__pycache__"))
-    (tmp_path / "ws" / MAIN).write_text(MAIN_SOURCE)
+    (tmp_path / "ws" / MODELING_BASE).parent.mkdir(parents=True)
+    (tmp_path / "ws" / MODELING_BASE).write_text(MODELING_SOURCE)
     return tmp_path / "ws"
 
 
@@ -68,27 +72,30 @@ def write(ws: Path, c: PatternContext, names: list[str]):
     spec = PatchSpec(model_type=c.model_type, base_class=c.base_class, min_transformers_version="5.0.0",
                      display_name=c.model_type, tiny_config={}, expected_sdpa=None, class_attrs=edit.class_attrs,
                      imports=edit.imports, patchers=edit.patchers, also_registers=edit.also_registers,
-                     tasks=edit.tasks, code_blocks=edit.code_blocks)
+                     tasks=edit.tasks, module_blocks=edit.module_blocks, code_blocks=edit.code_blocks)
     return edit, write_patch(ws, spec)
 
 
 # -- inserting into a function ------------------------------------------------------------------------
 
-def test_insert_in_function_follows_the_call_at_its_indentation():
-    edit = insert_in_function(MAIN_SOURCE, "main_export", "export_from_model", "if x:\n    y = 1  # mark\n", "# mark")
+def test_insert_in_function_follows_the_statement_holding_the_call():
+    method = "OVBaseModel.from_pretrained"
+    edit = insert_in_function(MODELING_SOURCE, method, "_maybe_register_remote_code_model", "y = 1  # mark\n",
+                              "# mark")
     lines = edit.text.splitlines()
-    at = lines.index("        )")  # the end of the export_from_model call
-    assert lines[at + 1: at + 4] == ["", "        if x:", "            y = 1  # mark"]
-    assert lines[at + 5] == "        if convert_tokenizer:"
-    again = insert_in_function(edit.text, "main_export", "export_from_model", "if x:\n    y = 1  # mark\n", "# mark")
+    at = lines.index("            _maybe_register_remote_code_model(model_id, revision=revision, token=token, "
+                     "cache_dir=cache_dir)")
+    # after the whole `if` that holds the call, at the method body's indentation
+    assert lines[at + 1] == "        y = 1  # mark" and lines[at + 3] == "        _export = export"
+    again = insert_in_function(edit.text, method, "_maybe_register_remote_code_model", "y = 1  # mark\n", "# mark")
     assert not again.changed and again.text == edit.text
 
 
 def test_insert_in_function_refuses_what_it_cannot_place():
-    with pytest.raises(EditError, match="no top-level function"):
-        insert_in_function(MAIN_SOURCE, "other", "export_from_model", "y = 1\n", "y = 1")
+    with pytest.raises(EditError, match="no function"):
+        insert_in_function(MODELING_SOURCE, "OVBaseModel.other", "_export", "y = 1\n", "y = 1")
     with pytest.raises(EditError, match="no statement calling"):
-        insert_in_function(MAIN_SOURCE, "main_export", "not_called", "y = 1\n", "y = 1")
+        insert_in_function(MODELING_SOURCE, "OVBaseModel.from_pretrained", "not_called", "y = 1\n", "y = 1")
 
 
 # -- the text sub-model ------------------------------------------------------------------------------
@@ -101,7 +108,8 @@ def test_text_submodel_applies_where_the_causal_lm_takes_the_nested_config(ws, m
     assert NESTED_TEXT_CONFIG.name not in found  # the model's config is the sub-config itself
     edit = combined_edit(c, [TEXT_SUBMODEL.name])
     assert edit.also_registers == [sub] and edit.tasks == ["text-generation", "text-generation-with-past"]
-    assert [b.file for b in edit.code_blocks] == [MAIN]  # AutoConfig does not know `sub`
+    # AutoConfig does not know `sub`: the loader reads it with the model class's config class
+    assert [b.file for b in edit.module_blocks + edit.code_blocks] == [MODELING_BASE, MODELING_BASE]
 
 
 def test_text_submodel_does_not_apply_to_plain_or_self_contained_configs(ws):
@@ -116,17 +124,36 @@ def test_text_submodel_leaves_a_sub_type_another_class_registers(ws):
 
 
 def test_text_submodel_writes_both_registrations_and_the_ir_config_fix(ws):
-    c = ctx(ws, "emu3")
-    _, result = write(ws, c, [TEXT_SUBMODEL.name])
+    _, result = write(ws, ctx(ws, "emu3"), [TEXT_SUBMODEL.name])
     regs = _registrations(ast.parse((ws / CONFIGS).read_text()))
     assert regs["Emu3OpenVINOConfig"] == [("emu3", ["text-generation", "text-generation-with-past"]),
                                           ("emu3_text_model", ["text-generation", "text-generation-with-past"])]
-    main = (ws / MAIN).read_text()
-    assert MARKER in main and "config.save_pretrained(output)" in main
-    assert main.index(MARKER) > main.index("export_from_model(") and MAIN in result.changed
+    modeling = (ws / MODELING_BASE).read_text()
+    tree = ast.parse(modeling)
+    assert [n.name for n in tree.body if isinstance(n, ast.FunctionDef)] == [
+        "_maybe_register_remote_code_model", HELPER]
+    assert modeling.index(MARKER) > modeling.index("            _maybe_register_remote_code_model(")
+    assert modeling.index(MARKER) < modeling.index("_export = export") and MODELING_BASE in result.changed
     # the rewrite after verification (same class owns the sub type) changes nothing
     _, again = write(ws, ctx(ws, "emu3"), [TEXT_SUBMODEL.name])
-    assert again.changed == [] and (ws / MAIN).read_text() == main
+    assert again.changed == [] and (ws / MODELING_BASE).read_text() == modeling
+
+
+def test_the_ir_config_helper_reads_a_sub_config_autoconfig_does_not_know(ws, tmp_path):
+    """The helper the pattern writes, run: the text sub-config of emu3 is read by Emu3TextConfig; a config
+    AutoConfig knows (llama) is left to AutoConfig."""
+    write(ws, ctx(ws, "emu3"), [TEXT_SUBMODEL.name])
+    space: dict = {}
+    exec(compile((ws / MODELING_BASE).read_text(), "modeling_base", "exec"), space)
+    from transformers import AutoConfig as Auto
+    from transformers.models.emu3.configuration_emu3 import Emu3TextConfig
+
+    Emu3TextConfig(hidden_size=32, architectures=["Emu3ForCausalLM"]).save_pretrained(tmp_path / "emu3")
+    Auto.for_model("llama", architectures=["LlamaForCausalLM"]).save_pretrained(tmp_path / "llama")
+    found = space[HELPER](str(tmp_path / "emu3"))
+    assert isinstance(found, Emu3TextConfig) and found.hidden_size == 32
+    assert space[HELPER](str(tmp_path / "llama")) is None
+    assert space[HELPER](str(tmp_path / "missing")) is None
 
 
 def test_generated_fixture_builds_a_composite_family_from_its_text_config(ws, tmp_path):

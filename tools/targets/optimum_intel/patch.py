@@ -50,9 +50,17 @@ class PatcherBlock(BaseModel):
     source: str
 
 
+class ModuleBlock(BaseModel):
+    """A top-level definition a pattern adds to a workspace module, right after the definition `after`."""
+
+    file: str
+    after: str
+    source: str
+
+
 class CodeBlock(BaseModel):
-    """Statements a pattern inserts into a function of a workspace module, after the statement calling
-    `after_call`; `marker` is text only the inserted block holds (what makes the edit idempotent)."""
+    """Statements a pattern inserts into a function (or `Class.method`) of a workspace module, after the
+    statement calling `after_call`; `marker` is text only the inserted block holds (the edit's idempotence)."""
 
     file: str
     function: str
@@ -83,6 +91,7 @@ class PatchSpec(BaseModel):
     # to register when the base's would not fit (None: the base's)
     also_registers: list[str] = Field(default_factory=list)
     tasks: list[str] | None = None
+    module_blocks: list[ModuleBlock] = Field(default_factory=list)
     code_blocks: list[CodeBlock] = Field(default_factory=list)
 
 
@@ -346,7 +355,7 @@ def _write_pattern_code(workspace: Path, spec: PatchSpec, result: PatchResult) -
     """Patchers and imports the registration's class attributes refer to; written first so the
     registration block's names check finds them. Unlike the optional edits, a failure here is fatal:
     a config class naming a patcher that is not there would not import."""
-    if not spec.imports and not spec.patchers and not spec.code_blocks:
+    if not spec.imports and not spec.patchers and not spec.module_blocks and not spec.code_blocks:
         return
     configs = workspace / MODEL_CONFIGS
     if not configs.exists():
@@ -361,6 +370,8 @@ def _write_pattern_code(workspace: Path, spec: PatchSpec, result: PatchResult) -
     for module, name in spec.imports:
         if name not in _module_names(configs.read_text(encoding="utf-8")):
             _record(result, MODEL_CONFIGS, edit_file(configs, insert_import, module, name))
+    for block in spec.module_blocks:
+        _record(result, block.file, edit_file(workspace / block.file, insert_block, block.source, after=block.after))
     for code in spec.code_blocks:
         _record(result, code.file, edit_file(workspace / code.file, insert_in_function, code.function,
                                              code.after_call, code.source, code.marker))

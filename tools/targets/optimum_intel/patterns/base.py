@@ -20,7 +20,7 @@ from typing import Callable
 from packaging.version import Version
 from pydantic import BaseModel, Field
 
-from tools.targets.optimum_intel.patch import CodeBlock, PatcherBlock
+from tools.targets.optimum_intel.patch import CodeBlock, ModuleBlock, PatcherBlock
 from tools.targets.optimum_intel.patterns.edit import INPUT_GENERATORS, module_classes, resolved_attrs
 
 UTILS = "optimum/exporters/openvino/utils.py"
@@ -65,6 +65,7 @@ class PatternEdit(BaseModel):
     # statements for functions of other workspace modules
     also_registers: list[str] = Field(default_factory=list)
     tasks: list[str] | None = None
+    module_blocks: list[ModuleBlock] = Field(default_factory=list)
     code_blocks: list[CodeBlock] = Field(default_factory=list)
 
 
@@ -312,6 +313,7 @@ def combined_edit(ctx: PatternContext, names: list[str]) -> PatternEdit:
         out.patchers += edit.patchers
         out.also_registers += [m for m in edit.also_registers if m not in out.also_registers]
         out.tasks = out.tasks or edit.tasks
+        out.module_blocks += [b for b in edit.module_blocks if b not in out.module_blocks]
         out.code_blocks += [c for c in edit.code_blocks if c not in out.code_blocks]
         if edit.min_transformers and (not out.min_transformers
                                       or Version(edit.min_transformers) > Version(out.min_transformers)):

@@ -5,9 +5,10 @@ transformers builds such a family's causal LM from the text sub-config of the co
 (`AutoModelForCausalLM` hands `Emu3ForCausalLM` the `emu3_text_model` config), so optimum-intel's exporter
 looks the export config up under the sub-config's model type, while its CLI checks the checkpoint's: the new
 class is registered for both, for the text-generation tasks only (the family's other auto classes take the
-composite config and are not this model). When transformers' AutoConfig does not know the sub-config's type,
-the exported config.json would be unreadable; the pattern then has main_export keep the checkpoint's own config,
-from which AutoModelForCausalLM rebuilds the same class.
+composite config and are not this model). The exported config.json is the sub-config (what the model carries);
+when transformers' AutoConfig does not know its type, optimum's loader could not read it back, so the pattern
+has OVBaseModel.from_pretrained read it with the config class of the model class it names, as transformers'
+own `Emu3ForCausalLM.from_pretrained` does.
 
 Everything is read from the model: the nested config's model type and the causal-LM class's config class.
 """
@@ -16,21 +17,44 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from tools.targets.optimum_intel.patch import CodeBlock
+from tools.targets.optimum_intel.patch import CodeBlock, ModuleBlock
 from tools.targets.optimum_intel.patterns.base import Pattern, PatternContext, PatternEdit
 
-MAIN = "optimum/exporters/openvino/__main__.py"
+MODELING_BASE = "optimum/intel/openvino/modeling_base.py"
 TEXT_TASKS = ["text-generation", "text-generation-with-past"]
-MARKER = "AutoConfig cannot read back"
-KEEP_CHECKPOINT_CONFIG = f'''\
-if library_name == "transformers" and model.config.model_type != config.model_type:
+HELPER = "_text_submodel_config"
+MARKER = f"config = {HELPER}("
+# read the IR's config.json the way transformers' own class reads it: optimum's loader asks AutoConfig, which does
+# not know the sub-config's type; upstream's fallback for types AutoConfig misses sits in the same place
+# (_maybe_register_remote_code_model)
+HELPER_SOURCE = f'''\
+def {HELPER}(model_id, subfolder="", revision=None, token=None, cache_dir=None, local_files_only=False):
+    """The config of a model whose type AutoConfig does not know but whose class transformers has: the text model
+    of a composite family (`Emu3ForCausalLM` saves its `emu3_text_model` sub-config), read by that class's own
+    config class. None for every other model."""
+    import transformers
     from transformers import CONFIG_MAPPING
 
-    if model.config.model_type not in CONFIG_MAPPING:
-        # a causal LM built from the text sub-config of a composite checkpoint saved that sub-config, which
-        # {MARKER}: keep the checkpoint's config, from which AutoModelForCausalLM builds the model
-        config.save_pretrained(output)
+    kwargs = {{"subfolder": subfolder, "revision": revision, "token": token, "cache_dir": cache_dir}}
+    kwargs["local_files_only"] = local_files_only
+    try:
+        config_dict, _ = PretrainedConfig.get_config_dict(model_id, **kwargs)
+    except Exception:
+        return None
+    model_type = config_dict.get("model_type")
+    if model_type is None or model_type in CONFIG_MAPPING or "auto_map" in config_dict:
+        return None
+    for architecture in config_dict.get("architectures") or []:
+        config_class = getattr(getattr(transformers, architecture, None), "config_class", None)
+        if getattr(config_class, "model_type", None) == model_type:
+            return config_class.from_pretrained(model_id, **kwargs)
+    return None
 '''
+LOAD_WITH_HELPER = f"""\
+if config is None:
+    {MARKER}model_id, subfolder, revision, token, cache_dir, local_files_only)
+"""
+ANCHOR = "_maybe_register_remote_code_model"  # what from_pretrained calls first, and the helper follows
 
 
 @lru_cache(maxsize=64)
@@ -78,13 +102,16 @@ def _applies(ctx: PatternContext) -> str | None:
 
 def _edit(ctx: PatternContext) -> PatternEdit:
     sub = text_type(ctx)
-    blocks = [] if config_known(sub) else [
-        CodeBlock(file=MAIN, function="main_export", after_call="export_from_model", source=KEEP_CHECKPOINT_CONFIG,
-                  marker=MARKER)]
     note = f"registered for {ctx.model_type} and its text sub-model {sub} ({', '.join(TEXT_TASKS)})"
-    if blocks:
-        note += f"; {MAIN}: main_export saves the checkpoint's config when the sub-config's type is unknown"
-    return PatternEdit(also_registers=[sub], tasks=list(TEXT_TASKS), code_blocks=blocks, note=note)
+    if config_known(sub):
+        return PatternEdit(also_registers=[sub], tasks=list(TEXT_TASKS), note=note)
+    helper = ModuleBlock(file=MODELING_BASE, after=ANCHOR, source=HELPER_SOURCE)
+    load = CodeBlock(file=MODELING_BASE, function="OVBaseModel.from_pretrained", after_call=ANCHOR,
+                     source=LOAD_WITH_HELPER, marker=MARKER)
+    note += (f"; {MODELING_BASE}: OVBaseModel.from_pretrained reads a config AutoConfig does not know ({sub}) "
+             "with the config class of the model class it names")
+    return PatternEdit(also_registers=[sub], tasks=list(TEXT_TASKS), module_blocks=[helper], code_blocks=[load],
+                       note=note)
 
 
 TEXT_SUBMODEL = Pattern("text_submodel", "register a composite family's text sub-model and export it with a "
