@@ -238,6 +238,8 @@ def _shrink_layers(t: dict, orig: dict, max_seq: int) -> None:
         t["attn_layer_indices"] = [n - 1]
     if isinstance(t.get("full_attn_idxs"), list):
         t["full_attn_idxs"] = [n - 1]
+    if isinstance(t.get("cross_attention_layers"), list) and t["cross_attention_layers"]:
+        t["cross_attention_layers"] = [n - 1]  # mllama: keep one cross-attention layer (indices of the full stack)
     for k in ("sliding_window_pattern", "_sliding_window_pattern"):
         if isinstance(t.get(k), int) and t[k] > 1:
             t[k] = 2

@@ -23,7 +23,7 @@ from tools.source.python_edit import Edit, EditError, Src, edit_file, insert_blo
 from tools.source.literals import literal_keys, remove_element
 from tools.targets.optimum_intel import fixture
 from tools.targets.optimum_intel.placement import class_anchor, insert_entry
-from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, insert_import
+from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, insert_import, insert_in_function
 from tools.targets.optimum_intel.patterns.join import FILES as FAMILY_FILES, join_family
 
 MODEL_CONFIGS = "optimum/exporters/openvino/model_configs.py"
@@ -51,6 +51,25 @@ class PatcherBlock(BaseModel):
     source: str
 
 
+class ModuleBlock(BaseModel):
+    """A top-level definition a pattern adds to a workspace module, right after the definition `after`."""
+
+    file: str
+    after: str
+    source: str
+
+
+class CodeBlock(BaseModel):
+    """Statements a pattern inserts into a function (or `Class.method`) of a workspace module, after the
+    statement calling `after_call`; `marker` is text only the inserted block holds (the edit's idempotence)."""
+
+    file: str
+    function: str
+    after_call: str
+    source: str
+    marker: str
+
+
 class PatchSpec(BaseModel):
     model_type: str
     base_class: str
@@ -71,6 +90,12 @@ class PatchSpec(BaseModel):
     # False on the first write, before verification has measured the two counts above: their absence is
     # then expected, not worth a note (the write after the export fills them in)
     measured: bool = True
+    # more model types the new class is registered for (a composite family's text sub-model), and the tasks
+    # to register when the base's would not fit (None: the base's)
+    also_registers: list[str] = Field(default_factory=list)
+    tasks: list[str] | None = None
+    module_blocks: list[ModuleBlock] = Field(default_factory=list)
+    code_blocks: list[CodeBlock] = Field(default_factory=list)
 
 
 class PatchResult(BaseModel):
@@ -186,8 +211,9 @@ def _registration_block(spec: PatchSpec, name: str, tasks: list[str], defined: s
             raise ValueError(f"class attribute {attr!r}: bad name or undefined names {sorted(missing)}")
         body.append(f"    {attr} = {source.strip()}")
     task_lines = "".join(f'        "{t}",\n' for t in tasks)
-    return (f'@register_in_tasks_manager(\n    "{spec.model_type}",\n    *[\n{task_lines}    ],\n'
-            f'    library_name="transformers",\n)\nclass {name}({spec.base_class}):\n' + "\n".join(body) + "\n")
+    decorators = "".join(f'@register_in_tasks_manager(\n    "{mt}",\n    *[\n{task_lines}    ],\n'
+                         f'    library_name="transformers",\n)\n' for mt in [spec.model_type, *spec.also_registers])
+    return decorators + f'class {name}({spec.base_class}):\n' + "\n".join(body) + "\n"
 
 
 def _register_config(workspace: Path, spec: PatchSpec, result: PatchResult) -> list[str]:
@@ -209,7 +235,7 @@ def _register_config(workspace: Path, spec: PatchSpec, result: PatchResult) -> l
     tasks = next(([t for _, ts in regs[c.name] for t in ts] for c in chain if regs.get(c.name)), None)
     if not tasks:
         result.notes.append(f"no readable registration for {spec.base_class} or its bases: using {DEFAULT_TASKS}")
-    tasks = _tasks_for(spec.model_type, list(dict.fromkeys(tasks or DEFAULT_TASKS)), result.notes)
+    tasks = _tasks_for(spec.model_type, list(dict.fromkeys(spec.tasks or tasks or DEFAULT_TASKS)), result.notes)
     _version_notes(spec, chain, result.notes)
     names = _module_names(text)
     block = _registration_block(spec, config_class_name(spec.model_type, names), tasks, names)
@@ -381,7 +407,7 @@ def _write_pattern_code(workspace: Path, spec: PatchSpec, result: PatchResult) -
     """Patchers and imports the registration's class attributes refer to; written first so the
     registration block's names check finds them. Unlike the optional edits, a failure here is fatal:
     a config class naming a patcher that is not there would not import."""
-    if not spec.imports and not spec.patchers:
+    if not spec.imports and not spec.patchers and not spec.module_blocks and not spec.code_blocks:
         return
     configs = workspace / MODEL_CONFIGS
     if not configs.exists():
@@ -396,6 +422,11 @@ def _write_pattern_code(workspace: Path, spec: PatchSpec, result: PatchResult) -
     for module, name in spec.imports:
         if name not in _module_names(configs.read_text(encoding="utf-8")):
             _record(result, MODEL_CONFIGS, edit_file(configs, insert_import, module, name))
+    for block in spec.module_blocks:
+        _record(result, block.file, edit_file(workspace / block.file, insert_block, block.source, after=block.after))
+    for code in spec.code_blocks:
+        _record(result, code.file, edit_file(workspace / code.file, insert_in_function, code.function,
+                                             code.after_call, code.source, code.marker))
 
 
 # -- entry point --------------------------------------------------------------------------------------

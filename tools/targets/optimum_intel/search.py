@@ -24,6 +24,9 @@ from tools.targets.optimum_intel.patterns.moe_grouped import GROUPED_GEMM
 from tools.targets.optimum_intel.patterns.ssm_hybrid import family_bases
 
 GENERIC_DENSE_BASES = ("llama", "qwen2", "mistral", "qwen3", "gemma", "phi3", "olmo2")
+# config-key similarity a registered type needs to be tried as a base, and how many are; below GENERIC_MIN
+# to every generic base, the registered types are searched
+CLOSEST_MIN, CLOSEST_TOP, GENERIC_MIN = 0.6, 2, 0.5
 # patterns that make experts traceable: a base is tried with them first, then as a plain alias
 MOE_PATTERNS = (MOE_BATCHED_MM.name, FLAT_OUTPUT.name, GRANITE_EXPERTS.name, GROUPED_GEMM.name)
 
@@ -41,6 +44,13 @@ def _default_keys(model_type: str) -> frozenset[str]:
 def similarity(raw: dict, base: str) -> float:
     keys, other = set(raw), _default_keys(base)
     return len(keys & other) / max(1, len(keys | other))
+
+
+def closest_registered(raw: dict, registry: dict[str, str], top: int = CLOSEST_TOP) -> list[tuple[str, float]]:
+    """Registered types whose default config shares most of this config's keys (families transformers
+    copied code from without a modular file, e.g. mvp from bart), best first, above CLOSEST_MIN."""
+    scored = [(t, similarity(raw, t)) for t in registry if t not in GENERIC_DENSE_BASES]
+    return sorted([x for x in scored if x[1] >= CLOSEST_MIN], key=lambda x: -x[1])[:top]
 
 
 def _installed_transformers() -> Version | None:
@@ -78,6 +88,14 @@ def bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> list[tup
         add(fam, why)
     for fam in analysis.get("lineage", []):
         add(fam, "transformers builds this model from it (modular lineage)")
+    nested = raw.get("model_type") if analysis.get("text_config_key") else None
+    if isinstance(nested, str):
+        add(nested, f"its language model is a {nested} (the nested text config's model type)")
+    if not ranked and max(similarity(raw, b) for b in GENERIC_DENSE_BASES) < GENERIC_MIN:
+        # nothing in the lineage and unlike every generic decoder: an older family transformers copied code
+        # from (scoring every registered type costs seconds, so only then)
+        for fam, score in closest_registered(raw, registry):
+            add(fam, f"the registered type with the most similar config (similarity {score:.2f})")
     for fam in sorted(GENERIC_DENSE_BASES, key=lambda b: -similarity(raw, b)):
         add(fam, f"generic dense decoder, config similarity {similarity(raw, fam):.2f}")
     return ranked + late

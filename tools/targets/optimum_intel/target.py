@@ -208,6 +208,8 @@ class OptimumIntelTarget(BaseTarget):
             expected_sdpa=(facts or {}).get("sdpa_ops"),
             expected_int8=(facts or {}).get("int8_weights"), measured=facts is not None,
             class_attrs=edit.class_attrs, imports=edit.imports, patchers=edit.patchers, joins=edit.joins,
+            also_registers=edit.also_registers, tasks=edit.tasks, module_blocks=edit.module_blocks,
+            code_blocks=edit.code_blocks,
         )
         result = write_patch(workspace, spec)
         _commit_shared(workspace)

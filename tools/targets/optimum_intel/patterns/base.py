@@ -20,7 +20,7 @@ from typing import Callable
 from packaging.version import Version
 from pydantic import BaseModel, Field
 
-from tools.targets.optimum_intel.patch import PatcherBlock
+from tools.targets.optimum_intel.patch import CodeBlock, ModuleBlock, PatcherBlock
 from tools.targets.optimum_intel.patterns.edit import INPUT_GENERATORS, module_classes, resolved_attrs
 
 UTILS = "optimum/exporters/openvino/utils.py"
@@ -63,6 +63,12 @@ class PatternEdit(BaseModel):
     # model types whose family lists (SSM_MODELS, the modeling and test lists naming them) the new type joins
     joins: list[str] = Field(default_factory=list)
     note: str = ""
+    # more model types to register the new class for, the tasks to register (None: the base's), and
+    # statements for functions of other workspace modules
+    also_registers: list[str] = Field(default_factory=list)
+    tasks: list[str] | None = None
+    module_blocks: list[ModuleBlock] = Field(default_factory=list)
+    code_blocks: list[CodeBlock] = Field(default_factory=list)
 
 
 class PatternContext:
@@ -276,10 +282,13 @@ def registry() -> dict[str, Pattern]:
     from tools.targets.optimum_intel.patterns.moe import FLAT_OUTPUT, MOE_BATCHED_MM
     from tools.targets.optimum_intel.patterns.moe_granite import GRANITE_EXPERTS
     from tools.targets.optimum_intel.patterns.moe_grouped import GROUPED_GEMM
+    from tools.targets.optimum_intel.patterns.nested_text import NESTED_TEXT_CONFIG
     from tools.targets.optimum_intel.patterns.ssm_hybrid import HYBRID_MAMBA2
+    from tools.targets.optimum_intel.patterns.text_submodel import TEXT_SUBMODEL
 
-    return {p.name: p for p in (MOE_BATCHED_MM, FLAT_OUTPUT, GRANITE_EXPERTS, GROUPED_GEMM, PKV_GENERATOR,
-                                MLA_PKV_GENERATOR, NORMALIZED_CONFIG, ONNX_REMOVAL, HYBRID_MAMBA2)}
+    return {p.name: p for p in (MOE_BATCHED_MM, FLAT_OUTPUT, GRANITE_EXPERTS, GROUPED_GEMM, TEXT_SUBMODEL,
+                                NESTED_TEXT_CONFIG, PKV_GENERATOR, MLA_PKV_GENERATOR, NORMALIZED_CONFIG,
+                                ONNX_REMOVAL, HYBRID_MAMBA2)}
 
 
 def applicable(ctx: PatternContext) -> list[tuple[str, str]]:
@@ -306,6 +315,10 @@ def combined_edit(ctx: PatternContext, names: list[str]) -> PatternEdit:
         out.imports += [i for i in edit.imports if i not in out.imports]
         out.patchers += edit.patchers
         out.joins += [j for j in edit.joins if j not in out.joins]
+        out.also_registers += [m for m in edit.also_registers if m not in out.also_registers]
+        out.tasks = out.tasks or edit.tasks
+        out.module_blocks += [b for b in edit.module_blocks if b not in out.module_blocks]
+        out.code_blocks += [c for c in edit.code_blocks if c not in out.code_blocks]
         if edit.min_transformers and (not out.min_transformers
                                       or Version(edit.min_transformers) > Version(out.min_transformers)):
             out.min_transformers = edit.min_transformers

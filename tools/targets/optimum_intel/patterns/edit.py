@@ -102,3 +102,31 @@ def max_transformers_version(workspace: Path, class_name: str) -> str | None:
 
 def top_level_classes(workspace: Path, rel: str) -> list[str]:
     return list(module_classes(workspace, rel))
+
+
+def insert_in_function(text: str, function: str, after_call: str, source: str, marker: str) -> Edit:
+    """Insert the statements `source` (written at no indentation) into `function` (a top-level function, or
+    `Class.method`), after the statement of its body that calls `after_call` (a compound statement whole: the
+    insertion follows an `if` that holds the call), at that statement's indentation. Idempotent: a function
+    whose source already holds `marker` is left as it is."""
+    tree = ast.parse(text)
+    scope, func = tree.body, None
+    for part in function.split("."):
+        func = next((n for n in scope if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == part), None)
+        scope = func.body if func is not None else []
+    if not isinstance(func, ast.FunctionDef):
+        raise EditError(f"no function {function}")
+    lines = text.split("\n")
+    if marker in "\n".join(lines[func.lineno - 1:func.end_lineno]):
+        return Edit(False, text, f"{function} already holds {marker!r}")
+    anchor = next((s for s in func.body if any(
+        isinstance(c, ast.Call) and getattr(c.func, "id", getattr(c.func, "attr", None)) == after_call
+        for c in ast.walk(s))), None)
+    if anchor is None:
+        raise EditError(f"{function} has no statement calling {after_call}")
+    cr = "\r" if "\r\n" in text else ""
+    indent = " " * anchor.col_offset
+    block = [f"{indent}{ln}{cr}" if ln.strip() else "" for ln in source.strip("\n").split("\n")]
+    lines[anchor.end_lineno:anchor.end_lineno] = block
+    new = _checked("\n".join(lines), f"inserting into {function}")
+    return Edit(True, new, f"inserted after the {after_call} call in {function}", anchor.end_lineno + 1)

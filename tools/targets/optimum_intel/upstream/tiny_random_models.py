@@ -83,15 +83,20 @@ def _save_tokenizer(model_config, output_dir):
 def build(model_type, output_dir):
     """Build the tiny random model of `model_type` (weights drawn with its seed) and its tokenizer into `output_dir`."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig
 
     entry = load_entry(model_type)
     if entry is None:
         raise FileNotFoundError(f"no {CONFIG_DIR / (model_type + '.json')}")
     config = {k: v for k, v in entry["config"].items() if k != "model_type"}
-    model_config = AutoConfig.for_model(entry["config"].get("model_type", model_type), **config)
+    checkpoint_config = AutoConfig.for_model(entry["config"].get("model_type", model_type), **config)
+    model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(checkpoint_config)]
+    # a composite family's causal LM is built from its text sub-config, as from_pretrained builds it
+    model_config = checkpoint_config.get_text_config()
+    if not isinstance(model_config, model_class.config_class):
+        model_config = checkpoint_config
     torch.manual_seed(entry.get("seed", 42))
-    model = AutoModelForCausalLM.from_config(model_config).to(torch.float32)
+    model = model_class._from_config(model_config).to(torch.float32)
     with torch.no_grad():
         # Some families create their MoE router with torch.zeros and leave it to the checkpoint: a random
         # model would then tie every expert, and which expert wins would be up to the runtime.
@@ -99,6 +104,8 @@ def build(model_type, output_dir):
             if param.dim() == 2 and not param.any():
                 param.normal_(0.0, 0.02)
     model.save_pretrained(output_dir)
+    if model_config is not checkpoint_config:  # AutoConfig reads the checkpoint's composite config back
+        checkpoint_config.save_pretrained(output_dir)
     _save_tokenizer(model_config, output_dir)
     return str(output_dir)
 
