@@ -29,6 +29,7 @@ class Cluster:
     mq: object
     procs: list = field(default_factory=list)
     _dbs: int = 0
+    _logs: int = 0
 
     def database(self) -> str:
         """A fresh database (its own ledger and checkpoints) on the shared server."""
@@ -48,10 +49,13 @@ class Cluster:
         return env
 
     def worker(self, name: str, env: dict, *args: str) -> subprocess.Popen:
-        log = open(self.root / f"{name}.log", "a")
+        # A log per worker start: tests on one cluster reuse worker names (and, with one trigger key, job ids).
+        self._logs += 1
+        path = self.root / f"{name}-{self._logs}.log"
+        log = open(path, "w")
         proc = subprocess.Popen([sys.executable, "-c", SHIM, "worker", "-n", f"{name}@test", *args], env=env,
                                 cwd=TESTS.parent, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        proc.log_path = self.root / f"{name}.log"
+        proc.log_path = path
         self.procs.append(proc)
         return proc
 
