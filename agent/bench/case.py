@@ -37,11 +37,10 @@ class CaseSpec(BaseModel):
 
 def main(spec: CaseSpec) -> dict:
     """Process entry point: the row, also written to the store (a killed bench keeps what finished)."""
-    from agent.nightly.job import _die_with_parent, _sigterm_exits
+    from agent.nightly.job import die_with_parent
 
     if multiprocessing.parent_process() is not None:  # a worker: a killed bench must not leave it running
-        _die_with_parent()
-        _sigterm_exits()
+        die_with_parent()
     for var in LLM_VARS:  # the deterministic path: an endpoint in the environment must not be used
         os.environ.pop(var, None)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -13,6 +13,7 @@ import ctypes
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -51,25 +52,36 @@ def _write(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
-def _die_with_parent() -> None:
-    # A SIGKILLed sweep must not leave jobs running on: they would race the next sweep.
+def die_with_parent(grace_s: float = 15.0) -> None:
+    """A job process's end follows its parent's: a SIGKILLed sweep or bench must not leave jobs running on
+    (they would race the next run).
+
+    The parent's death sends SIGTERM, which raises SystemExit so the sandbox's `finally` kills its process
+    group. That is not enough alone: the handler waits while the main thread is inside a long native call,
+    and a pool worker's loop catches the SystemExit and goes on. A watchdog thread therefore kills the
+    process once it has outlived its parent by `grace_s`.
+    """
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass
 
-
-def _sigterm_exits() -> None:
-    # SystemExit unwinds through the sandbox's `finally`, which kills its process group.
     def handler(signum, frame):
         raise SystemExit(128 + signum)
     signal.signal(signal.SIGTERM, handler)
+    parent = os.getppid()
+
+    def watchdog() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        time.sleep(grace_s)
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=watchdog, name="die-with-parent", daemon=True).start()
 
 
 def main(spec: JobSpec) -> None:
     """Process entry point (multiprocessing target)."""
-    _die_with_parent()
-    _sigterm_exits()
+    die_with_parent()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if spec.threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
