@@ -8,18 +8,17 @@ target contract.
 
 from __future__ import annotations
 
-import fcntl
 import multiprocessing
 import os
 import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from agent.bench.store import CaseRow, RowStore
 from agent.settings import Settings
+from tools.repo.workspace import file_lock
 from tools.targets.base import HistoryCase
 
 LLM_VARS = ("ONBOARD_LLM_BASE_URL", "ONBOARD_LLM_API_KEY")
@@ -72,7 +71,7 @@ def choose_base(spec: CaseSpec, target, mirror: Path, sandbox) -> tuple[str, str
     if problem is None:
         return "parent", spec.source, f"{sha}^", "the parent works in the target environment"
     clone, head_rev = spec.root / "clone", head(mirror)
-    with _locked(spec.root / "clone.lock"):  # K cases may need a HEAD-based base at once: one clone, one at a time
+    with file_lock(spec.root / "clone.lock"):  # K cases may need a HEAD-based base at once: one clone, one at a time
         tag, note = stripped_head(clone, mirror, head_rev, sha, lambda ws: target.history_strip(ws, spec.case, mirror))
         if tag is not None:
             return "head_without", str(clone), tag, f"parent: {problem}; {note}"
@@ -80,17 +79,6 @@ def choose_base(spec: CaseSpec, target, mirror: Path, sandbox) -> tuple[str, str
     if tag is None:
         return "none", None, None, f"parent: {problem}; {note}; {why}"
     return "revert", str(clone), tag, f"parent: {problem}; {note}; HEAD with the commit reverted"
-
-
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def replay(spec: CaseSpec) -> CaseRow:

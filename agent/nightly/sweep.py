@@ -220,6 +220,23 @@ def _process_launcher(target, opts: Options, settings: Settings, nightly: Nightl
     return launch
 
 
+def plan_gap(target, opts: Options, settings: Settings, nightly: NightlySettings, store: AttemptStore, progress):
+    """The workspace, the target's gap at its revision, the types selected from it, the inputs a result is
+    valid for, and which types to run (the others carry their reason): shared by the sweep and the scale-mode enqueue."""
+    from tools.forge.local import LocalForge
+
+    ws, checkout = _workspace(target, opts, settings, store, progress)
+    gap: Gap = discover(target, checkout)
+    types = select(gap, opts.only)
+    inputs = Inputs(transformers=gap.transformers_version, target_rev=ws.base_rev,
+                    builder=nightly.builder_version or builder_version())
+    supported = target.supported_types(checkout)
+    planned = plan_types(types, supported=supported, inputs=inputs, store=store,
+                         forge=LocalForge(settings.data_dir), target=target.key, since_days=opts.since_days,
+                         limit=opts.limit, aliases=config_aliases(types, supported))
+    return ws, gap, types, inputs, planned
+
+
 def sweep(opts: Options, settings: Settings, nightly: NightlySettings, progress=lambda msg: None,
           launcher_factory=None) -> SweepResult:
     """Run one sweep; `launcher_factory(inputs, out_dir) -> launch(type)` replaces job processes in tests."""
@@ -232,15 +249,7 @@ def sweep(opts: Options, settings: Settings, nightly: NightlySettings, progress=
     with store.sweep_lock():
         started_at, t0 = time.time(), time.monotonic()
         run_id = _new_run_id(store.root / "runs", started_at)
-        ws, checkout = _workspace(target, opts, settings, store, progress)
-        gap: Gap = discover(target, checkout)
-        types = select(gap, opts.only)
-        inputs = Inputs(transformers=gap.transformers_version, target_rev=ws.base_rev,
-                        builder=nightly.builder_version or builder_version())
-        supported = target.supported_types(checkout)
-        planned = plan_types(types, supported=supported, inputs=inputs, store=store,
-                             forge=LocalForge(settings.data_dir), target=target.key, since_days=opts.since_days,
-                             limit=opts.limit, aliases=config_aliases(types, supported))
+        ws, gap, types, inputs, planned = plan_gap(target, opts, settings, nightly, store, progress)
         progress(f"gap: {len(gap.types)} types; running {len(planned.to_run)}, skipping {len(planned.rows)}")
         llm = llm_configured(settings)
         enable_wal(settings.path("checkpoints.sqlite"))

@@ -11,12 +11,10 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 
-from agent.nightly.gap import config_aliases, discover, select
 from agent.nightly.settings import NightlySettings
-from agent.nightly.store import AttemptStore, Inputs, builder_version
-from agent.nightly.sweep import Options, _workspace, plan_types
+from agent.nightly.store import AttemptStore
+from agent.nightly.sweep import Options, plan_gap
 from agent.settings import Settings
-from tools.forge.local import LocalForge
 
 
 def enqueue_nightly(opts: Options, settings: Settings, nightly: NightlySettings, *, device: str | None = None,
@@ -36,15 +34,7 @@ def enqueue_nightly(opts: Options, settings: Settings, nightly: NightlySettings,
                         "requirements-scale.lock") from None
     target = get_target(opts.target, settings.caches)
     store = AttemptStore(settings.data_dir, opts.target)
-    ws, checkout = _workspace(target, opts, settings, store, progress)
-    gap = discover(target, checkout)
-    types = select(gap, opts.only)
-    inputs = Inputs(transformers=gap.transformers_version, target_rev=ws.base_rev,
-                    builder=nightly.builder_version or builder_version())
-    supported = target.supported_types(checkout)
-    planned = plan_types(types, supported=supported, inputs=inputs, store=store,
-                         forge=LocalForge(settings.data_dir), target=target.key, since_days=opts.since_days,
-                         limit=opts.limit, aliases=config_aliases(types, supported))
+    ws, gap, _, inputs, planned = plan_gap(target, opts, settings, nightly, store, progress)
     night = datetime.fromtimestamp(now or datetime.now(timezone.utc).timestamp(), timezone.utc).date().isoformat()
     inputs_key = hashlib.sha256(inputs.model_dump_json().encode()).hexdigest()[:12]
     queue = PgJobQueue(scale.checkpoint_url)

@@ -92,7 +92,8 @@ def check_ref(ref: str) -> None:
 
 
 @contextmanager
-def _locked(path: Path):
+def file_lock(path: Path):
+    """An exclusive flock on `path` (created with its parent) for the block: one process at a time."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -132,7 +133,7 @@ class RepoManager:
         while reading it, is removed and cloned again; `notes` says so.
         """
         path = self.root / "mirrors" / f"{_slug(url)}.git"
-        with _locked(path.with_suffix(".lock")):
+        with file_lock(path.with_suffix(".lock")):
             if path.exists():
                 check_gitdir(path, url)  # a planted config is refused, never "repaired" silently
             problem = corrupt or (self._problem(path) if path.exists() else None)
@@ -263,7 +264,7 @@ class RepoManager:
     def sdist_mirror(self, pypi_name: str, version: str) -> Path:
         """A one-commit repository holding the package's source distribution."""
         path = self.root / "mirrors" / f"sdist-{pypi_name}-{version}"
-        with _locked(path.with_suffix(".lock")):
+        with file_lock(path.with_suffix(".lock")):
             if path.exists() and self._healthy(path):
                 open_gitdir(path)
                 return path
@@ -295,7 +296,7 @@ class RepoManager:
     # -- worktrees -------------------------------------------------------------
     def worktree(self, mirror: Path, rev: str, dest: Path) -> Path:
         """A worktree of `mirror` at `rev` in `dest`, reset to `rev` if it exists."""
-        with _locked(mirror.parent / f"{mirror.name}.lock"):
+        with file_lock(mirror.parent / f"{mirror.name}.lock"):
             repo = open_gitdir(mirror)
             if dest.exists() and (dest / ".git").exists():
                 self.reset(dest, rev)
