@@ -34,7 +34,7 @@ def enqueue_nightly(opts: Options, settings: Settings, nightly: NightlySettings,
                         "requirements-scale.lock") from None
     target = get_target(opts.target, settings.caches)
     store = AttemptStore(settings.data_dir, opts.target)
-    ws, gap, _, inputs, planned = plan_gap(target, opts, settings, nightly, store, progress)
+    _, gap, _, inputs, planned = plan_gap(target, opts, settings, nightly, store, progress)
     night = datetime.fromtimestamp(now or datetime.now(timezone.utc).timestamp(), timezone.utc).date().isoformat()
     inputs_key = hashlib.sha256(inputs.model_dump_json().encode()).hexdigest()[:12]
     queue = PgJobQueue(scale.checkpoint_url)
