@@ -70,6 +70,9 @@ def resolve_workspace(target, request: Request, settings: Settings, repos: RepoM
             raise UserError(str(exc)) from None
         if request.ref:
             raise UserError(f"{exc}; --ref {request.ref} needs the repository") from None
+        if not target.pypi_name:
+            raise UserError(f"{exc}; {target.key} has no source-distribution fallback: "
+                            f"pass a checkout with --repo") from None
         version = _installed_version(target.pypi_name)
         try:
             mirror = repos.sdist_mirror(target.pypi_name, version)

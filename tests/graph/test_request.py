@@ -84,3 +84,14 @@ def test_the_sdist_fallback_thread_id_survives_a_cache_rebuild(tmp_path, monkeyp
     again = prepare(Request(model="cwm", target="optimum-intel"), settings)
     assert again.initial_state["workspace"]["base_rev"] == first.initial_state["workspace"]["base_rev"]
     assert again.thread_id == first.thread_id
+
+
+def test_an_unreachable_repository_of_a_target_without_an_sdist_is_one_clear_error(tmp_path, monkeypatch):
+    """aiconfigurator's and NeMo AutoModel's sdists hold no usable source (pypi_name None): with their
+    repository out of reach the run must say so, not fail on a distribution lookup of None."""
+    from tools.targets.aiconfigurator.target import AIConfiguratorTarget
+
+    monkeypatch.setattr(AIConfiguratorTarget, "default_repo", "http://127.0.0.1:9/aiconfigurator.git")
+    settings = Settings(data_dir=tmp_path / "data")
+    with pytest.raises(UserError, match="no source-distribution fallback: pass a checkout with --repo"):
+        prepare(Request(model="cwm", target="aiconfigurator"), settings)
