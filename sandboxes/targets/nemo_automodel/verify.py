@@ -14,7 +14,6 @@ import inspect
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import repo_tests  # noqa: E402
 from provenance import check_provenance, tag_state_dict  # noqa: E402
 
 SEQ, BATCH, STEPS = 16, 2, 3
@@ -227,20 +227,10 @@ def run(spec: dict) -> dict:
     checks.append(_check("training", losses[-1] < losses[0], " -> ".join(f"{x:.3f}" for x in losses),
                          losses=losses))
     timings["checks"] = time.monotonic() - t0
-    for sel in spec.get("tests", []):
-        checks.append(_pytest(spec["workspace"], sel, spec["out_dir"]))
+    if spec.get("tests"):
+        checks.extend(repo_tests.run(spec["workspace"], spec["tests"], spec["out_dir"], _check))
     timings["total"] = time.monotonic() - t0
     return {"checks": checks, "timings": timings}
-
-
-def _pytest(workspace: str, selection: str, out_dir: str) -> dict:
-    """The repository's own tests, run on CPU as its CI does (`--cpu`); exit 5 (nothing collected) fails."""
-    junit = Path(out_dir) / f"junit-{Path(selection).name}.xml"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--cpu", "-o", "addopts=",
-           f"--junitxml={junit}", selection]
-    proc = subprocess.run(cmd, cwd=workspace, capture_output=True, text=True, timeout=1500)
-    tail = (proc.stdout.strip().splitlines() or [""])[-1][:300]
-    return _check(f"tests:{selection}", proc.returncode == 0, tail, exit_code=proc.returncode)
 
 
 def main(argv: list[str]) -> int:
