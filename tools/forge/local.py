@@ -9,6 +9,8 @@ model type, so a resumed or repeated run updates the record, never adds one.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -127,14 +129,35 @@ class LocalForge(StoredRecords):
         # The local remote is a path on this machine: a PR body never names it (reviewers have the branch).
         return ""
 
-    def _remote(self, target: str) -> Path:
+    def _remote(self, target: str, source: git.Repo) -> Path:
         path = self.root / "remotes" / f"{target}.git"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            harden(git.Repo.init(path, bare=True))
+            self._seed(path, source)
         # Pushing runs the remote's receive-pack with the remote's own config and hooks.
         open_gitdir(path)
         return path
+
+    @staticmethod
+    def _seed(path: Path, source: git.Repo) -> None:
+        """Start the remote as a fork starts: with upstream's objects, hard-linked from the worktree's own
+        repository, so the first push sends the change, not the whole history (45 s of pack-objects for
+        aiconfigurator's). An empty remote is the fallback."""
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
+        try:
+            common = Path(source.common_dir)
+            open_gitdir(common)  # the worktree's repository is one of ours, checked before it is read
+            git.Repo.clone_from(str(common), tmp / "r", bare=True, local=True, env=GIT_ENV)
+            seeded = harden(git.Repo(tmp / "r"))
+            seeded.git.remote("remove", "origin")  # a host path; the remote stands alone
+        except (git.GitCommandError, OSError, ValueError):
+            shutil.rmtree(tmp / "r", ignore_errors=True)
+            harden(git.Repo.init(tmp / "r", bare=True))
+        try:
+            (tmp / "r").rename(path)
+        except OSError:  # another job made it first
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
 
     def publish(self, *, worktree, base_rev, branch, title, body, target, model_type, thread_id,
                 verification, subject="") -> PRRecord:
@@ -142,7 +165,7 @@ class LocalForge(StoredRecords):
         # Re-running publish (resume) must yield the same branch content, not a second commit.
         repo.git.reset("-q", "--soft", change_parent(worktree, base_rev))
         head = commit_all(repo, f"{title}\n\nGenerated and verified by Onboarder (thread {thread_id}).")
-        remote = self._remote(target)
+        remote = self._remote(target, repo)
         repo.git.push("-q", "--force", str(remote), f"HEAD:refs/heads/{branch}", env=GIT_ENV)
         diff = repo.git.diff(base_rev, head, "--no-color", "--no-ext-diff", "--no-textconv")
         return self.store.write(target=target, model_type=model_type, body=body, diff=diff, title=title,
