@@ -182,3 +182,18 @@ def test_a_candidate_refused_by_the_repository_tests_ends_the_deterministic_sear
     s2 = s2.model_copy(update={"retry_after_tests": True})
     drive(s2, _deps(s2, r2, target2), init2["thread_id"], init2)
     assert target2.verified == ["alias:a", "alias:b", "alias:c"]
+
+
+def test_a_push_that_git_refuses_is_one_named_problem_not_an_internal_error(env):
+    import git
+
+    from tools.errors import EnvironmentProblem
+
+    settings, repos, initial = env
+    remote = settings.data_dir / "remotes" / "scripted.git"
+    remote.parent.mkdir(parents=True)
+    git.Repo.init(remote, bare=True)
+    # a branch named `onboard` leaves no room for `onboard/scripted/newmodel`: git refuses the push
+    (remote / "refs" / "heads" / "onboard").write_text("0" * 40 + "\n")
+    with pytest.raises(EnvironmentProblem, match=r"publishing onboard/scripted/newmodel failed in git push"):
+        drive(settings, _deps(settings, repos, ScriptedTarget(passing={"a"})), initial["thread_id"], initial)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import git
 from langgraph.types import interrupt
 
 from agent.graph.context import current
 from agent.graph.deps import Deps
 from agent.graph.state import OnboardState
 from prompts import render
+from tools.errors import EnvironmentProblem
 from tools.forge.local import branch_name
+from tools.repo.workspace import git_reason
 from tools.targets.base import VerifyReport
 
 
@@ -78,10 +81,15 @@ def publish(state: OnboardState, deps: Deps) -> dict:
     summary: dict = {c.name: c.status for c in report.checks}
     if report.score is not None:
         summary["score"] = report.score
-    record = deps.forge.publish(
-        worktree=ws, base_rev=state["workspace"]["base_rev"], branch=branch, title=meta.title, body=body,
-        target=target.key, model_type=meta.key, thread_id=state["thread_id"], verification=summary,
-        subject=analysis["model_type"])
+    try:
+        record = deps.forge.publish(
+            worktree=ws, base_rev=state["workspace"]["base_rev"], branch=branch, title=meta.title, body=body,
+            target=target.key, model_type=meta.key, thread_id=state["thread_id"], verification=summary,
+            subject=analysis["model_type"])
+    except git.GitCommandError as exc:
+        # e.g. a checkout with missing objects cannot be pushed: the machine's problem, said in one line
+        raise EnvironmentProblem(f"publishing {branch} failed in git {exc.command[1] if len(exc.command) > 1 else ''}: "
+                                 f"{git_reason(exc)}") from exc
     deps.progress(f"PR record {record.json_path} (branch {branch})")
     return {"pr": record.model_dump(mode="json"), "outcome": "pr",
             "message": f"verified and published: {record.url}",
