@@ -19,7 +19,7 @@ def table(result) -> Table:
     return t
 
 
-def run_every_target(model: str, repos: list[str], settings, jobs: int, as_json: bool) -> None:
+def run_every_target(model: str, repos: list[str], settings, jobs: int | None, as_json: bool) -> None:
     from agent.graph.fanout import parse_repos, run_all
     from tools.targets import names
 

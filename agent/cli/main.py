@@ -130,7 +130,8 @@ def run(
     repo: Optional[list[str]] = typer.Option(None, "--repo", help="target repository URL or local path "
                                              "(with --target all: KEY=URL_OR_PATH, repeatable)"),
     ref: Optional[str] = typer.Option(None, "--ref", help="branch, tag or commit of the target"),
-    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="with --target all: targets run at once"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1,
+                                       help="with --target all: targets run at once (default: all of them)"),
     sandbox: Optional[str] = typer.Option(None, "--sandbox", help="auto | local | docker"),
     reference: list[str] = typer.Option([], "--reference", help="reference PR number or revision (repeatable)"),
     devices: Optional[str] = typer.Option(None, "--devices", help="CPU,GPU,NPU to verify on (env ONBOARD_DEVICES; "

@@ -64,3 +64,29 @@ def test_repo_pairs_must_name_a_target(world):
     res = CliRunner().invoke(app, ["run", str(cfg), "--target", "all", "--data-dir", str(tmp / "data"),
                                    "--repo", str(up)])
     assert res.exit_code == 2 and "KEY=URL_OR_PATH" in res.output
+
+
+def test_with_fewer_slots_than_targets_the_longest_last_time_starts_first(world):
+    from agent.graph.fanout import FanOut, TargetRow, expected_order, run_all
+    from agent.settings import Settings
+
+    tmp, up, cfg = world
+    settings = Settings(data_dir=tmp / "data")
+    earlier = FanOut(id="all-earlier", model="m", wall_s=60, rows=[
+        TargetRow(target="boom", outcome="pr", seconds=5), TargetRow(target="pass", outcome="pr", seconds=10),
+        TargetRow(target="fail", outcome="needs_llm", seconds=50),
+        TargetRow(target="gone", outcome="error", seconds=0.1)])  # an error row says nothing about its length
+    settings.path("fanout").mkdir(parents=True)
+    settings.path("fanout", "all-earlier.json").write_text(earlier.model_dump_json())
+    # never timed first (it may be the longest), then by the last time, longest first
+    assert expected_order(["boom", "pass", "fail", "gone"], settings) == ["gone", "fail", "pass", "boom"]
+
+    started: list[str] = []
+    def note(msg: str) -> None:
+        key = msg[1:msg.index("]")] if msg.startswith("[") else None
+        if key and key not in started:
+            started.append(key)
+    repos = {k: str(up) for k in ("boom", "pass", "fail", "gone")}
+    result = run_all(str(cfg), ["boom", "pass", "fail", "gone"], repos, settings, 1, note)
+    assert started == ["gone", "fail", "pass", "boom"]
+    assert [r.target for r in result.rows] == ["boom", "pass", "fail", "gone"]  # the table keeps its order
