@@ -8,7 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -128,7 +130,7 @@ def run_all(model: str, targets: list[str], repos: dict[str, str], settings: Set
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(json.dumps(loaded.raw, indent=1))
     note(f"{model}: config resolved once ({loaded.origin}), {len(targets)} targets, {jobs} at a time")
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with _threads_per_target(min(jobs, len(targets))), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {key: pool.submit(run_one, str(config), key, repos.get(key), settings, note)
                    for key in expected_order(targets, settings)}
         rows = [futures[key].result() for key in targets]  # the table keeps the registry's order
@@ -137,6 +139,24 @@ def run_all(model: str, targets: list[str], repos: dict[str, str], settings: Set
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(result.model_dump_json(indent=2))
     return result
+
+
+@contextmanager
+def _threads_per_target(at_once: int):
+    """Each sandbox gets its share of the cores (the jobs read these variables), unless the user set them:
+    torch's and OpenMP's default of one thread per core, times every target at once, oversubscribes."""
+    from tools.targets.sandbox_job import THREAD_VARS
+
+    if any(v in os.environ for v in THREAD_VARS):
+        yield
+        return
+    share = str(max(1, (os.cpu_count() or 1) // max(1, at_once)))
+    os.environ.update({v: share for v in THREAD_VARS})
+    try:
+        yield
+    finally:
+        for v in THREAD_VARS:
+            os.environ.pop(v, None)
 
 
 def load(settings: Settings, fid: str) -> FanOut | None:

@@ -90,3 +90,32 @@ def test_with_fewer_slots_than_targets_the_longest_last_time_starts_first(world)
     result = run_all(str(cfg), ["boom", "pass", "fail", "gone"], repos, settings, 1, note)
     assert started == ["gone", "fail", "pass", "boom"]
     assert [r.target for r in result.rows] == ["boom", "pass", "fail", "gone"]  # the table keeps its order
+
+
+def test_each_target_gets_its_share_of_the_cores_unless_the_user_set_threads(world, monkeypatch):
+    import os
+
+    from agent.graph.fanout import run_all
+    from agent.settings import Settings
+
+    tmp, up, cfg = world
+    seen: list[str | None] = []
+
+    class Counting(ScriptedTarget):
+        def verify(self, *args, **kw):
+            seen.append(os.environ.get("OMP_NUM_THREADS"))
+            return super().verify(*args, **kw)
+
+    monkeypatch.setattr(tools.targets, "REGISTRY", {k: (lambda cache, k=k: Counting({"a"}, key=k, needs_tiny_model=False))
+                                                    for k in ("one", "two")})
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    settings = Settings(data_dir=tmp / "data")
+    run_all(str(cfg), ["one", "two"], {"one": str(up), "two": str(up)}, settings, None, lambda m: None)
+    assert seen == ["2", "2"] and "OMP_NUM_THREADS" not in os.environ  # 4 cores, 2 at once; restored after
+    seen.clear()
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    run_all(str(cfg), ["one", "two"], {"one": str(up), "two": str(up)}, Settings(data_dir=tmp / "d2"), None,
+            lambda m: None)
+    assert seen == ["3", "3"]
