@@ -188,3 +188,57 @@ def test_a_celery_worker_ends_a_nightly_job_over_the_night_budget_and_records_th
     row = PgAttemptStore(db, tmp_path / "planner", TARGET).recent("scripted-room", INPUTS, 7)
     assert row is not None and row.inputs == INPUTS.model_dump()
     queue.close()
+
+
+def test_a_real_onboarding_whose_pr_slot_went_elsewhere_is_not_published_and_publishes_the_next_night(
+        cluster, tmp_path, stop_workers):
+    """cwm → optimum-intel through the real graph: the night's last slot is taken while cwm verifies, so its
+    publish claims none and publishes nothing; the next night's job resumes at publish and records the PR."""
+    import os
+    from pathlib import Path
+
+    from agent.scale.attempts import NightSpend, PgAttemptStore
+    from agent.scale.ledger import PgJobQueue
+    from agent.scale.publish import Publisher
+    from tools.forge.local import LocalForge
+
+    db, data = cluster.database(), tmp_path / "data"
+    cache = Path(os.environ.get("ONBOARD_TEST_SCALE_CACHE") or cluster.root / "cache")
+    w = cluster.worker("real", cluster.env(db, data, ONBOARD_CACHE_DIR=cache), "-c", "1")
+    wait_ready(w)
+    queue, pub = PgJobQueue(db), Publisher(PgJobQueue(db), cluster.mq.url)
+
+    def night_job(night: str):
+        job, _ = queue.enqueue(trigger_key=f"nightly:{night}:cwm", subject=f"{TARGET}|cwm", source="nightly",
+                               reply={}, request={"model": "cwm", "target": TARGET, "publish": "auto", "nightly": {
+                                   "night": night, "inputs": INPUTS.model_dump(), "max_prs": 1,
+                                   "token_budget": 1000}})
+        pub.publish_queued()
+        return job
+
+    def wait(job_id, pred, what):
+        deadline = time.monotonic() + 900
+        while not pred(job := queue.get(job_id)):
+            assert time.monotonic() < deadline, f"{what}: {job}\n{w.log_path.read_text()[-3000:]}"
+            time.sleep(0.05)
+        return job
+
+    first = night_job("n1")
+    wait(first.id, lambda j: j.status == "running" and j.stage == "implement", "cwm to verify")
+    assert NightSpend(db, "n1", TARGET).claim_pr("another-type", 1, "elsewhere")  # another worker's PR
+    first = wait(first.id, lambda j: j.status in ("done", "failed"), "the first night's end")
+    assert (first.status, first.outcome) == ("done", "budget_reached"), first
+    assert first.message == "verified; not published: PR budget of 1 per night reached"
+    assert LocalForge(data).records() == []
+    planner = PgAttemptStore(db, tmp_path / "planner", TARGET)
+    assert planner.history("cwm") == []  # not an attempt: the next night tries it again
+
+    second = wait(night_job("n2").id, lambda j: j.status in ("done", "failed"), "the second night's end")
+    assert (second.status, second.outcome) == ("done", "pr"), second
+    assert "stage verify done" not in w.log_path.read_text().split(f"job {second.id}: run 1", 1)[1]  # resumed
+    row = planner.recent("cwm", INPUTS, 7)
+    assert row.status == "pr" and row.pr_url == second.pr_url and row.thread_id == second.thread_id
+    assert NightSpend(db, "n2", TARGET).totals()[0] == 1
+    assert [r.model_type for r in LocalForge(data).records()] == ["cwm"]
+    planner.close()
+    queue.close()
