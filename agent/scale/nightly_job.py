@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 Outcome = Literal["budget_reached", "type_busy"]
 
 
+def _ended(outcome: Outcome, message: str, thread_id: str = "") -> RunResult:
+    """A nightly job that ends without running the graph to its end: done, with the reason (not a failure)."""
+    return RunResult(status="done", outcome=outcome, message=message, thread_id=thread_id)
+
+
 class NightRequest(BaseModel):
     """What `onboard nightly --enqueue` puts under request["nightly"]: the night and its budget."""
 
@@ -89,13 +94,12 @@ class NightlyRecorder:
         try:
             with store.type_lock(model_type) as mine:
                 if not mine:
-                    return RunResult(status="done", outcome="type_busy",
-                                     message="another process is working on this type (a sweep's job or "
-                                             "another worker); that process records it")
+                    return _ended("type_busy", "another process is working on this type (a sweep's job or "
+                                               "another worker); that process records it")
                 reason = None if spend.has_pr(model_type) else self._exhausted(night, spend)
                 if reason:
                     log.info("job %s: %s not started: %s", job.id, model_type, reason)
-                    return RunResult(status="done", outcome="budget_reached", message=f"not started: {reason}")
+                    return _ended("budget_reached", f"not started: {reason}")
                 return self._run(job, resume, on_stage, on_thread, night, store, spend)
         finally:
             store.close()
@@ -149,8 +153,7 @@ class NightlyRecorder:
             result = runner.run(job, resume, stage, thread)
         except PrBudgetReached as exc:
             log.info("job %s: %s verified, not published: %s", job.id, model_type, exc)
-            return RunResult(status="done", thread_id=seen["thread"] or "", outcome="budget_reached",
-                             message=f"verified; not published: {exc}")
+            return _ended("budget_reached", f"verified; not published: {exc}", seen["thread"] or "")
         except SoftTimeLimitExceeded:  # the per-type budget: a `timeout` row, as in the sweep
             record(status.timeout(model_type, float(job.request.get("budget_s") or 0), seen["node"]))
             raise
