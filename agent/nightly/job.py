@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from agent.nightly import status
-from agent.nightly.store import AttemptStore, Inputs
+from agent.nightly.store import Inputs, open_store
 from agent.settings import Settings
 
 PR_SET_PDEATHSIG = 1
@@ -87,7 +87,7 @@ def main(spec: JobSpec) -> None:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ.setdefault(var, str(spec.threads))
     spec.out_dir.mkdir(parents=True, exist_ok=True)
-    store = AttemptStore(spec.settings.data_dir, spec.target)
+    store = open_store(spec.settings.data_dir, spec.target)
     start = time.monotonic()
     with store.type_lock(spec.model_type) as mine:
         if not mine:

@@ -1,10 +1,13 @@
 """What earlier sweeps attempted, with which inputs, and who is running what right now.
 
-Layout under `<data_dir>/nightly/<target>/`:
+Layout under `<data_dir>/nightly/<target>/` (the file backend, the default):
   attempts/<model_type>.json   newest-last list of rows (bounded), written by the job itself,
                                so a sweep killed after a job finished still knows it finished;
   locks/<model_type>.lock      held by the process working on a type (flock: dies with it);
   sweep.lock                   one sweep per target at a time.
+With ONBOARD_CHECKPOINT_URL set (scale mode), `open_store` gives the Postgres backend
+(agent.scale.attempts): the same rows and locks, shared by every machine. Runs,
+reports and the planning workspace stay under `root` on the machine that plans.
 """
 
 from __future__ import annotations
@@ -57,7 +60,55 @@ class SweepBusy(RuntimeError):
     """Another sweep holds this target's lock."""
 
 
-class AttemptStore:
+class Attempts:
+    """What a backend provides: history/record of rows and the two locks; `recent` and `is_locked` follow."""
+
+    root: Path  # this machine's dir for the target's runs and reports
+
+    def history(self, model_type: str) -> list[Row]:
+        raise NotImplementedError
+
+    def record(self, row: Row) -> None:
+        raise NotImplementedError
+
+    def type_lock(self, model_type: str):
+        """A context manager yielding False when another process is working on `model_type`."""
+        raise NotImplementedError
+
+    def sweep_lock(self):
+        """A context manager; SweepBusy when another sweep of this target holds it."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free what the backend holds open (a database connection); nothing for files."""
+
+    def recent(self, model_type: str, inputs: Inputs, since_days: float, now: float | None = None) -> Row | None:
+        """The newest attempt with the same inputs inside the window, if any."""
+        now = time.time() if now is None else now
+        horizon = now - since_days * 86400
+        for row in reversed(self.history(model_type)):
+            if (row.status in ATTEMPTED and row.inputs == inputs.model_dump()
+                    and (row.finished_at or 0) >= horizon):
+                return row
+        return None
+
+    def is_locked(self, model_type: str) -> bool:
+        with self.type_lock(model_type) as mine:
+            return not mine
+
+
+def open_store(data_dir: Path, target: str) -> Attempts:
+    """The file store, or the Postgres one when ONBOARD_CHECKPOINT_URL is set (imported only then)."""
+    from agent.scale.settings import checkpoint_url
+
+    if (url := checkpoint_url()) is not None:
+        from agent.scale.attempts import PgAttemptStore
+
+        return PgAttemptStore(url, data_dir, target)
+    return AttemptStore(data_dir, target)
+
+
+class AttemptStore(Attempts):
     def __init__(self, data_dir: Path, target: str):
         self.root = data_dir / "nightly" / target
 
@@ -81,16 +132,6 @@ class AttemptStore:
         tmp.write_text(json.dumps([r.model_dump(mode="json") for r in rows], indent=1))
         tmp.replace(path)
 
-    def recent(self, model_type: str, inputs: Inputs, since_days: float, now: float | None = None) -> Row | None:
-        """The newest attempt with the same inputs inside the window, if any."""
-        now = time.time() if now is None else now
-        horizon = now - since_days * 86400
-        for row in reversed(self.history(model_type)):
-            if (row.status in ATTEMPTED and row.inputs == inputs.model_dump()
-                    and (row.finished_at or 0) >= horizon):
-                return row
-        return None
-
     @contextmanager
     def type_lock(self, model_type: str) -> Iterator[bool]:
         """Yields False when another process is working on `model_type` (a straggler of a killed sweep)."""
@@ -106,10 +147,6 @@ class AttemptStore:
                 yield True
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def is_locked(self, model_type: str) -> bool:
-        with self.type_lock(model_type) as mine:
-            return not mine
 
     @contextmanager
     def sweep_lock(self) -> Iterator[None]:

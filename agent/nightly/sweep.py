@@ -15,6 +15,7 @@ import os
 import sqlite3
 import time
 from collections import deque
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Callable
 from agent.nightly import status
 from agent.nightly.gap import Gap, config_aliases, discover, select
 from agent.nightly.settings import NightlySettings
-from agent.nightly.store import AttemptStore, Inputs, builder_version
+from agent.nightly.store import Attempts, Inputs, builder_version, open_store
 from agent.settings import Settings
 from tools.forge.local import open_record_for
 from tools.targets import DEFAULT_TARGET
@@ -66,7 +67,7 @@ class Plan:
     rows: list[status.Row]  # already decided: skipped with a reason
 
 
-def plan_types(types: list[str], *, supported: set[str], inputs: Inputs, store: AttemptStore, forge,
+def plan_types(types: list[str], *, supported: set[str], inputs: Inputs, store: Attempts, forge,
                target: str, since_days: float, limit: int | None, now: float | None = None,
                aliases: dict[str, str] | None = None) -> Plan:
     to_run, rows = [], []
@@ -181,7 +182,7 @@ def _new_run_id(runs: Path, started_at: float) -> str:
     return run_id
 
 
-def _workspace(target, opts: Options, settings: Settings, store: AttemptStore, progress):
+def _workspace(target, opts: Options, settings: Settings, store: Attempts, progress):
     """The target revision tonight's jobs all start from, and a checkout of it to read the registry."""
     from agent.graph.request import Request, resolve_workspace
     from tools.repo.workspace import RepoManager
@@ -220,7 +221,7 @@ def _process_launcher(target, opts: Options, settings: Settings, nightly: Nightl
     return launch
 
 
-def plan_gap(target, opts: Options, settings: Settings, nightly: NightlySettings, store: AttemptStore, progress):
+def plan_gap(target, opts: Options, settings: Settings, nightly: NightlySettings, store: Attempts, progress):
     """The workspace, the target's gap at its revision, the types selected from it, the inputs a result is
     valid for, and which types to run (the others carry their reason): shared by the sweep and the scale-mode enqueue."""
     from tools.forge.local import LocalForge
@@ -245,8 +246,8 @@ def sweep(opts: Options, settings: Settings, nightly: NightlySettings, progress=
     from tools.targets import get_target
 
     target = get_target(opts.target, settings.caches)  # an unknown target writes nothing
-    store = AttemptStore(settings.data_dir, opts.target)
-    with store.sweep_lock():
+    store = open_store(settings.data_dir, opts.target)
+    with closing(store), store.sweep_lock():
         started_at, t0 = time.time(), time.monotonic()
         run_id = _new_run_id(store.root / "runs", started_at)
         ws, gap, types, inputs, planned = plan_gap(target, opts, settings, nightly, store, progress)

@@ -1,9 +1,11 @@
 """`onboard nightly --enqueue`: plan tonight's gap as the sweep does, then one Celery job per type.
 
-The sweep's planner decides (already supported, open PR, recent attempt,
---limit); the ledger's trigger key (night + target + type + inputs) makes a
-second enqueue of the same night a no-op, and the subject slot keeps a type
-from running twice. Workers anywhere then run the types, chat-ops first.
+The sweep's planner decides (already supported, open PR, recent attempt in
+the shared Postgres store, a type some process works on, --limit); the
+ledger's trigger key (night + target + type + inputs) makes a second enqueue
+of the same night a no-op, and the subject slot keeps a type from running
+twice. Workers anywhere then run the types, chat-ops first; each
+job carries the night, the inputs and the budget (agent.scale.nightly_job).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hashlib
 from datetime import datetime, timezone
 
 from agent.nightly.settings import NightlySettings
-from agent.nightly.store import AttemptStore
+from agent.nightly.store import open_store
 from agent.nightly.sweep import Options, plan_gap
 from agent.settings import Settings
 
@@ -33,8 +35,10 @@ def enqueue_nightly(opts: Options, settings: Settings, nightly: NightlySettings,
         raise UserError(f"scale mode is not installed ({exc.name} missing): pip install -r "
                         "requirements-scale.lock") from None
     target = get_target(opts.target, settings.caches)
-    store = AttemptStore(settings.data_dir, opts.target)
-    _, gap, _, inputs, planned = plan_gap(target, opts, settings, nightly, store, progress)
+    store = open_store(settings.data_dir, opts.target)  # Postgres: the URL is set
+    with store.sweep_lock():  # not while a sweep of this target runs its types (or another enqueue plans)
+        _, gap, _, inputs, planned = plan_gap(target, opts, settings, nightly, store, progress)
+    store.close()
     night = datetime.fromtimestamp(now or datetime.now(timezone.utc).timestamp(), timezone.utc).date().isoformat()
     inputs_key = hashlib.sha256(inputs.model_dump_json().encode()).hexdigest()[:12]
     queue = PgJobQueue(scale.checkpoint_url)
@@ -44,7 +48,9 @@ def enqueue_nightly(opts: Options, settings: Settings, nightly: NightlySettings,
             trigger_key=f"nightly:{night}:{target.key}:{t}:{inputs_key}", subject=f"{target.key}|{t}",
             source="nightly", reply={},
             request={"model": t, "target": target.key, "publish": "auto", "by": "nightly", "authorize": None,
-                     "repo": opts.repo, "device": device, "budget_s": nightly.per_type_timeout_s})
+                     "repo": opts.repo, "device": device, "budget_s": nightly.per_type_timeout_s,
+                     "nightly": {"night": night, "inputs": inputs.model_dump(), "max_prs": nightly.max_prs,
+                                 "token_budget": nightly.token_budget}})
         jobs.append({"model_type": t, "job": job.id, "status": job.status, "created": created})
     sent = Publisher(queue, scale.broker_url).publish_queued()
     progress(f"gap: {len(gap.types)} types; enqueued {sum(j['created'] for j in jobs)}, "

@@ -80,6 +80,10 @@ def build_service(settings: Settings, svc: ServiceSettings, gh: GitHubConfig, *,
 
         runner = GraphRunner(settings, (lambda: GitHubForge(gh, settings.data_dir)) if gh.configured else None,
                              svc.target_repos)
+    if publish:  # a Celery worker's nightly jobs record attempts and spend the night's budget in Postgres
+        from agent.scale.nightly_job import NightlyRecorder
+
+        runner = NightlyRecorder(runner, settings, scale.checkpoint_url)
     notifier = Notifier(github, CallbackChannel(svc.callback_hosts), group_jobs=lambda g: group_jobs(queue, g))
     pool = WorkerPool(queue, runner, notifier,
                       concurrency=0 if publish else svc.concurrency, authorizer=github.can_write if github else None,

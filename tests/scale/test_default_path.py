@@ -14,7 +14,7 @@ from tests import TESTS
 from tools.errors import UserError
 
 SCALE_MODULES = ("celery", "kombu", "psycopg", "psycopg_pool", "langgraph.checkpoint.postgres", "agent.scale.ledger",
-                 "agent.scale.celery_app", "agent.scale.pg")
+                 "agent.scale.celery_app", "agent.scale.pg", "agent.scale.attempts", "agent.scale.nightly_job")
 
 PROBE = """
 import json, sys
@@ -24,6 +24,7 @@ from agent.service.app import build_service
 from agent.service.settings import ServiceSettings
 from agent.settings import Settings
 from agent.graph.run import stored_state, thread_lock
+from agent.nightly.store import open_store
 from tools.forge.github import GitHubConfig
 
 data = Path(sys.argv[1])
@@ -34,9 +35,13 @@ job, _ = svc.queue.enqueue(trigger_key="t", subject="optimum-intel|cwm", source=
 with thread_lock(s, "some-thread"):
     pass
 stored_state(s, "some-thread")
+store = open_store(data, "optimum-intel")
+with store.sweep_lock(), store.type_lock("cwm"):
+    pass
 print(json.dumps({"queue": type(svc.queue).__name__, "queue_file": str(svc.queue.path),
                   "publish": svc.pool.publish is not None, "concurrency": svc.pool.concurrency,
-                  "lock_file": (data / "locks" / "some-thread.lock").exists(),
+                  "lock_file": (data / "locks" / "some-thread.lock").exists(), "store": type(store).__name__,
+                  "store_locks": (data / "nightly" / "optimum-intel" / "sweep.lock").exists(),
                   "loaded": [m for m in %r if m in sys.modules]}))
 """ % (SCALE_MODULES,)
 
@@ -52,6 +57,7 @@ def test_the_default_path_imports_no_scale_module_and_uses_sqlite(tmp_path):
     assert out["queue"] == "JobQueue" and out["queue_file"].endswith("service/jobs.sqlite")
     assert out["publish"] is False and out["concurrency"] == 1
     assert out["lock_file"] is True  # the thread lock is still the file lock
+    assert out["store"] == "AttemptStore" and out["store_locks"] is True  # nightly attempts: files, flocks
 
 
 def test_backend_urls_are_checked_in_one_line():

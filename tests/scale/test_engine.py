@@ -32,6 +32,8 @@ def test_the_postgres_ledger_keeps_the_queue_semantics(cluster):
     joined, created = b.enqueue(trigger_key="chat:2", subject="t|m", source="chat", request=req, reply={})
     assert (joined.id, created) == (j1.id, False)  # one active job per subject
     assert a.record_delivery("d1") and not b.record_delivery("d1")
+    b.forget_delivery("d1")  # a failed handling on one service lets GitHub's redelivery in on the other
+    assert a.record_delivery("d1")
     assert b.start(j1.id, "w1@x").runs == 1 and a.get(j1.id).worker == "w1@x"
     a.update(j1.id, status="done")
     assert b.start(j1.id, "w2@x") is None  # a final row makes a late copy a no-op
@@ -206,6 +208,24 @@ def test_nightly_enqueue_plans_the_gap_and_queues_one_job_per_type_once(cluster,
     rows = PgJobQueue(db).list()
     assert len(rows) == 2 and {r.source for r in rows} == {"nightly"}
     assert {r.request["device"] for r in rows} == {"gpu"}
+    spec = rows[0].request["nightly"]  # what a worker needs to record the attempt and keep the night's budget
+    assert spec["night"] == out["night"] and spec["max_prs"] == 100 and spec["inputs"]["target_rev"]
+    # Another machine's worker finished cwm with tonight's inputs, and one works on helium right now.
+    from agent.nightly.status import Row
+    from agent.scale.attempts import PgAttemptStore
+
+    other = PgAttemptStore(db, tmp_path / "other-machine", "optimum-intel")
+    other.record(Row(model_type="cwm", status="tests_failed", inputs=spec["inputs"], finished_at=time.time()))
+    with other.type_lock("helium"):
+        third = subprocess.run(cmd, env=env, cwd=TESTS.parent, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stderr[-2000:]
+    skipped = {s["model_type"]: s["detail"] for s in _json.loads(third.stdout)["skipped"]}
+    assert "with the same inputs: tests_failed" in skipped["cwm"]
+    assert skipped["helium"].startswith("another process is working on it")
+    with other.sweep_lock():
+        busy = subprocess.run(cmd, env=env, cwd=TESTS.parent, capture_output=True, text=True, timeout=600)
+    assert busy.returncode == 3 and "another nightly sweep or enqueue" in busy.stderr, busy.stderr[-2000:]
+    other.close()
     bad = subprocess.run(cmd[:5] + ["--device", "tpu"], env=env, cwd=TESTS.parent, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "--device must be one of" in bad.stderr and "Traceback" not in bad.stderr
