@@ -6,6 +6,7 @@ import json
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 out = Console(emoji=False)
@@ -19,7 +20,8 @@ class Progress:
         self.start = self.last = time.monotonic()
 
     def note(self, message: str) -> None:
-        err.print(f"[dim]  · {message}[/dim]")
+        # messages carry names and errors verbatim: "[optimum-intel] ..." is text, not a rich style
+        err.print(f"[dim]  · {escape(message)}[/dim]")
 
     def node(self, name: str, update: dict) -> None:
         now = time.monotonic()

@@ -84,7 +84,13 @@ def run_one(model: str, key: str, repo: str | None, settings: Settings, note: Ca
     try:
         job = prepare(Request(model=model, target=key, repo=repo), settings, say)
         deps = make_deps(settings, job.target, say)
-        state, _ = drive(settings, deps, job.thread_id, job.initial_state, lambda node, update: say(node))
+        last = [time.monotonic()]
+
+        def on_node(node: str, update: dict) -> None:
+            now = time.monotonic()
+            say(f"{node} {now - last[0]:.1f}s")
+            last[0] = now
+        state, _ = drive(settings, deps, job.thread_id, job.initial_state, on_node)
     except (UserError, EnvironmentProblem) as exc:
         return TargetRow(target=key, outcome="error", reason=" ".join(str(exc).split()),
                          seconds=round(time.monotonic() - t, 1))
