@@ -34,6 +34,31 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
+# A job's cgroup is empty only for the moment before its process joins, so an empty one this old was
+# left by a host process that died before `remove()` (SIGKILL, a killed worker): 91 piled up in a day here.
+STALE_S = 600.0
+
+
+def reap_stale(own: dict[str, str], min_age_s: float = STALE_S, now: float | None = None) -> int:
+    """Remove empty `onboarder-*` cgroups under ours older than `min_age_s`; rmdir refuses a busy one."""
+    now = time.time() if now is None else now
+    parents = [ROOT / own.get("", "/").lstrip("/")] if (ROOT / "cgroup.controllers").exists() else \
+        [ROOT / c / own[c].lstrip("/") for c in V1_CONTROLLERS if c in own and (ROOT / c).is_dir()]
+    removed = 0
+    for parent in parents:
+        try:
+            stale = [d for d in parent.glob("onboarder-*") if now - d.stat().st_mtime > min_age_s]
+        except OSError:
+            continue
+        for d in stale:
+            try:
+                d.rmdir()
+                removed += 1
+            except OSError:  # busy (a live job) or already gone
+                pass
+    return removed
+
+
 class Cgroup:
     def __init__(self, dirs: dict[str, Path], unified: bool):
         self.dirs = dirs  # controller (or "" for v2) -> cgroup dir
@@ -47,6 +72,7 @@ class Cgroup:
         made: dict[str, Path] = {}
         try:
             own = _own_paths()
+            reap_stale(own)
             if (ROOT / "cgroup.controllers").exists():
                 made[""] = ROOT / own.get("", "/").lstrip("/") / name
                 made[""].mkdir()

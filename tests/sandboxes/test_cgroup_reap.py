@@ -1,0 +1,45 @@
+"""Cgroups left by a host process that died before removing them are reaped; a live job's never is."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from sandboxes import cgroup
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not (cgroup.ROOT / "pids" / "cgroup.procs").exists(),
+                                reason="needs root and the cgroup v1 pids controller")
+
+
+def test_an_empty_old_cgroup_goes_and_a_busy_one_stays():
+    own = cgroup._own_paths()
+    parent = cgroup.ROOT / "pids" / own["pids"].lstrip("/")
+    empty, busy = (parent / f"onboarder-test{uuid.uuid4().hex[:8]}" for _ in range(2))
+    empty.mkdir()
+    busy.mkdir()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        (busy / "cgroup.procs").write_text(str(sleeper.pid))
+        # young: nothing is touched (a job's cgroup is empty for a moment before its process joins)
+        cgroup.reap_stale({"pids": own["pids"]})
+        assert empty.exists() and busy.exists()
+        # as seen ten minutes later
+        cgroup.reap_stale({"pids": own["pids"]}, now=time.time() + cgroup.STALE_S + 1)
+        assert not empty.exists(), "an empty, old job cgroup is a leftover"
+        assert busy.exists(), "a cgroup with a live process is a running job"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        for d in (empty, busy):
+            for _ in range(100):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
