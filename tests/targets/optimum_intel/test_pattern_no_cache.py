@@ -159,3 +159,24 @@ def test_skipped_checks_do_not_block_the_gate_but_never_pass_it_alone():
 class _NoStates:
     input_names = {"input_ids": 0, "past_key_values.0.key": 1}
     request = None
+
+
+def test_verify_asks_the_sandbox_for_the_task_the_workspace_registers(ws, monkeypatch, tmp_path):
+    import tools.targets.sandbox_job as sandbox_job
+    from tools.targets.base import Candidate, JobContext
+    from tools.targets.optimum_intel.target import OptimumIntelTarget
+
+    specs = []
+
+    def fake_run_job(sandbox, job, workspace, c, spec, timeout_s, workspace_only=()):
+        specs.append(spec)
+        return {"checks": [{"name": "export", "status": "passed", "detail": "", "metrics": {}}], "timings": {}}
+
+    monkeypatch.setattr(sandbox_job, "run_job", fake_run_job)
+    write_patch(ws, _spec("openai-gpt", ["text-generation"]))
+    write_patch(ws, _spec("cwm", None))
+    target = OptimumIntelTarget(tmp_path)
+    for model_type in ("openai-gpt", "cwm"):
+        target.verify(Candidate(id="c", base="llama"), {"model_type": model_type}, ws,
+                      JobContext(model_type=model_type, work_dir=tmp_path / "w"), None, run_tests=False)
+    assert [s["task"] for s in specs] == ["text-generation", "text-generation-with-past"]

@@ -268,7 +268,7 @@ class OptimumIntelTarget(BaseTarget):
         # With tests to register, the int8 export is measured too: test_exporters_cli needs its count.
         parity = run_job(sandbox, JOB, workspace, ctx,
                          {"phase": "parity", "measure_int8": run_tests and (workspace / TESTS_DIR).exists(),
-                          "task": export_task(workspace, analysis["model_type"]),
+                          "task": export_task(workspace, ctx.model_type),
                           "precision_matrix": ctx.precision_matrix, "devices": ctx.devices},
                          ctx.timeout_s,
                          workspace_only=WORKSPACE_ONLY)
