@@ -180,3 +180,11 @@ def test_verify_asks_the_sandbox_for_the_task_the_workspace_registers(ws, monkey
         target.verify(Candidate(id="c", base="llama"), {"model_type": model_type}, ws,
                       JobContext(model_type=model_type, work_dir=tmp_path / "w"), None, run_tests=False)
     assert [s["task"] for s in specs] == ["text-generation", "text-generation-with-past"]
+
+
+def test_the_pr_reproduces_the_export_with_the_registered_task(ws):
+    from tools.targets.optimum_intel.target import _reproduce
+
+    write_patch(ws, _spec("openai-gpt", ["text-generation"]))
+    export = next(line for line in _reproduce("openai-gpt", ws, None) if line.startswith("optimum-cli"))
+    assert " --task text-generation " in export
