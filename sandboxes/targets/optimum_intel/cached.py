@@ -83,3 +83,16 @@ def cached_decode(pt_model, ov_model, ids, tol: float, prefill: int | None = Non
     return {"name": "cached_decode", "status": "passed" if ok else "failed", "detail": detail,
             "metrics": {"max_abs_diff": worst, "prefill": prefill, "steps": steps, "first_step_over": first,
                         "per_step": [round(float(d), 8) for d in per_step]}}
+
+
+def decode_check(task: str, pt_model, ov_model, ids, tol: float) -> dict | None:
+    """The cached-decode check the export calls for: skipped, with its reason, for an export without a KV
+    cache (a reader must not take its absence for a pass); run for conv/recurrent states; None for a plain
+    key/value cache, which the greedy and padded-batch generation already decode through."""
+    if not task.endswith("-with-past"):
+        return {"name": "cached_decode", "status": "skipped", "metrics": {"task": task},
+                "detail": f"exported for {task}, without a KV cache: every generation step re-runs the whole "
+                          "sequence, there is no cached decoding to compare"}
+    if carries_states(ov_model):
+        return cached_decode(pt_model, ov_model, ids, tol)
+    return None

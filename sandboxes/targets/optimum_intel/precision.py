@@ -40,12 +40,14 @@ def low_bit_weights(model) -> dict:
     return counts
 
 
-def compress(ir_dir: Path, dest: Path, bits: int) -> dict:
-    """The IR with int8 or int4 weights through the workspace's optimum-intel (the code under review)."""
+def compress(ir_dir: Path, dest: Path, bits: int, use_cache: bool = True) -> dict:
+    """The IR with int8 or int4 weights through the workspace's optimum-intel (the code under review);
+    use_cache=False for an IR exported without a KV cache (OVModelForCausalLM refuses the mismatch)."""
     from optimum.intel import OVModelForCausalLM, OVWeightQuantizationConfig
 
     cfg = OVWeightQuantizationConfig(**(INT4 if bits == 4 else INT8))
-    model = OVModelForCausalLM.from_pretrained(str(ir_dir), quantization_config=cfg, compile=False)
+    model = OVModelForCausalLM.from_pretrained(str(ir_dir), quantization_config=cfg, compile=False,
+                                               use_cache=use_cache)
     model.save_pretrained(dest)
     return low_bit_weights(model.model)
 
@@ -112,13 +114,15 @@ def _rows_padded(feeds: dict, logits):
     return rows, out_logits
 
 
-def _load(model_dir: Path, device: str, precision: str):
+def _load(model_dir: Path, device: str, precision: str, use_cache: bool = True):
     from optimum.intel import OVModelForCausalLM
 
     config = F32 if precision == "f32" else {}
     if device != "NPU":
-        return OVModelForCausalLM.from_pretrained(str(model_dir), device=device, ov_config=config, compile=True)
-    model = OVModelForCausalLM.from_pretrained(str(model_dir), device=device, ov_config=config, compile=False)
+        return OVModelForCausalLM.from_pretrained(str(model_dir), device=device, ov_config=config, compile=True,
+                                                  use_cache=use_cache)
+    model = OVModelForCausalLM.from_pretrained(str(model_dir), device=device, ov_config=config, compile=False,
+                                               use_cache=use_cache)
     devs.npu_static(model.model, 1, STATIC_LENGTH)  # NPU compiles static shapes only
     model.compile()
     return model
@@ -132,7 +136,7 @@ def _used_precision(ov_model) -> str:
 
 
 def run_matrix(ir_dir: Path, out: Path, ref: Reference, requested: list[str] | None,
-               precisions=PRECISIONS) -> dict:
+               precisions=PRECISIONS, use_cache: bool = True) -> dict:
     """{"host": where it ran, "rows": one per device x precision, "timings"}. A row that could not be
     measured says why (status "error" or "skipped"); nothing here decides pass or fail."""
     import openvino as ov
@@ -148,7 +152,7 @@ def run_matrix(ir_dir: Path, out: Path, ref: Reference, requested: list[str] | N
             continue
         t = time.monotonic()
         try:
-            compressed[precision] = compress(ir_dir, out / f"ir-{precision}", bits)
+            compressed[precision] = compress(ir_dir, out / f"ir-{precision}", bits, use_cache)
             models[precision] = out / f"ir-{precision}"
         except Exception as exc:  # compression itself broke: every device's row says so
             compressed[precision] = {"error": " ".join(str(exc).split())[:400]}
@@ -168,7 +172,7 @@ def run_matrix(ir_dir: Path, out: Path, ref: Reference, requested: list[str] | N
                 continue
             t = time.monotonic()
             try:
-                model = _load(models[precision], d["device"], precision)
+                model = _load(models[precision], d["device"], precision, use_cache)
                 row["inference_precision"] = _used_precision(model)
                 row.update(measure(model, ref, static=d["device"] == "NPU"), status="measured")
             except Exception as exc:

@@ -86,6 +86,8 @@ class PatchSpec(BaseModel):
     # int8 weights per exported submodel, e.g. {"model": 16}: test_exporters_cli's int8 test needs it for
     # every model registered there, so without it that file is left alone
     expected_int8: dict[str, int] | None = None
+    # tokenizer models optimum-cli converts: test_exporters_cli's tokenizer test needs it for a task without past
+    expected_tokenizers: int | None = None
     # False on the first write, before verification has measured the two counts above: their absence is
     # then expected, not worth a note (the write after the export fills them in)
     measured: bool = True
@@ -328,6 +330,13 @@ def write_patch(workspace: Path, spec: PatchSpec) -> PatchResult:
         _try(result, workspace, DOCS, insert_bullet, spec.display_name, section=section)
     if not (workspace / TESTS).is_dir():
         result.notes.append("tests/ absent in workspace: test registrations skipped")
+    elif "text-generation-with-past" not in tasks and "text-generation" in tasks:
+        # a decoder without a KV cache (patterns/no_cache.py) has tests of its own
+        from tools.targets.optimum_intel.test_edits import register_fixture
+        from tools.targets.optimum_intel.test_edits_no_cache import register_no_cache_tests
+
+        if register_fixture(workspace, spec, result):
+            register_no_cache_tests(workspace, spec, result)
     elif "text-generation-with-past" not in tasks:
         result.skipped.append(f"tests: {spec.model_type} is not registered for text-generation-with-past")
     else:

@@ -207,6 +207,7 @@ class OptimumIntelTarget(BaseTarget):
             tiny_config=tiny_fixture_config(ctx.tiny_dir),
             expected_sdpa=(facts or {}).get("sdpa_ops"),
             expected_int8=(facts or {}).get("int8_weights"), measured=facts is not None,
+            expected_tokenizers=(facts or {}).get("tokenizer_models"),
             class_attrs=edit.class_attrs, imports=edit.imports, patchers=edit.patchers, joins=edit.joins,
             also_registers=edit.also_registers, tasks=edit.tasks, module_blocks=edit.module_blocks,
             code_blocks=edit.code_blocks,
@@ -261,11 +262,13 @@ class OptimumIntelTarget(BaseTarget):
     # -- verification -------------------------------------------------------------
     def verify(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
                sandbox, run_tests: bool) -> VerifyReport:
+        from tools.targets.optimum_intel.patterns.no_cache import export_task
         from tools.targets.sandbox_job import run_job
 
         # With tests to register, the int8 export is measured too: test_exporters_cli needs its count.
         parity = run_job(sandbox, JOB, workspace, ctx,
                          {"phase": "parity", "measure_int8": run_tests and (workspace / TESTS_DIR).exists(),
+                          "task": export_task(workspace, ctx.model_type),
                           "precision_matrix": ctx.precision_matrix, "devices": ctx.devices},
                          ctx.timeout_s,
                          workspace_only=WORKSPACE_ONLY)
@@ -275,9 +278,10 @@ class OptimumIntelTarget(BaseTarget):
         failed = [c for c in checks if c.status == "failed"]
         if not failed and run_tests and (workspace / TESTS_DIR).exists():
             sdpa = next((c.metrics.get("sdpa_ops") for c in checks if c.name == "export"), None)
-            int8 = next((c.metrics.get("per_model") for c in checks if c.name == "int8_weights"), None)
+            int8 = next((c.metrics for c in checks if c.name == "int8_weights"), {})
             files = self._write(candidate, analysis, workspace, ctx,
-                                facts={"sdpa_ops": sdpa, "int8_weights": int8}).files
+                                facts={"sdpa_ops": sdpa, "int8_weights": int8.get("per_model"),
+                                       "tokenizer_models": int8.get("tokenizer_models")}).files
             selections = [f for f in sorted(set(files)) if f.startswith(f"{TESTS_DIR}/test_")]
             if not selections:
                 checks.append(Check(name="tests", status="failed", stage="tests",
@@ -346,6 +350,7 @@ def _test_model_facts(model_type: str, workspace: Path) -> dict[str, str]:
 def _reproduce(model_type: str, workspace: Path, report: VerifyReport | None) -> list[str]:
     """Commands a reviewer runs from the root of a clone of the PR branch."""
     from tools.targets.optimum_intel import fixture
+    from tools.targets.optimum_intel.patterns.no_cache import export_task
 
     tests = _test_commands(report.checks if report else [])
     if not (workspace / fixture.config_path(model_type)).exists():
@@ -354,7 +359,7 @@ def _reproduce(model_type: str, workspace: Path, report: VerifyReport | None) ->
     name = hub.split("/")[-1]
     return [f"# the tiny test model, from {fixture.config_path(model_type)} (--push uploads it as {hub})",
             f"python {fixture.HELPER} {model_type} --output {name}",
-            f"optimum-cli export openvino --model {name} --task text-generation-with-past {name}-ov",
+            f"optimum-cli export openvino --model {name} --task {export_task(workspace, model_type)} {name}-ov",
             "# the repository's tests of the model (offline, the test fixture builds the same tiny model)",
             *tests]
 
