@@ -95,13 +95,3 @@ def test_scale_commands_refuse_bad_input_in_one_line(tmp_path, args, why):
     proc = _cli(*args, "--data-dir", str(tmp_path)) if args[0] == "nightly" else _cli(*args)
     assert proc.returncode == 2, proc.stderr
     assert why in proc.stderr and "Traceback" not in proc.stderr
-
-
-def test_a_checkpoint_whose_files_are_on_another_machine_is_named(tmp_path):
-    from agent.scale.paths import missing_paths
-
-    (tmp_path / "job").mkdir()
-    state = {"job_dir": str(tmp_path / "job"), "workspace": {"path": "/elsewhere/ws"},
-             "request": {"config_path": str(tmp_path / "job")}, "tiny": None}
-    assert missing_paths(state) == ["worktree /elsewhere/ws"]
-    assert missing_paths({"thread_id": "t"}) == []
