@@ -8,7 +8,8 @@ only the caller's env (plus PATH/HOME), any `.git` inside a mount masked
 from the attach stream and bounded in memory, so gigabytes of output never
 reach the daemon's disk). It is removed in `finally` whatever happens,
 including KeyboardInterrupt and SIGTERM; containers of callers that died
-by SIGKILL are reaped by the next DockerSandbox on the same host. A GPU's
+by SIGKILL are reaped by the next DockerSandbox on the same host, and those
+of a dead scale worker by the next worker on its engine (reap_dead_workers). A GPU's
 or NPU's device nodes are passed in only when that device is requested and
 present on the host.
 """

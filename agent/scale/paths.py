@@ -180,7 +180,7 @@ def _references(state: dict, settings, mirror: Path | None, done: list[str]) -> 
     from tools.targets import get_target
 
     profile = get_target(state["request"]["target"], settings.caches).references()
-    for ref in refs:
+    for ref in refs if profile is not None else []:
         try:
             structured_diff(mirror, ref["sha"], profile, Path(ref["diff_path"]).parent)
         except Exception as exc:  # the LLM's view of references shows patterns without the diff

@@ -129,12 +129,13 @@ def test_a_worker_with_another_data_dir_and_cache_resumes_by_recreating_the_file
     checkpoint, re-creating the worktree from the mirror + the candidate's diff and rebuilding the tiny model."""
     db = cluster.database()
     data1, data2 = tmp_path / "data1", tmp_path / "data2"
-    w1 = cluster.worker("w1", cluster.env(db, data1, ONBOARD_CACHE_DIR=_cache(cluster)), "-c", "1")
+    w1 = cluster.worker("w1", cluster.env(db, data1), "-c", "1")  # caches under the data dir, as w2's
     wait_ready(w1)
     queue, job = _start_cwm(db, cluster.mq.url)
     job = _wait(queue, job.id, lambda j: j.status == "running" and j.stage == "implement", 900, [w1.log_path],
                 "verify")
     cluster.kill(w1)  # mid-verify; w2 starts only now, so it is the one that resumes
+    gone = data1.rename(tmp_path / "on-the-lost-machine")  # nothing of w1's disk is reachable from w2
     w2 = cluster.worker("w2", cluster.env(db, data2), "-c", "1")  # its caches under its own data dir
     logs = [w1.log_path, w2.log_path]
     done = _wait(queue, job.id, lambda j: j.status in ("done", "failed"), 900, logs, "the job to finish")
@@ -143,7 +144,7 @@ def test_a_worker_with_another_data_dir_and_cache_resumes_by_recreating_the_file
     assert set(BEFORE_VERIFY) <= set(_stages(w1.log_path, job.id))
     made = re.search(rf"job {job.id}: re-created here: (.*)", w2.log_path.read_text())
     assert made and made.group(1) == "job dir, config, mirror, worktree, tiny model", made
-    assert not _pr_records(data1) and len(_pr_records(data2)) == 1
+    assert not _pr_records(gone) and len(_pr_records(data2)) == 1
     (record,) = _pr_records(data2)
     assert record.thread_id == done.thread_id and record.revision == 1
     report = json.loads((data2 / "jobs" / done.thread_id / "report.json").read_text())
