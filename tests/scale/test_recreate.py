@@ -149,3 +149,54 @@ def test_the_tiny_model_is_rebuilt_identical_or_refused(tmp_path):
     here["tiny"]["digest"] = "f" * 64  # as if this worker's torch drew other weights
     with pytest.raises(CannotRecreate, match="tiny model .*digest"):
         recreate(here, b)
+
+
+def test_the_change_kept_in_the_state_is_bounded(tmp_path, monkeypatch):
+    from agent.graph import context
+
+    state, a = _first_worker(tmp_path)
+    ws, rev = Path(state["workspace"]["path"]), state["workspace"]["base_rev"]
+    kept = context.carried_diff(ws, rev)
+    assert kept == {"diff": state["patch"]["diff"]} and "GIT binary patch" in kept["diff"]
+    monkeypatch.setattr(context, "CARRIED_DIFF_MAX", 100)
+    omitted = context.carried_diff(ws, rev)
+    assert omitted["diff"] is None and "over the 100 kept in the checkpoint" in omitted["diff_omitted"]
+
+
+class _Died(BaseException):
+    """The process dying mid-verify (nothing may catch it)."""
+
+
+def test_a_run_killed_mid_verify_resumes_from_a_moved_data_dir_without_its_files(tmp_path):
+    """The graph's nodes read the state's paths as this machine's: verify and publish run on the re-created
+    worktree (the old paths are gone), and nothing before verify runs again."""
+    import shutil
+
+    from agent.graph.deps import Deps
+    from agent.graph.run import drive, stored_state
+    from tests.fakes.graph_job import local_job
+    from tests.fakes.scripted_target import ScriptedTarget
+    from tools.forge.local import LocalForge
+
+    config = {"model_type": "newmodel", "architectures": ["NewModelForCausalLM"], "hidden_size": 64}
+    settings, repos, initial = local_job(tmp_path, "scripted", config, {"registry.py": "REGISTERED = None\n"})
+    tid = initial["thread_id"]
+
+    def deps(s, target):
+        return Deps(settings=s, target=target, forge=LocalForge(s.data_dir), repos=RepoManager(s.caches),
+                    sandbox_factory=lambda: type("S", (), {"name": "none", "warning": None})())
+
+    first = ScriptedTarget(passing={"a"}, die_on_verify=1, die_with=_Died, needs_tiny_model=False)
+    with pytest.raises(_Died):
+        drive(settings, deps(settings, first), tid, initial)
+    moved = settings.data_dir.rename(tmp_path / "moved")  # checkpoints and mirror move; the job's files do not
+    shutil.rmtree(moved / "jobs" / tid)
+    here = Settings(data_dir=moved)
+    state = stored_state(here, tid)
+    assert recreate(state, here) == ["job dir", "worktree"]
+    second = ScriptedTarget(passing={"a"}, needs_tiny_model=False)
+    final, how = drive(here, deps(here, second), tid, None)
+    assert how == "resumed" and final["outcome"] == "pr" and second.verified == ["alias:a"] and second.applied == []
+    (record,) = LocalForge(moved).records()
+    assert "REGISTERED = 'newmodel'" in Path(record.diff_path).read_text()
+    assert final["job_dir"] == str(moved / "jobs" / tid) and (moved / "jobs" / tid / "report.json").is_file()
