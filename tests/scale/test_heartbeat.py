@@ -54,3 +54,41 @@ def test_start_beats_at_once_and_labels_the_job_processes(cluster, monkeypatch):
     assert os.environ[WORKER_ENV] == wid and wid.startswith("w9@test/")
     assert wid in heartbeat.alive_workers(url)
     assert labels(Limits())["onboarder.worker"] == wid
+
+
+@pytest.mark.docker
+def test_the_reaper_removes_a_dead_workers_container_from_the_real_engine(cluster):
+    """Postgres' heartbeats and a real engine together: only the dead worker's old container goes."""
+    import os
+    import time
+    import uuid
+
+    from agent.scale import heartbeat
+    from sandboxes.factory import engine_status
+    from sandboxes.images import DEFAULT_IMAGE
+
+    image = os.environ.get("ONBOARD_SANDBOX_TEST_IMAGE", DEFAULT_IMAGE)
+    client, why = engine_status(image)
+    if client is None:
+        pytest.skip(f"docker backend not testable here: {why}")
+    url = cluster.database()
+    run = uuid.uuid4().hex[:8]
+    live, dead = f"live@{run}/1-1", f"dead@{run}/2-1"  # dead never beat: a worker gone before this pass
+    heartbeat.beat(url, live)
+    old = time.time() - 600 - REAP_GRACE_S - 5
+    made = {w: client.api.create_container(image, ["sleep", "600"], labels=labels(Limits(timeout_s=600), now=old,
+                                                                                  env={WORKER_ENV: w}))["Id"]
+            for w in (live, dead)}
+    try:
+        for cid in made.values():
+            client.api.start(cid)
+        removed = heartbeat.reap(url, client)
+        assert made[dead] in removed and made[live] not in removed
+        assert not client.api.containers(all=True, filters={"id": made[dead]})
+        assert client.api.containers(filters={"id": made[live]})  # still running
+    finally:
+        for cid in made.values():
+            try:
+                client.api.remove_container(cid, force=True)
+            except Exception:
+                pass
