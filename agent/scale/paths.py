@@ -39,7 +39,9 @@ class CannotRecreate(UserError):
 
 def recreate(state: dict, settings, *, repos=None, worker: str = "this worker") -> list[str]:
     """Make every file `state` (localised) needs exist here; what was re-created, for the log."""
-    from tools.repo.workspace import RepoManager
+    import git
+
+    from tools.repo.workspace import RepoManager, git_reason
 
     repos = repos or RepoManager(settings.caches, settings.git_timeout_s, settings.mirror_freshness_s)
     done: list[str] = []
@@ -56,6 +58,8 @@ def recreate(state: dict, settings, *, repos=None, worker: str = "this worker") 
         _trajectory(state)
     except CannotRecreate as exc:
         raise CannotRecreate(f"cannot resume here ({worker}): {exc}") from None
+    except git.GitCommandError as exc:  # e.g. the kept change does not apply to the base revision
+        raise CannotRecreate(f"cannot resume here ({worker}): the worktree (git: {git_reason(exc)})") from None
     return done
 
 

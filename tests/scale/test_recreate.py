@@ -200,3 +200,12 @@ def test_a_run_killed_mid_verify_resumes_from_a_moved_data_dir_without_its_files
     (record,) = LocalForge(moved).records()
     assert "REGISTERED = 'newmodel'" in Path(record.diff_path).read_text()
     assert final["job_dir"] == str(moved / "jobs" / tid) and (moved / "jobs" / tid / "report.json").is_file()
+
+
+def test_a_kept_change_that_does_not_apply_is_named_in_one_line(tmp_path):
+    state, a = _first_worker(tmp_path)
+    b = Settings(data_dir=tmp_path / "b")
+    bad = {**state, "patch": {"candidate": "c0", "diff": state["patch"]["diff"].replace("-X = 1", "-X = 9")}}
+    with pytest.raises(CannotRecreate, match=r"cannot resume here \(this worker\): the worktree \(git: ") as exc:
+        recreate(localise(bad, b), b)
+    assert "\n" not in str(exc.value)
