@@ -8,7 +8,8 @@ only the caller's env (plus PATH/HOME), any `.git` inside a mount masked
 from the attach stream and bounded in memory, so gigabytes of output never
 reach the daemon's disk). It is removed in `finally` whatever happens,
 including KeyboardInterrupt and SIGTERM; containers of callers that died
-by SIGKILL are reaped by the next DockerSandbox on the same host. A GPU's
+by SIGKILL are reaped by the next DockerSandbox on the same host, and those
+of a dead scale worker by the next worker on its engine (reap_dead_workers). A GPU's
 or NPU's device nodes are passed in only when that device is requested and
 present on the host.
 """
@@ -27,6 +28,13 @@ from sandboxes.output import OutputBuffer, last_activity
 
 LABEL = "onboarder.sandbox"
 OWNER = "onboarder.owner"  # "<hostname>:<pid>" of the process that created it
+# A scale-mode worker's containers also say which worker started them, when, and for how long at most: a worker
+# that dies leaves them on its engine, where the next worker reaps them by age (see reap_dead_workers).
+WORKER = "onboarder.worker"
+STARTED = "onboarder.started"  # epoch seconds
+TIMEOUT = "onboarder.timeout"  # the command's hard timeout, seconds
+WORKER_ENV = "ONBOARD_WORKER_ID"  # set by `onboard worker`, unique per worker start
+REAP_GRACE_S = 60.0  # past its hard timeout, a live caller has killed and removed its container
 DEFAULT_PATH = "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Device nodes of OpenVINO's accelerators: Intel GPUs through DRM render nodes, NPUs through the accel class.
@@ -134,7 +142,7 @@ class DockerSandbox:
             ulimits=[Ulimit(name="fsize", soft=fsize, hard=fsize), Ulimit(name="core", soft=0, hard=0)],
             ipc_mode="private", init=True,  # an init reaps zombies, which count against pids
             log_config=LogConfig(type="none"),
-            labels={LABEL: "1", OWNER: f"{socket.gethostname()}:{os.getpid()}"},
+            labels=labels(limits),
             stdin_open=False, tty=False, detach=True,
             **device_args(self.devices),
         )
@@ -229,6 +237,47 @@ class DockerSandbox:
                     break
                 time.sleep(0.2 * (attempt + 1))
         _live.discard(cid)
+
+
+def labels(limits: Limits, *, now: float | None = None, env=os.environ) -> dict[str, str]:
+    out = {LABEL: "1", OWNER: f"{socket.gethostname()}:{os.getpid()}",
+           STARTED: f"{time.time() if now is None else now:.0f}", TIMEOUT: f"{limits.timeout_s:g}"}
+    if env.get(WORKER_ENV):
+        out[WORKER] = env[WORKER_ENV]
+    return out
+
+
+def dead_workers_orphan(tags: dict[str, str], now: float, alive) -> str | None:
+    """Why a container left by a scale worker is an orphan (None: keep it).
+
+    Both must hold: older than its hard timeout (plus a grace), which a live caller never lets it reach,
+    and its worker not alive (`alive(worker_id)`): neither alone is proof, a late heartbeat or a clock
+    step would otherwise remove a running command."""
+    worker = tags.get(WORKER)
+    if tags.get(LABEL) != "1" or not worker:
+        return None  # not a worker's sandbox: the host:pid reaper's business
+    try:
+        age, limit = now - float(tags[STARTED]), float(tags[TIMEOUT])
+    except (KeyError, ValueError):
+        return None
+    if age <= limit + REAP_GRACE_S or alive(worker):
+        return None
+    return f"worker {worker} is gone and the container is {age:.0f} s old (hard timeout {limit:g} s)"
+
+
+def reap_dead_workers(client, alive, now: float | None = None) -> list[str]:
+    """Remove the sandbox containers on `client`'s engine that dead_workers_orphan names; their ids."""
+    now = time.time() if now is None else now
+    removed = []
+    for c in client.api.containers(all=True, filters={"label": WORKER}):
+        if dead_workers_orphan(c.get("Labels") or {}, now, alive) is None:
+            continue
+        try:
+            client.api.remove_container(c["Id"], force=True)
+            removed.append(c["Id"])
+        except Exception:  # gone already, or the engine refused: the next pass tries again
+            continue
+    return removed
 
 
 def device_args(requested, *, exists=os.path.exists, listdir=os.listdir, stat=os.stat) -> dict:

@@ -50,6 +50,13 @@ def worker(
     import agent.service.app  # noqa: F401  - imported once here, not again in every job's fresh process
 
     node = name or f"onboard-{device or 'any'}@{socket.gethostname()}"
+    from agent.scale import heartbeat
+
+    try:
+        # Alive in Postgres while it runs; reaps the sandbox containers of dead workers on its engine.
+        heartbeat.start(backend().checkpoint_url, node)
+    except Exception as exc:  # psycopg's errors: the ledger is unreachable, so no job could run either
+        fail(UserError(f"cannot reach the Postgres at ONBOARD_CHECKPOINT_URL: {str(exc).splitlines()[0]}"))
     app.worker_main(["worker", "-c", str(concurrency), "-Q", ",".join(wanted), "-n", node, "-l", loglevel,
                      "--without-gossip", "--without-mingle", "-E"])
 

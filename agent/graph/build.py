@@ -18,6 +18,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 from agent.graph.deps import Deps
+from agent.graph.localise import localise
 from agent.graph.nodes.analyze import analyze
 from agent.graph.nodes.implement import implement
 from agent.graph.nodes.intake import intake
@@ -88,10 +89,15 @@ def after_llm(state: OnboardState) -> NodeName:
     return "verify" if (state.get("llm") or {}).get("status") == "submitted" else "report"
 
 
+def _local(state: OnboardState, *, fn, deps: Deps) -> dict:
+    # A checkpoint written on another worker names that worker's paths: every node reads this one's.
+    return fn(localise(state, deps.settings), deps=deps)
+
+
 def build_graph(deps: Deps, checkpointer=None):
     g = StateGraph(OnboardState)
     for name, fn in NODES.items():
-        g.add_node(name, partial(fn, deps=deps))
+        g.add_node(name, partial(_local, fn=fn, deps=deps))
     g.add_edge(START, "intake")
     g.add_edge("intake", "analyze")
     g.add_edge("analyze", "plan")

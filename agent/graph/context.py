@@ -10,6 +10,23 @@ from agent.graph.state import OnboardState
 from tools.targets.base import Candidate, JobContext
 
 
+# The candidate's change rides in the checkpoint, so a worker without this one's disk can re-create the
+# worktree (agent.scale.paths). A registration is a few KiB; a change over this is not kept, and a resume
+# elsewhere then says so instead of verifying something else.
+CARRIED_DIFF_MAX = 256 * 1024
+
+
+def carried_diff(worktree: Path, base_rev: str) -> dict:
+    """The patch keys that carry the worktree's change: `diff`, or `diff_omitted` saying why not."""
+    from tools.repo.workspace import binary_diff
+
+    diff = binary_diff(worktree, base_rev)
+    size = len(diff.encode())
+    if size > CARRIED_DIFF_MAX:
+        return {"diff": None, "diff_omitted": f"{size} bytes, over the {CARRIED_DIFF_MAX} kept in the checkpoint"}
+    return {"diff": diff}
+
+
 def timed(name: str, start: float) -> dict:
     return {"timings": {name: round(time.monotonic() - start, 3)}}
 

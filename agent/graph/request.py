@@ -39,6 +39,11 @@ class Job(BaseModel):
     initial_state: dict
 
 
+def config_digest(raw: dict) -> str:
+    """What a config re-resolved on another worker must match (agent.scale.paths)."""
+    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+
+
 def thread_id_for(target: str, model_type: str, config_hash: str, base_rev: str, with_llm: bool = False) -> str:
     # With an LLM endpoint the same request can end differently (needs_llm → a PR), so it is another run.
     key = f"{target}|{model_type}|{config_hash}|{base_rev}" + ("|llm" if with_llm else "")
@@ -92,7 +97,7 @@ def prepare(request: Request, settings: Settings, progress=lambda m: None) -> Jo
     loaded = load_config(request.model, trust_remote_code=settings.trust_remote_code)
     raw = loaded.raw
     model_type = raw["model_type"]
-    config_hash = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:12]
+    config_hash = config_digest(raw)[:12]
 
     repos = RepoManager(settings.caches, settings.git_timeout_s, settings.mirror_freshness_s, on_note=progress)
     mirror, ws = resolve_workspace(target, request, settings, repos, progress)
@@ -107,7 +112,8 @@ def prepare(request: Request, settings: Settings, progress=lambda m: None) -> Jo
     config_path.write_text(json.dumps(raw, indent=2))
     state = {
         "request": {**request.model_dump(), "config_path": str(config_path), "mirror": str(mirror),
-                    "config_source": loaded.source, "config_origin": loaded.origin},
+                    "config_source": loaded.source, "config_origin": loaded.origin,
+                    "config_sha256": config_digest(raw)},
         "thread_id": tid,
         "job_dir": str(job_dir),
         "model_type": model_type,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from agent.graph.build import build_graph, sqlite_checkpointer
 from agent.graph.deps import Deps
+from agent.graph.localise import localise
 from agent.settings import Settings
 from sandboxes.envs import SandboxEnv
 from tools.errors import EnvironmentProblem, UserError
@@ -111,7 +112,8 @@ def compiled(settings: Settings, deps: Deps):
 
 
 def stored_state(settings: Settings, thread_id: str) -> dict | None:
-    """The last checkpoint of `thread_id`, None when there is none; UserError when the database is corrupt."""
+    """The last checkpoint of `thread_id` with this machine's paths (agent.graph.localise), None when there is
+    none; UserError when the database is corrupt."""
     import sqlite3
 
     from agent.scale.settings import checkpoint_url
@@ -122,7 +124,7 @@ def stored_state(settings: Settings, thread_id: str) -> dict | None:
 
         with postgres_saver(url) as saver:
             tup = saver.get_tuple({"configurable": {"thread_id": thread_id}})
-            return dict(tup.checkpoint["channel_values"]) if tup else None
+            return localise(dict(tup.checkpoint["channel_values"]), settings) if tup else None
     path = settings.path("checkpoints.sqlite")
     if not path.is_file():
         return None
@@ -130,7 +132,7 @@ def stored_state(settings: Settings, thread_id: str) -> dict | None:
         saver = sqlite_checkpointer(path)
         try:
             tup = saver.get_tuple({"configurable": {"thread_id": thread_id}})
-            return dict(tup.checkpoint["channel_values"]) if tup else None
+            return localise(dict(tup.checkpoint["channel_values"]), settings) if tup else None
         finally:
             saver.conn.close()
     except sqlite3.DatabaseError as exc:
@@ -150,7 +152,7 @@ def drive(settings: Settings, deps: Deps, thread_id: str, initial: dict | None, 
     with thread_lock(settings, thread_id), compiled(settings, deps) as graph:
         snap = graph.get_state(config)
         if snap.values and not snap.next:
-            return dict(snap.values), "finished_before"
+            return localise(dict(snap.values), settings), "finished_before"
         how = "resumed" if snap.next else "started"
         inp = None if snap.next else initial
         # A resume answer only goes to a pending interrupt; a run killed after it passed resumes plainly.
@@ -163,7 +165,7 @@ def drive(settings: Settings, deps: Deps, thread_id: str, initial: dict | None, 
                 if on_node:
                     on_node(node, update or {})
         final = graph.get_state(config)
-        return dict(final.values), ("interrupted" if final.next else how)
+        return localise(dict(final.values), settings), ("interrupted" if final.next else how)
 
 
 def job_dir(settings: Settings, thread_id: str) -> Path:

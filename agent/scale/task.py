@@ -35,7 +35,7 @@ def run(job_id: str, worker: str) -> Outcome:
                 log.info("job %s: nothing to do (duplicate delivery)", job_id)
                 return "noop"
             log.info("job %s: run %d on %s", job_id, job.runs, worker)
-            service.pool.runner = _HomeCheck(service.pool.runner, service.settings, worker)
+            service.pool.runner = _Rehome(service.pool.runner, service.settings, worker)
             service.pool.process(job)
             return "ran"
         finally:
@@ -43,19 +43,19 @@ def run(job_id: str, worker: str) -> Outcome:
             service.queue.close()
 
 
-class _HomeCheck:
-    """A resume whose checkpoint names files this machine lacks fails the job in one line (see agent.scale.paths)."""
+class _Rehome:
+    """A resume re-creates here what its checkpoint points to on another worker's disk (agent.scale.paths);
+    what cannot be re-created fails the job in one line naming it."""
 
     def __init__(self, runner, settings, worker: str):
         self.runner, self.settings, self.worker = runner, settings, worker
 
     def run(self, job, resume, on_stage, on_thread):
         from agent.graph.run import stored_state
-        from agent.scale.paths import missing_paths
-        from tools.errors import UserError
+        from agent.scale.paths import recreate
 
         state = stored_state(self.settings, job.thread_id) if job.thread_id else None
-        if state and (missing := missing_paths(state)):
-            raise UserError(f"the checkpoint names files this worker ({self.worker}) does not have: "
-                            f"{'; '.join(missing)}; workers must share ONBOARD_DATA_DIR at one path")
+        if state and state.get("job_dir"):
+            if made := recreate(state, self.settings, worker=self.worker):
+                log.info("job %s: re-created here: %s", job.id, ", ".join(made))
         return self.runner.run(job, resume, on_stage, on_thread)

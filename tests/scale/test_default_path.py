@@ -103,11 +103,10 @@ def test_scale_commands_refuse_bad_input_in_one_line(tmp_path, args, why):
     assert why in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_a_checkpoint_whose_files_are_on_another_machine_is_named(tmp_path):
-    from agent.scale.paths import missing_paths
-
-    (tmp_path / "job").mkdir()
-    state = {"job_dir": str(tmp_path / "job"), "workspace": {"path": "/elsewhere/ws"},
-             "request": {"config_path": str(tmp_path / "job")}, "tiny": None}
-    assert missing_paths(state) == ["worktree /elsewhere/ws"]
-    assert missing_paths({"thread_id": "t"}) == []
+def test_a_worker_whose_postgres_is_unreachable_stops_in_one_line():
+    pytest.importorskip("celery", reason="scale mode not installed: pip install -r requirements-scale.lock")
+    pytest.importorskip("psycopg", reason="scale mode not installed: pip install -r requirements-scale.lock")
+    proc = _cli("worker", "-n", "t@x", ONBOARD_BROKER_URL="amqp://u:p@127.0.0.1:1//",
+                ONBOARD_CHECKPOINT_URL="postgresql://nobody@127.0.0.1:1/x")
+    assert proc.returncode == 2 and "cannot reach the Postgres at ONBOARD_CHECKPOINT_URL" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -1,12 +1,13 @@
 """A whole worker SIGKILLed during a real onboarding (cwm → optimum-intel, sdist workspace, local sandbox):
 the job finishes on the other worker from its checkpoint, and there is exactly one PR record.
 
-Both workers share this machine's disk (data dir and caches); what they share otherwise is only what
-scale mode shares across machines: the broker, the Postgres ledger, checkpoints and locks.
+In the first two tests both workers share this machine's disk (data dir and caches); in the last they share
+nothing but what scale mode shares across machines: the broker, the Postgres ledger, checkpoints and locks.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -123,16 +124,29 @@ def test_a_worker_killed_after_the_pr_is_written_before_its_checkpoint_makes_no_
     assert record.revision == 2  # publish ran twice, as one upserted record
 
 
-def test_a_resume_on_a_worker_without_the_first_ones_files_fails_in_one_line(cluster, tmp_path, stop_workers):
-    import shutil
-
+def test_a_worker_with_another_data_dir_and_cache_resumes_by_recreating_the_files(cluster, tmp_path, stop_workers):
+    """As on two machines: w2 has none of w1's files (data dir, mirrors, tiny models) and finishes from the
+    checkpoint, re-creating the worktree from the mirror + the candidate's diff and rebuilding the tiny model."""
     db = cluster.database()
-    workers = _two_workers(cluster, db, tmp_path / "data")
-    logs = [w.log_path for w in workers.values()]
+    data1, data2 = tmp_path / "data1", tmp_path / "data2"
+    w1 = cluster.worker("w1", cluster.env(db, data1), "-c", "1")  # caches under the data dir, as w2's
+    wait_ready(w1)
     queue, job = _start_cwm(db, cluster.mq.url)
-    job = _wait(queue, job.id, lambda j: j.status == "running" and j.stage == "implement", 900, logs, "verify")
-    cluster.kill(workers[job.worker.split("@")[0]])
-    shutil.rmtree(tmp_path / "data" / "jobs" / job.thread_id / "workspace")  # as if on the lost machine's disk
-    done = _wait(queue, job.id, lambda j: j.status in ("done", "failed"), 300, logs, "the job to end")
-    assert done.status == "failed" and "does not have: worktree" in done.message, done
-    assert "ONBOARD_DATA_DIR" in done.message and "Traceback" not in done.message
+    job = _wait(queue, job.id, lambda j: j.status == "running" and j.stage == "implement", 900, [w1.log_path],
+                "verify")
+    cluster.kill(w1)  # mid-verify; w2 starts only now, so it is the one that resumes
+    gone = data1.rename(tmp_path / "on-the-lost-machine")  # nothing of w1's disk is reachable from w2
+    w2 = cluster.worker("w2", cluster.env(db, data2), "-c", "1")  # its caches under its own data dir
+    logs = [w1.log_path, w2.log_path]
+    done = _wait(queue, job.id, lambda j: j.status in ("done", "failed"), 900, logs, "the job to finish")
+    assert done.status == "done" and done.outcome == "pr" and done.worker.startswith("w2") and done.runs == 2, done
+    assert _stages(w2.log_path, job.id) == ["verify", "publish", "report"], logs  # nothing before verify again
+    assert set(BEFORE_VERIFY) <= set(_stages(w1.log_path, job.id))
+    made = re.search(rf"job {job.id}: re-created here: (.*)", w2.log_path.read_text())
+    assert made and made.group(1) == "job dir, config, mirror, worktree, tiny model", made
+    assert not _pr_records(gone) and len(_pr_records(data2)) == 1
+    (record,) = _pr_records(data2)
+    assert record.thread_id == done.thread_id and record.revision == 1
+    report = json.loads((data2 / "jobs" / done.thread_id / "report.json").read_text())
+    assert report["tiny"]["path"].startswith(str(data2)) and report["verification"]["passed"]
+    assert [m["source"] for m in _history(db, done.thread_id)].count("input") == 1

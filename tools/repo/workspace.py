@@ -325,6 +325,24 @@ def diff_against(worktree: Path, rev: str) -> str:
     return repo.git.diff(rev, "--no-color", "--no-ext-diff", "--no-textconv")
 
 
+def binary_diff(worktree: Path, rev: str) -> str:
+    """The worktree's whole change since `rev` (new files and binary content too), as `apply_diff` takes it."""
+    repo = open_worktree(worktree)
+    repo.git.add("-A", "--intent-to-add")
+    return repo.git.diff(rev, "--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--full-index",
+                         strip_newline_in_stdout=False)
+
+
+def apply_diff(worktree: Path, diff: str) -> None:
+    """Write `binary_diff`'s text onto a worktree at its base (nothing to do for an empty change)."""
+    if not diff.strip():
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".diff", encoding="utf-8") as fh:
+        fh.write(diff if diff.endswith("\n") else diff + "\n")
+        fh.flush()
+        open_worktree(worktree).git.apply("--whitespace=nowarn", fh.name)
+
+
 def changed_files(worktree: Path) -> set[str]:
     """Paths the worktree changed, added or deleted since its last commit."""
     out = open_worktree(worktree).git.status("--porcelain")

@@ -43,6 +43,7 @@ class TinyModel(BaseModel):
     cached: bool
     build_seconds: float
     validation: dict
+    digest: str | None = None  # of the files the checks read (see `digest`)
 
 
 def cache_key(raw: dict, seed: int = 0) -> str:
@@ -291,6 +292,16 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def digest(path: Path) -> str:
+    """One hash of everything a check reads from a tiny model (weights, config, tokenizer; not the marker,
+    which records build times): equal digests mean a rebuilt model gives the same numbers."""
+    h = hashlib.sha256()
+    for p in sorted(Path(path).iterdir()):
+        if p.is_file() and p.name != MARKER:
+            h.update(p.name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
 def _files(d: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in sorted(d.iterdir()) if p.is_file() and p.name != MARKER}
 
@@ -330,7 +341,7 @@ def _reuse(final: Path, validate: bool) -> TinyModel | None:
         return None
     return TinyModel(path=final, config=json.loads((final / "config.json").read_text()),
                      num_params=marker["num_params"], layer_pattern=marker["layer_pattern"], cached=True,
-                     build_seconds=marker.get("build_seconds", 0.0), validation=validation)
+                     build_seconds=marker.get("build_seconds", 0.0), validation=validation, digest=digest(final))
 
 
 def _publish(tmp: Path, final: Path, validate: bool) -> None:

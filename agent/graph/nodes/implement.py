@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from agent.graph.context import current, job_context, timed
+from agent.graph.context import carried_diff, current, job_context, timed
 from agent.graph.deps import Deps
 from agent.graph.state import OnboardState
 from tools.repo.workspace import RepoManager
@@ -19,5 +19,7 @@ def implement(state: OnboardState, deps: Deps) -> dict:
     cand = current(state)
     applied = deps.target.apply(cand, state["analysis"], ws, job_context(state, deps))
     deps.progress(f"candidate {cand.id}: wrote {len(applied.files)} files")
-    return {"patch": {"candidate": cand.id, "files": applied.files, "notes": applied.notes},
+    patch = {"candidate": cand.id, "files": applied.files, "notes": applied.notes,
+             **carried_diff(ws, state["workspace"]["base_rev"])}
+    return {"patch": patch,
             **timed(f"implement[{state['candidate_index']}]", t)}

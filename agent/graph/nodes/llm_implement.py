@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from agent.graph.context import job_context
+from agent.graph.context import carried_diff, job_context
 from agent.graph.deps import Deps
 from agent.graph.state import OnboardState
 from agent.graph.verdict import LLM_PREFIX, best_attempt
@@ -151,5 +151,6 @@ def _update(state: OnboardState, traj: Trajectory, rnd: dict, status: str, messa
     return {"llm": {"rounds": rnd["round"] + 1, "status": status, "message": message, "summary": summary,
                     "trajectory": str(traj.path), "usage": usage, "format_errors": traj.data.get("format_errors", 0)},
             "candidates": candidates, "candidate_index": len(candidates) - 1,
-            "patch": {"candidate": cand["id"], "files": [], "notes": [f"LLM: {summary}"] if summary else []},
+            "patch": {"candidate": cand["id"], "files": [], "notes": [f"LLM: {summary}"] if summary else [],
+                      **carried_diff(Path(state["workspace"]["path"]), state["workspace"]["base_rev"])},
             "timings": {f"llm[{rnd['round']}]": round(time.monotonic() - t, 3)}}

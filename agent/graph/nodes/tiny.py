@@ -26,5 +26,7 @@ def tiny(state: OnboardState, deps: Deps) -> dict:
     deps.progress(f"tiny model {model.num_params:,} params ({'cached' if model.cached else 'built'})")
     return {"tiny": {"path": str(model.path), "num_params": model.num_params,
                      "layers": cfg.get("num_hidden_layers"), "window": cfg.get("sliding_window"),
-                     "cached": model.cached, "build_seconds": model.build_seconds},
+                     "cached": model.cached, "build_seconds": model.build_seconds,
+                     # what a worker that rebuilds this model elsewhere must match (agent.scale.paths)
+                     "digest": getattr(model, "digest", None)},
             **timed("tiny", t)}
