@@ -17,7 +17,7 @@ from typing import Iterator
 
 from agent.nightly.status import Row
 from agent.nightly.store import KEEP_ATTEMPTS, Attempts, SweepBusy
-from agent.scale.pg import advisory_lock, connect, lock_key
+from agent.scale.pg import advisory_lock, connect, ensure_schema, lock_key
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS nightly_attempts (
@@ -36,11 +36,7 @@ _ready: set[str] = set()  # URLs whose tables this process has created
 def _connect(url: str):
     conn = connect(url)
     if url not in _ready:
-        # Two processes running CREATE ... IF NOT EXISTS at once can still collide: one at a time.
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("onboard:nightly-schema"),))
-            for statement in SCHEMA:
-                conn.execute(statement)
+        ensure_schema(conn, "nightly", SCHEMA)
         _ready.add(url)
     return conn
 

@@ -37,20 +37,20 @@ def worker_id(name: str) -> str:
 
 
 def beat(url: str, wid: str) -> None:
-    from agent.scale.pg import connect
+    from agent.scale.pg import connect, ensure_schema
 
     # A connection per beat: the Celery parent forks job processes, which must not inherit a live socket.
     with connect(url) as conn:
-        conn.execute(_SCHEMA)
+        ensure_schema(conn, "workers", [_SCHEMA])
         conn.execute(f"INSERT INTO onboard_workers (id, started_at, beat_at) VALUES (%s, {_NOW}, {_NOW}) "
                      f"ON CONFLICT (id) DO UPDATE SET beat_at = {_NOW}", (wid,))
 
 
 def alive_workers(url: str) -> set[str]:
-    from agent.scale.pg import connect
+    from agent.scale.pg import connect, ensure_schema
 
     with connect(url) as conn:
-        conn.execute(_SCHEMA)
+        ensure_schema(conn, "workers", [_SCHEMA])
         conn.execute(f"DELETE FROM onboard_workers WHERE beat_at < {_NOW} - %s", (FORGET_S,))
         rows = conn.execute(f"SELECT id FROM onboard_workers WHERE beat_at >= {_NOW} - %s", (STALE_S,)).fetchall()
     return {r["id"] for r in rows}

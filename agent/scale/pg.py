@@ -35,3 +35,12 @@ def advisory_lock(url: str, name: str) -> Iterator[bool]:
         yield bool(got)
     finally:
         conn.close()  # closing ends the session, which releases the lock
+
+
+def ensure_schema(conn: psycopg.Connection, name: str, statements: tuple[str, ...] | list[str]) -> None:
+    """Run CREATE ... IF NOT EXISTS statements one process at a time: two at once can still collide on
+    Postgres' catalog (`pg_type_typname_nsp_index`), as two workers starting together did."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(f"onboard:schema:{name}"),))
+        for statement in statements:
+            conn.execute(statement)

@@ -92,3 +92,17 @@ def test_the_reaper_removes_a_dead_workers_container_from_the_real_engine(cluste
                 client.api.remove_container(cid, force=True)
             except Exception:
                 pass
+
+
+def test_workers_starting_together_each_beat_on_a_fresh_database(cluster):
+    # Two `onboard worker`s started at once both created the table; one died on Postgres' catalog
+    # ("duplicate key value violates unique constraint pg_type_typname_nsp_index") in `onboard bench scale`.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agent.scale import heartbeat
+
+    for attempt in range(5):  # the collision is a race: several fresh databases make it near certain
+        url = cluster.database()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: heartbeat.beat(url, f"w{i}@h/{i}-{attempt}"), range(8)))
+        assert len(heartbeat.alive_workers(url)) == 8
