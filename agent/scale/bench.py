@@ -102,6 +102,10 @@ def run_one(n: int, types: list[str], target: str, broker: str, db: str, data: P
                 "jobs_per_hour": round(len(jobs) / wall * 3600, 1),
                 "outcomes": {o: sum((j.outcome or j.status) == o for j in jobs)
                              for o in sorted({j.outcome or j.status for j in jobs})},
+                # what each job ended as, so a failure in one worker count is read, not guessed
+                "per_job": {j.request.get("model", j.id): {"status": j.status, "outcome": j.outcome,
+                                                           "worker": j.worker, "message": j.message[:300]}
+                            for j in jobs},
                 "latency_idle_s": [round(x, 3) for x in first],
                 "latency_median_s": round(statistics.median(latencies), 3) if latencies else None,
                 "latency_max_s": round(max(latencies), 3) if latencies else None}
