@@ -10,8 +10,9 @@ repository's test_compare_to_transformers calls both that way). The pattern give
 the model's own count for these model types, so each way of calling the model matches PyTorch called the same way.
 
 Exporting without position_ids instead (the model counting in the graph from input_ids and the cache length) is
-no alternative: cached decoding after left padding then adds the padding to every later position, and generate()'s
-positions are lost (measured in the pattern's tests' notes; see transformers#35044).
+no alternative: cached decoding after left padding then adds the padding to every later position (on tiny models of
+the three types the padded row's decode logits move by 0.1-0.3 against the model's own uncached forward), and
+generate()'s positions are lost (0.08-0.3 on every row); transformers#35044 is the same finding.
 """
 
 from __future__ import annotations
