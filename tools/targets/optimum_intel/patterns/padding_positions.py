@@ -78,8 +78,8 @@ def counts_from_padding_idx(model_type: str) -> str | None:
     for cls in (n for n in (tree.body if tree else []) if isinstance(n, ast.ClassDef)):
         calls = any(isinstance(c, ast.Call) and getattr(c.func, "attr", getattr(c.func, "id", None)) == COUNT
                     for c in ast.walk(cls))
-        from_config = any(isinstance(a, ast.Assign) and any(getattr(t, "attr", None) == "padding_idx" for t in a.targets)
-                          and ast.unparse(a.value) == "config.pad_token_id" for a in ast.walk(cls))
+        from_config = any(isinstance(a, ast.Assign) and ast.unparse(a.value) == "config.pad_token_id"
+                          and any(getattr(t, "attr", None) == "padding_idx" for t in a.targets) for a in ast.walk(cls))
         if calls and from_config:
             return cls.name
     return None
@@ -87,8 +87,8 @@ def counts_from_padding_idx(model_type: str) -> str | None:
 
 def _has_anchor(workspace) -> bool:
     cls = module_defs(workspace, MODELING_DECODER).get("OVModelForCausalLM")
-    method = next((f for f in getattr(cls, "body", []) if isinstance(f, ast.FunctionDef) and f.name == "prepare_inputs"),
-                  None)
+    method = next((f for f in getattr(cls, "body", [])
+                   if isinstance(f, ast.FunctionDef) and f.name == "prepare_inputs"), None)
     return method is not None and any(isinstance(c, ast.Call) and getattr(c.func, "attr", None) == ANCHOR
                                       for c in ast.walk(method))
 
