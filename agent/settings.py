@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Per precision, bars that override the target's measured defaults, e.g.
     # ONBOARD_PRECISION_TOLERANCES='{"int4": {"min_top1": 0.5}}' (keys: min_top1, min_greedy, max_abs_diff).
     precision_tolerances: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # The verification sandbox's share of contended CPU against other jobs (1 = even). `--target all` gives
+    # its expected-longest target more, so the run's critical path is not the one slowed by the others.
+    sandbox_cpu_weight: float = Field(1.0, gt=0, le=256)
 
     @field_validator("devices", mode="before")
     @classmethod

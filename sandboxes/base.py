@@ -32,6 +32,8 @@ class Limits:
     memory_mb: int = 8192
     pids: int = 512
     cpus: float = 2.0
+    # This job's share of contended CPU against other jobs (1.0 = even); a cap is `cpus`, not this.
+    cpu_weight: float = 1.0
     file_size_mb: int = 4096
     tmp_size_mb: int = 2048
     output_bytes: int = 256_000  # per stream, head + tail kept

@@ -34,6 +34,11 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
+def shares(cpu_weight: float) -> int:
+    """cgroup v1 / Docker CPU shares for a relative weight (1.0 is the kernel's default 1024)."""
+    return max(2, min(262144, round(1024 * cpu_weight)))
+
+
 # A job's cgroup is empty only for the moment before its process joins, so an empty one this old was
 # left by a host process that died before `remove()` (SIGKILL, a killed worker): 91 piled up in a day here.
 STALE_S = 600.0
@@ -65,7 +70,7 @@ class Cgroup:
         self.unified = unified
 
     @classmethod
-    def create(cls, *, pids: int, memory_mb: int, cpus: float) -> Cgroup | None:
+    def create(cls, *, pids: int, memory_mb: int, cpus: float, cpu_weight: float = 1.0) -> Cgroup | None:
         if os.geteuid() != 0:
             return None
         name = f"onboarder-{uuid.uuid4().hex[:12]}"
@@ -80,7 +85,8 @@ class Cgroup:
                 d = made[""]
                 # Limit files exist only where the parent delegates the controller.
                 for file, value in (("pids.max", str(pids)), ("memory.max", str(memory_mb << 20)),
-                                    ("memory.swap.max", "0"), ("cpu.max", f"{int(cpus * 100000)} 100000")):
+                                    ("memory.swap.max", "0"), ("cpu.max", f"{int(cpus * 100000)} 100000"),
+                                    ("cpu.weight", str(min(10000, max(1, round(100 * cpu_weight)))))):
                     if (d / file).exists():
                         _write(d / file, value)
                 return cg
@@ -100,6 +106,7 @@ class Cgroup:
             if "cpu" in made and (made["cpu"] / "cpu.cfs_quota_us").exists():
                 _write(made["cpu"] / "cpu.cfs_period_us", "100000")
                 _write(made["cpu"] / "cpu.cfs_quota_us", str(int(cpus * 100000)))
+                _write(made["cpu"] / "cpu.shares", str(shares(cpu_weight)))
             return cg
         except OSError:
             cls(made, False).remove()

@@ -23,6 +23,7 @@ import threading
 import time
 
 from sandboxes.base import Limits, Mount, Result, check_mount, masked, sigterm_raises
+from sandboxes.cgroup import shares
 from sandboxes.images import DEFAULT_IMAGE
 from sandboxes.output import OutputBuffer, last_activity
 
@@ -138,7 +139,7 @@ class DockerSandbox:
             read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,exec,size={limits.tmp_size_mb}m,mode=1777"},
             mem_limit=f"{limits.memory_mb}m", memswap_limit=f"{limits.memory_mb}m",
-            nano_cpus=int(limits.cpus * 1e9), pids_limit=limits.pids,
+            nano_cpus=int(limits.cpus * 1e9), cpu_shares=shares(limits.cpu_weight), pids_limit=limits.pids,
             ulimits=[Ulimit(name="fsize", soft=fsize, hard=fsize), Ulimit(name="core", soft=0, hard=0)],
             ipc_mode="private", init=True,  # an init reaps zombies, which count against pids
             log_config=LogConfig(type="none"),

@@ -187,7 +187,8 @@ class LocalSandbox:
                 raise
             return Result("infra_error", None, "", f"local sandbox: {exc}", time.monotonic() - start,
                           backend=self.name, reason="start failed")
-        cgroup = Cgroup.create(pids=limits.pids, memory_mb=limits.memory_mb, cpus=limits.cpus) \
+        cgroup = Cgroup.create(pids=limits.pids, memory_mb=limits.memory_mb, cpus=limits.cpus,
+                               cpu_weight=limits.cpu_weight) \
             if self.use_cgroup else None
         out, err = OutputBuffer(limits.output_bytes), OutputBuffer(limits.output_bytes)
         proc = None

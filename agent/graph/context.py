@@ -44,7 +44,8 @@ def job_context(state: OnboardState, deps: Deps, work_dir: Path | None = None) -
     return JobContext(model_type=state["analysis"]["model_type"], tiny_dir=Path(tiny) if tiny else None,
                       work_dir=work_dir, parity_tolerance=s.parity_tolerance, timeout_s=s.verify_timeout_s,
                       tests_timeout_s=s.tests_timeout_s, devices=devices_for(s, state.get("request", {})),
-                      precision_matrix=s.precision_matrix, precision_tolerances=s.precision_tolerances)
+                      precision_matrix=s.precision_matrix, precision_tolerances=s.precision_tolerances,
+                      cpu_weight=s.sandbox_cpu_weight)
 
 
 def devices_for(settings, request: dict) -> list[str] | None:

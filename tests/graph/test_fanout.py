@@ -119,3 +119,30 @@ def test_each_target_gets_its_share_of_the_cores_unless_the_user_set_threads(wor
     run_all(str(cfg), ["one", "two"], {"one": str(up), "two": str(up)}, Settings(data_dir=tmp / "d2"), None,
             lambda m: None)
     assert seen == ["3", "3"]
+
+
+def test_the_longest_target_last_time_gets_the_larger_cpu_share(world, monkeypatch):
+    from agent.graph.fanout import CRITICAL_WEIGHT, FanOut, TargetRow, run_all
+    from agent.settings import Settings
+
+    tmp, up, cfg = world
+    weights: dict[str, float] = {}
+
+    class Recording(ScriptedTarget):
+        def verify(self, cand, analysis, ws, ctx, sandbox, run_tests):
+            weights[self.key] = ctx.cpu_weight
+            return super().verify(cand, analysis, ws, ctx, sandbox, run_tests)
+
+    monkeypatch.setattr(tools.targets, "REGISTRY", {k: (lambda cache, k=k: Recording({"a"}, key=k, needs_tiny_model=False))
+                                                    for k in ("short", "long")})
+    repos = {"short": str(up), "long": str(up)}
+    settings = Settings(data_dir=tmp / "data")
+    run_all(str(cfg), ["short", "long"], repos, settings, None, lambda m: None)
+    assert weights == {"short": 1.0, "long": 1.0}  # no history: even
+    again = Settings(data_dir=tmp / "again")  # a finished thread would not verify again
+    again.path("fanout").mkdir(parents=True)
+    again.path("fanout", "all-earlier.json").write_text(FanOut(id="all-earlier", model="m", wall_s=70, rows=[
+        TargetRow(target="short", outcome="pr", seconds=20), TargetRow(target="long", outcome="pr", seconds=65)]
+    ).model_dump_json())
+    run_all(str(cfg), ["short", "long"], repos, again, None, lambda m: None)
+    assert weights == {"short": 1.0, "long": CRITICAL_WEIGHT}

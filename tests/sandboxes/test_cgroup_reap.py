@@ -43,3 +43,18 @@ def test_an_empty_old_cgroup_goes_and_a_busy_one_stays():
                     break
                 except OSError:
                     time.sleep(0.02)
+
+
+def test_a_job_cgroup_carries_its_cpu_weight():
+    cg = cgroup.Cgroup.create(pids=64, memory_mb=256, cpus=1.0, cpu_weight=4.0)
+    if cg is None or "cpu" not in cg.dirs:
+        pytest.skip("no cpu controller to weight here")
+    try:
+        assert (cg.dirs["cpu"] / "cpu.shares").read_text().strip() == "4096"
+    finally:
+        cg.remove()
+    even = cgroup.Cgroup.create(pids=64, memory_mb=256, cpus=1.0)
+    try:
+        assert (even.dirs["cpu"] / "cpu.shares").read_text().strip() == "1024"
+    finally:
+        even.remove()

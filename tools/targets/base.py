@@ -170,6 +170,7 @@ class JobContext(BaseModel):
     devices: list[str] | None = None
     precision_matrix: bool = False
     precision_tolerances: dict[str, dict[str, float]] = Field(default_factory=dict)
+    cpu_weight: float = 1.0  # the sandbox's share of contended CPU (sandboxes.base.Limits)
 
 
 @runtime_checkable

@@ -58,7 +58,7 @@ def run_job(sandbox, job: Path, workspace: Path, ctx: JobContext, spec: dict, ti
     env.update({k: os.environ[k] for k in THREAD_VARS if k in os.environ})
     cmd = [sandbox.python, f"{sandbox.inside(m_job)}/{job.name}", f"{sandbox.inside(m_out)}/{spec_file.name}"]
     result = sandbox.run(cmd, mounts=[m for m in (m_ws, m_tiny, m_out, m_job, m_site) if m], env=env, workdir=m_out,
-                         limits=Limits(timeout_s=timeout_s))
+                         limits=Limits(timeout_s=timeout_s, cpu_weight=ctx.cpu_weight))
     write_host_file(
         ctx.work_dir / f"job-{phase}.log",
         f"$ {' '.join(cmd)}\n[status {result.status}, exit {result.exit_code}, "
