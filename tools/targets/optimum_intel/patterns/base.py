@@ -148,12 +148,19 @@ def _normalized_gaps(ctx: PatternContext) -> dict[str, str]:
     for name in needed:
         if ctx.exposes("num_hidden_layers" if name == "num_layers" else name) is not None:
             continue
-        key = next((k for k in ALIASES[name] if ctx.raw.get(k) is not None), None)
-        if key is None and name == "num_key_value_heads":
-            key = next((k for k in ALIASES["num_attention_heads"] if ctx.raw.get(k) is not None), None)
+        key = alias_key(name, lambda k: ctx.raw.get(k) is not None)
         if key is not None:
             gaps[name] = key
     return gaps
+
+
+def alias_key(name: str, present) -> str | None:
+    """The first config key among `name`'s aliases that `present(key)` accepts; a config with no
+    grouped-query field has as many key/value heads as attention heads."""
+    key = next((k for k in ALIASES.get(name, ()) if present(k)), None)
+    if key is None and name == "num_key_value_heads":
+        key = next((k for k in ALIASES["num_attention_heads"] if present(k)), None)
+    return key
 
 
 def _normalized_applies(ctx: PatternContext) -> str | None:

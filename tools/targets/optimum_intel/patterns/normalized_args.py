@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import ast
 
-from tools.targets.optimum_intel.patterns.base import (ALIASES, NORMALIZED_MODULE, PKV_GENERATORS, STANDARD, Pattern,
-                                                       PatternContext, PatternEdit, _mla_choice, _pkv_choice)
+from tools.targets.optimum_intel.patterns.base import (NORMALIZED_MODULE, PKV_GENERATORS, STANDARD, Pattern,
+                                                       PatternContext, PatternEdit, _mla_choice, _pkv_choice, alias_key)
 
 NORMALIZED = "NormalizedTextConfig"
 # the key NormalizedTextConfig reads for a name when with_args does not map it
@@ -53,10 +53,7 @@ def remapped(ctx: PatternContext) -> dict[str, str]:
         current = args.get(name, DEFAULT_KEYS.get(name, name))
         if not isinstance(current, str) or _answers(ctx, current):
             continue
-        key = next((k for k in ALIASES.get(name, ()) if _answers(ctx, k)), None)
-        if key is None and name == "num_key_value_heads":
-            # no grouped-query field: every head has its own key and value
-            key = next((k for k in ALIASES["num_attention_heads"] if _answers(ctx, k)), None)
+        key = alias_key(name, lambda k: _answers(ctx, k))
         if key is not None and key != current:
             out[name] = key
     return out
