@@ -101,11 +101,11 @@ def run_one(model: str, key: str, repo: str | None, settings: Settings, note: Ca
     return _row(key, state, time.monotonic() - t)
 
 
-def expected_order(targets: list[str], settings: Settings) -> list[str]:
+def expected_order(targets: list[str], settings: Settings, last: dict[str, float] | None = None) -> list[str]:
     """Targets by their last fan-out time, longest first, never-seen ones ahead of all: with fewer slots
     than targets, the long ones must not start last (two 65 s targets queued behind a 40 s one were
     1.6x the slowest alone on 2 cores)."""
-    last = _last_seconds(settings)
+    last = _last_seconds(settings) if last is None else last
     return sorted(targets, key=lambda k: -last[k] if k in last else float("-inf"))
 
 
@@ -128,11 +128,10 @@ def _last_seconds(settings: Settings) -> dict[str, float]:
     return {k: s for k, (_, s) in last.items()}
 
 
-def _cpu_weights(targets: list[str], settings: Settings) -> dict[str, float]:
+def _cpu_weights(targets: list[str], settings: Settings, last: dict[str, float]) -> dict[str, float]:
     """The target that took longest last time gets a larger share of contended CPU: it is the run's critical
     path, and the short ones fill the cores around it (measured: oi slowed from 64 s alone to 77 s among
     the others on 2 cores, while they were done at 45 s). Without a history every target is even."""
-    last = _last_seconds(settings)
     weights = {k: settings.sandbox_cpu_weight for k in targets}
     if all(k in last for k in targets) and len(targets) > 1:
         longest = max(targets, key=lambda k: last[k])
@@ -157,7 +156,8 @@ def run_all(model: str, targets: list[str], repos: dict[str, str], settings: Set
     config.write_text(json.dumps(loaded.raw, indent=1))
     note(f"{model}: config resolved once ({loaded.origin}), {len(targets)} targets, {jobs} at a time")
     with _threads_per_target(min(jobs, len(targets))), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        order, weights = expected_order(targets, settings), _cpu_weights(targets, settings)
+        last = _last_seconds(settings)  # the earlier fan-outs, read once for both decisions
+        order, weights = expected_order(targets, settings, last), _cpu_weights(targets, settings, last)
         futures = {key: pool.submit(run_one, str(config), key, repos.get(key),
                                     settings.model_copy(update={"sandbox_cpu_weight": weights[key]}), note)
                    for key in order}

@@ -30,6 +30,15 @@ FORGET_S = 7 * 86400  # rows of workers gone this long are deleted
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS onboard_workers (id TEXT PRIMARY KEY, "
            "started_at DOUBLE PRECISION NOT NULL, beat_at DOUBLE PRECISION NOT NULL)")
 _NOW = "extract(epoch from clock_timestamp())"
+_ready: set[str] = set()  # URLs whose table this process has made: not again on every beat
+
+
+def _table(conn, url: str) -> None:
+    from agent.scale.pg import ensure_schema
+
+    if url not in _ready:
+        ensure_schema(conn, "workers", [_SCHEMA])
+        _ready.add(url)
 
 
 def worker_id(name: str) -> str:
@@ -37,20 +46,20 @@ def worker_id(name: str) -> str:
 
 
 def beat(url: str, wid: str) -> None:
-    from agent.scale.pg import connect, ensure_schema
+    from agent.scale.pg import connect
 
     # A connection per beat: the Celery parent forks job processes, which must not inherit a live socket.
     with connect(url) as conn:
-        ensure_schema(conn, "workers", [_SCHEMA])
+        _table(conn, url)
         conn.execute(f"INSERT INTO onboard_workers (id, started_at, beat_at) VALUES (%s, {_NOW}, {_NOW}) "
                      f"ON CONFLICT (id) DO UPDATE SET beat_at = {_NOW}", (wid,))
 
 
 def alive_workers(url: str) -> set[str]:
-    from agent.scale.pg import connect, ensure_schema
+    from agent.scale.pg import connect
 
     with connect(url) as conn:
-        ensure_schema(conn, "workers", [_SCHEMA])
+        _table(conn, url)
         conn.execute(f"DELETE FROM onboard_workers WHERE beat_at < {_NOW} - %s", (FORGET_S,))
         rows = conn.execute(f"SELECT id FROM onboard_workers WHERE beat_at >= {_NOW} - %s", (STALE_S,)).fetchall()
     return {r["id"] for r in rows}
