@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from agent.cli.output import err, out
@@ -17,13 +18,14 @@ from tools.targets import DEFAULT_TARGET
 
 
 def _table(split: dict, title: str) -> Table:
+    """One row per type, longest first, and a sum row: a whole-gap sweep has 60+ types, which as columns
+    no terminal can show."""
     from agent.nightly.split import STAGES
 
-    types = split["types"]
-    table = Table("stage", *types, "sum", title=title)
-    for stage in (*STAGES, "total"):
-        table.add_row(stage, *(f"{v[stage]:.1f}" for v in types.values()), f"{split['sum'][stage]:.1f}")
-    table.add_row("status", *(v["status"] for v in types.values()), "")
+    table = Table("type", "status", *STAGES, "total", title=title)
+    for name, v in sorted(split["types"].items(), key=lambda kv: -kv[1]["total"]):
+        table.add_row(name, v["status"], *(f"{v[s]:.1f}" for s in (*STAGES, "total")))
+    table.add_row("sum", "", *(f"{split['sum'][s]:.1f}" for s in (*STAGES, "total")), style="bold")
     return table
 
 
@@ -67,7 +69,10 @@ def bench_sweep(
     split = sweep_split(summary)
     if not split["types"]:
         fail(UserError("the sweep attempted no type (all skipped): nothing to split"))
-    out.print(_table(split, f"bench sweep {summary.get('target')} {summary.get('run_id')}: "
-                            f"--jobs {split['jobs']}, wall {split['wall_s']:.0f} s"))
+    table = _table(split, f"bench sweep {summary.get('target')} {summary.get('run_id')}: "
+                          f"--jobs {split['jobs']}, wall {split['wall_s']:.0f} s")
+    # at its natural width even in a narrow terminal or a pipe: squeezed, the numbers become "…"
+    natural = out.measure(table, options=out.options.update_width(1000)).maximum
+    Console(file=out.file, width=max(out.width, natural), emoji=False).print(table)
     out.print(f"wall {split['wall_s']:.1f} s for {len(split['types'])} types with --jobs {split['jobs']}; "
               f"sum of per-type times {split['sum']['total']:.1f} s")

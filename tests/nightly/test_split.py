@@ -55,3 +55,14 @@ def test_bench_sweep_needs_types_or_a_run(tmp_path):
     assert res.exit_code != 0 and "--only" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["bench", "sweep", "--from", str(tmp_path / "nothing")])
     assert res.exit_code != 0 and "no sweep summary" in res.output
+
+
+def test_a_whole_gap_split_names_every_type_in_a_terminal(tmp_path):
+    """60+ types as columns left every header an ellipsis; a row per type keeps each name readable."""
+    summary = json.loads(_sweep(tmp_path).read_text())
+    summary["rows"] = [{**summary["rows"][0], "model_type": f"type_{i:02d}_name"} for i in range(30)]
+    path = tmp_path / "data" / "nightly" / "optimum-intel" / "runs" / "20260101T000000Z" / "summary.json"
+    path.write_text(json.dumps(summary))
+    res = CliRunner().invoke(app, ["bench", "sweep", "--from", str(tmp_path / "data")], env={"COLUMNS": "160"})
+    assert res.exit_code == 0, res.output
+    assert all(f"type_{i:02d}_name" in res.output for i in range(30))
