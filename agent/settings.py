@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     verify_timeout_s: float = 900.0
     tests_timeout_s: float = 1200.0
     max_candidates: int = 4
-    # After a candidate passes every check but the repository's tests, try the next candidates anyway.
+    # After a candidate fails only a check another base would not change (the repository's tests, a reduced
+    # precision), try the next candidates anyway.
     retry_after_tests: bool = False
     repair_attempts: int = 3
     reference_count: int = 3

@@ -32,6 +32,7 @@ from agent.graph.nodes.tiny import tiny
 from agent.graph.nodes.verify import verify
 from agent.graph.state import OnboardState
 from agent.graph.verdict import LLM_PREFIX
+from tools.targets.base import Stage
 
 NodeName = Literal["intake", "analyze", "plan", "references", "tiny", "implement", "verify", "next_candidate",
                    "llm_implement", "publish", "report"]
@@ -67,13 +68,22 @@ def after_tiny(state: OnboardState) -> NodeName:
     return "report" if state.get("outcome") == "tiny_failed" else "implement"
 
 
+# Verdicts another base would not change. A candidate the repository's own tests refused passed every cheaper
+# check: the next base would meet the same tests (what they compare rarely depends on the base). A candidate
+# refused at reduced precision matched the reference at full precision: every base's artifact computes the
+# same function from the same weights, so compression degrades them alike (measured: three bases of
+# ernie4_5_moe, flex_olmo and jetmoe gave identical precision rows). Either way a refusal costs one candidate.
+SHARED_VERDICT: tuple[Stage, ...] = ("tests", "precision")
+
+
+def _refused_for_every_base(state: OnboardState, deps: Deps) -> bool:
+    return state["verification"].get("failed_stage") in SHARED_VERDICT and not deps.settings.retry_after_tests
+
+
 def after_verify(state: OnboardState, deps: Deps) -> NodeName:
     if state["verification"]["passed"]:
         return "publish"
-    # A candidate the repository's own tests refused passed every cheaper check: the next base would meet
-    # the same tests (what they compare rarely depends on the base), so a refusal costs one test run.
-    tests_refused = state["verification"].get("failed_stage") == "tests" and not deps.settings.retry_after_tests
-    if state["candidate_index"] + 1 < len(state["candidates"]) and not tests_refused:
+    if state["candidate_index"] + 1 < len(state["candidates"]) and not _refused_for_every_base(state, deps):
         return "next_candidate"
     if not deps.llm.configured:
         return "report"

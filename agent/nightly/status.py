@@ -26,7 +26,8 @@ LEGACY = {"parity_failed": "compare_failed", "export_failed": "build_failed"}
 ATTEMPTED = frozenset(STATUSES) - {"skipped"}
 # "prepare" is the sweep's own step before the graph starts (resolving the workspace and config).
 BEFORE_MODEL = ("prepare", *BEFORE_CHANGE)
-FAILED_AT = {"build": "build_failed", "compare": "compare_failed", "tests": "tests_failed"}
+FAILED_AT = {"build": "build_failed", "compare": "compare_failed", "precision": "compare_failed",
+             "tests": "tests_failed"}
 
 
 def running_after(node: str) -> str:

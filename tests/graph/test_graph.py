@@ -184,6 +184,25 @@ def test_a_candidate_refused_by_the_repository_tests_ends_the_deterministic_sear
     assert target2.verified == ["alias:a", "alias:b", "alias:c"]
 
 
+def test_a_candidate_refused_at_reduced_precision_ends_the_deterministic_search(env):
+    """Its export matched the reference at f32: another base compresses the same function alike."""
+    settings, repos, initial = env
+
+    class PrecisionRefuses(ScriptedTarget):
+        def verify(self, cand, analysis, ws, ctx, sandbox, run_tests):
+            from tools.targets.base import Check, VerifyReport
+
+            self.verified.append(cand.id)
+            return VerifyReport.from_checks([Check(name="compare", stage="compare", status="passed"),
+                                             Check(name="precision:CPU", stage="precision", status="failed",
+                                                   detail="int4: top-1 0.067 < 0.5")], score=1e-7)
+
+    target = PrecisionRefuses(set())
+    state, _ = drive(settings, _deps(settings, repos, target), initial["thread_id"], initial)
+    assert target.verified == ["alias:a"] and state["outcome"] in ("refused", "needs_llm")
+    assert state["attempts"][-1]["failed_stage"] == "precision"
+
+
 def test_a_push_that_git_refuses_is_one_named_problem_not_an_internal_error(env):
     import git
 

@@ -30,7 +30,10 @@ Situation = Literal["S1", "S2", "S3"]  # same ops as a family / a family plus ne
 CheckStatus = Literal["passed", "failed", "skipped"]
 # Where a candidate stopped: it could not be built (export, registration, build), it was built but
 # disagrees with the reference, or it agrees and the repository's own tests refuse it.
-Stage = Literal["build", "compare", "tests"]
+# build: the change does not build or export; compare: its artifact differs from the reference; precision: the
+# artifact matched the reference at full precision but not as users deploy it (reduced precision); tests: the
+# repository's own tests refused it.
+Stage = Literal["build", "compare", "precision", "tests"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -61,7 +61,7 @@ def test_family_only_counts_rows_of_the_same_inference_precision():
 
 def test_below_tolerance_fails():
     [cpu, *_] = judge(_measured(_row("int4", 0.2, 0.0, 3.0)), DEFAULT_TOLERANCES, ["llama"], BASELINE)
-    assert cpu.status == "failed" and cpu.stage == "compare"
+    assert cpu.status == "failed" and cpu.stage == "precision"
     assert "int4: top-1 0.200 <" in cpu.detail
 
 

@@ -34,7 +34,7 @@ def _verify(monkeypatch, tmp_path, **ctx):
 def test_matrix_on_sends_devices_and_a_break_fails_verification(monkeypatch, tmp_path):
     report, spec = _verify(monkeypatch, tmp_path, precision_matrix=True, devices=["CPU", "GPU"])
     assert spec["precision_matrix"] is True and spec["devices"] == ["CPU", "GPU"]
-    assert not report.passed and report.failed_stage == "compare"
+    assert not report.passed and report.failed_stage == "precision"
     assert report.check("precision:CPU").status == "failed" and report.check("precision:GPU").status == "skipped"
 
 

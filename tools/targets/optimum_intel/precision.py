@@ -135,7 +135,7 @@ def judge(measured: dict, tolerances: dict[str, Tolerance], lineage: list[str],
     checks = []
     for device, rows in by_device.items():
         if all(r["status"] == "skipped" for r in rows):
-            checks.append(Check(name=f"precision:{device}", status="skipped", stage="compare",
+            checks.append(Check(name=f"precision:{device}", status="skipped", stage="precision",
                                 detail=rows[0].get("reason", ""), metrics={"rows": rows}))
             continue
         failures, flags = [], []
@@ -157,7 +157,7 @@ def judge(measured: dict, tolerances: dict[str, Tolerance], lineage: list[str],
         detail = "; ".join(failures) if failures else summary
         if flags:
             detail += f"; FLAGGED against {', '.join(family)} ({'; '.join(flags)})"
-        checks.append(Check(name=f"precision:{device}", status="failed" if failures else "passed", stage="compare",
+        checks.append(Check(name=f"precision:{device}", status="failed" if failures else "passed", stage="precision",
                             detail=detail, metrics={"rows": rows, "host": host, "family": family,
                                                     "family_chosen_by": chosen, "flags": flags,
                                                     "baseline": baseline_table(baseline, device),
