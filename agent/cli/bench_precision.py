@@ -31,6 +31,7 @@ def bench_precision(
     from agent.cli.main import fail, settings_for
     from agent.graph.run import make_sandbox
     from tools.errors import EnvironmentProblem, UserError
+    from tools.hf.config import load_config
     from tools.targets.optimum_intel.precision import BASELINE, measure_supported
     from tools.targets.optimum_intel.target import ENV, read_registry
 
@@ -40,6 +41,8 @@ def bench_precision(
         unknown = [t for t in (types or DEFAULT_TYPES) if t not in supported]
         if unknown:
             raise UserError(f"not supported by {repo}: {', '.join(unknown)} (the baseline is of supported models)")
+        for model_type in types or DEFAULT_TYPES:  # before minutes of measuring, not after
+            load_config(model_type)
         sandbox = make_sandbox(settings, ENV)
     except (UserError, EnvironmentProblem, FileNotFoundError) as exc:
         fail(exc if not isinstance(exc, FileNotFoundError) else UserError(str(exc)))
