@@ -20,11 +20,26 @@ from agent.cli.output import err, out
 DEFAULT_TYPES = ["llama", "qwen2", "mistral", "phi3", "gemma", "olmo2", "qwen3"]
 
 
+def _merged(baseline: dict, new: dict) -> dict:
+    """The stored baseline plus (or updated by) the new models, when both were measured on the same host."""
+    from tools.errors import UserError
+
+    keys = ("cpu_model", "openvino", "devices")
+    old_host, new_host = baseline.get("host", {}), new.get("host", {})
+    if baseline.get("models") and any(old_host.get(k) != new_host.get(k) for k in keys):
+        raise UserError(f"the stored baseline was measured on {old_host.get('cpu_model')} with OpenVINO "
+                        f"{old_host.get('openvino')}, this run on {new_host.get('cpu_model')} with OpenVINO "
+                        f"{new_host.get('openvino')}: measure every model again with --write")
+    return {"host": new_host, "models": {**baseline.get("models", {}), **new["models"]}}
+
+
 def bench_precision(
     types: list[str] = typer.Argument(None, help=f"supported model types (default: {' '.join(DEFAULT_TYPES)})"),
     repo: Path = typer.Option(..., "--repo", help="a local optimum-intel checkout (the models must be supported)"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
     write: bool = typer.Option(False, "--write", help="store the result as the family baseline"),
+    add: bool = typer.Option(False, "--add", help="store these models into the baseline, keeping the others "
+                             "(refused when the baseline was measured on another host or OpenVINO)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Top-1 / greedy agreement and max |Δlogits| per precision for supported models' tiny models."""
@@ -32,7 +47,7 @@ def bench_precision(
     from agent.graph.run import make_sandbox
     from tools.errors import EnvironmentProblem, UserError
     from tools.hf.config import load_config
-    from tools.targets.optimum_intel.precision import BASELINE, measure_supported
+    from tools.targets.optimum_intel.precision import BASELINE, load_baseline, measure_supported
     from tools.targets.optimum_intel.target import ENV, read_registry
 
     try:
@@ -58,11 +73,18 @@ def bench_precision(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result = {"host": host, "models": models}
-    if write:  # measured rows only: an absent GPU here says nothing about a family
+    if write or add:  # measured rows only: an absent GPU here says nothing about a family
         stored = {"host": host, "models": {m: {**e, "rows": [r for r in e["rows"] if r["status"] == "measured"]}
                                            for m, e in models.items()}}
+        if add:
+            try:
+                stored = _merged(load_baseline(BASELINE), stored)
+            except UserError as exc:
+                if as_json:  # what was measured is not lost
+                    print(json.dumps(result, indent=1))
+                fail(exc)
         BASELINE.write_text(json.dumps(stored, indent=1) + "\n")
-        err.print(f"baseline written: {BASELINE.name}")
+        err.print(f"baseline written: {BASELINE.name} ({len(stored['models'])} models)")
     if as_json:
         print(json.dumps(result, indent=1))
         return
