@@ -115,3 +115,18 @@ def test_a_reduced_precision_is_gated_on_agreement_and_its_logit_error_is_only_f
     # f32 keeps its exactness bar on the logits
     [cpu, *_] = judge(_measured(_row("f32", 1.0, 1.0, 1e-3)), DEFAULT_TOLERANCES, ["llama"], BASELINE)
     assert cpu.status == "failed" and "max |Δ| 0.001 > 0.0001" in cpu.detail
+
+
+def test_every_supported_model_of_the_stored_baseline_meets_the_default_bars():
+    """The bars are justified by the supported models measured in precision_baseline.json: a bar raised above
+    any of them would refuse what the repository already ships."""
+    from tools.targets.optimum_intel.precision import load_baseline
+
+    stored = load_baseline()
+    assert len([m for m, e in stored["models"].items() if e["rows"]]) >= 30
+    for model, entry in stored["models"].items():
+        measured = {"host": stored["host"], "rows": [{**r} for r in entry["rows"]]}
+        if not measured["rows"]:
+            continue
+        [cpu] = judge(measured, DEFAULT_TOLERANCES, [model], stored)
+        assert cpu.status == "passed", f"{model}: {cpu.detail}"

@@ -29,25 +29,27 @@ class Tolerance(BaseModel):
     max_abs_diff: float | None = None
 
 
-# Justified by `onboard bench precision` (precision_baseline.json): tiny models of llama, qwen2, mistral, phi3,
-# olmo2 and qwen3 (gemma: upstream refuses its export with this transformers) on a Xeon with AVX-512 BF16 and
-# AMX (default precision bf16), OpenVINO 2026.4.1, 78 positions and 2 x 8 greedy tokens each. Worst seen:
-#   default (bf16)  top-1 0.987  greedy 0.5625  max |Δ| 0.0059
-#   int8 weights    top-1 0.974  greedy 0.625   max |Δ| 0.0127
-#   int4 weights    top-1 0.628  greedy 0.1875  max |Δ| 0.187
-# Each bar sits below the worst supported model with a margin (top-1 ~0.1 lower, |Δ| ~4x higher): supported
-# models pass, a broken export (top-1 near chance, logits off by whole units) does not. Greedy agreement of
-# random tiny models flips at near-ties, so it gates loosely (bf16/int8) or not at all (int4): the family
-# comparison still reports it.
+# Justified by `onboard bench precision` (precision_baseline.json): tiny models of 35 supported types: 28 dense
+# (llama, qwen2, mistral, phi3, olmo2, qwen3, gpt2, opt, mpt, bloom, falcon, glm4, starcoder2, ...) 6 MoE
+# (mixtral, qwen2_moe, phimoe, granitemoe, gpt_oss, afmoe) and granitemoehybrid, on a Xeon with AVX-512 BF16 and AMX (default precision
+# bf16), OpenVINO 2026.4.1, 78 positions and 2 x 8 greedy tokens each. Worst seen:
+#   default (bf16)  top-1 0.949 (afmoe, cohere2)
+#   int8 weights    top-1 0.923 (gpt2)
+#   int4 weights    top-1 0.538 (afmoe, mpt; glm4 0.551)
+# Each bar sits below the worst supported model (int4 ~0.14 lower): supported models pass, a broken export
+# (top-1 near chance: 0.067 when int4 is forced onto every layer) does not. The first calibration (6 dense
+# models, worst int4 0.628) set int4 at 0.5; the wider set showed supported models, dense and MoE, down to 0.538,
+# so the bar moved to 0.4 by the same rule. Greedy agreement of random tiny models flips at near-ties, so it
+# gates loosely (bf16/int8) or not at all (int4): the family comparison still reports it.
 # Reduced precisions are gated on agreement, not on max |Δlogits|: an absolute logit error scales with the
 # model's logit range (ctrl, whose logits are not normalised, measured int8 |Δ| 0.0585 at top-1 0.962, while
-# every supported model stayed under 0.013), so a fixed |Δ| bar refused a sound export. |Δ| above the
+# the first six supported models measured stayed under 0.013), so a fixed |Δ| bar refused a sound export. |Δ| above the
 # family's worst is still FLAGGED in the PR. f32 keeps its |Δ| gate: there the export must be exact.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "f32": Tolerance(min_top1=1.0, min_greedy=1.0, max_abs_diff=1e-4),
     "default": Tolerance(min_top1=0.9, min_greedy=0.25),
     "int8": Tolerance(min_top1=0.9, min_greedy=0.25),
-    "int4": Tolerance(min_top1=0.5, min_greedy=0.0),
+    "int4": Tolerance(min_top1=0.4, min_greedy=0.0),
 }
 
 
