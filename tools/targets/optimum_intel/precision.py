@@ -30,9 +30,9 @@ class Tolerance(BaseModel):
 
 
 # Justified by `onboard bench precision` (precision_baseline.json): tiny models of 35 supported types: 28 dense
-# (llama, qwen2, mistral, phi3, olmo2, qwen3, gpt2, opt, mpt, bloom, falcon, glm4, starcoder2, ...) 6 MoE
-# (mixtral, qwen2_moe, phimoe, granitemoe, gpt_oss, afmoe) and granitemoehybrid, on a Xeon with AVX-512 BF16 and AMX (default precision
-# bf16), OpenVINO 2026.4.1, 78 positions and 2 x 8 greedy tokens each. Worst seen:
+# (llama, qwen2, mistral, phi3, olmo2, qwen3, gpt2, opt, mpt, bloom, falcon, glm4, starcoder2, ...), 6 MoE
+# (mixtral, qwen2_moe, phimoe, granitemoe, gpt_oss, afmoe) and granitemoehybrid, on a Xeon with AVX-512 BF16
+# and AMX (default precision bf16), OpenVINO 2026.4.1, 78 positions and 2 x 8 greedy tokens each. Worst seen:
 #   default (bf16)  top-1 0.949 (afmoe, cohere2)
 #   int8 weights    top-1 0.923 (gpt2)
 #   int4 weights    top-1 0.538 (afmoe, mpt; glm4 0.551)
@@ -43,8 +43,8 @@ class Tolerance(BaseModel):
 # gates loosely (bf16/int8) or not at all (int4): the family comparison still reports it.
 # Reduced precisions are gated on agreement, not on max |Δlogits|: an absolute logit error scales with the
 # model's logit range (ctrl, whose logits are not normalised, measured int8 |Δ| 0.0585 at top-1 0.962, while
-# the first six supported models measured stayed under 0.013), so a fixed |Δ| bar refused a sound export. |Δ| above the
-# family's worst is still FLAGGED in the PR. f32 keeps its |Δ| gate: there the export must be exact.
+# the first six supported models measured stayed under 0.013), so a fixed |Δ| bar refused a sound export.
+# |Δ| above the family's worst is still FLAGGED in the PR. f32 keeps its |Δ| gate: there the export must be exact.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "f32": Tolerance(min_top1=1.0, min_greedy=1.0, max_abs_diff=1e-4),
     "default": Tolerance(min_top1=0.9, min_greedy=0.25),
