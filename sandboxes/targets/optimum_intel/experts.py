@@ -39,19 +39,20 @@ def router_width(module, experts: int) -> int:
     return max([rows for rows, cols in shapes if rows > experts and cols != experts], default=experts)
 
 
-def _selected(output, width: int, topk: int, experts: int | None = None):
-    """The slot indices (< width) a router output selects, or None when the output is not a router's.
-    Logits may cover all `width` slots or only the `experts` real ones."""
+def _selected(output, experts: int, topk: int, width: int | None = None):
+    """The slot indices a router output selects, or None when the output is not a router's. Chosen indices
+    may reach past the real experts up to the router's `width`; logits count only over exactly `experts`
+    (a wider float output is as likely a projection that happens to be named like a gate)."""
     import torch
 
     parts = output if isinstance(output, (tuple, list)) else (output,)
     ints = [p for p in parts if torch.is_tensor(p) and not p.is_floating_point() and p.numel()]
     for p in ints:  # routers that return the chosen indices
-        if p.shape[-1] == topk and int(p.max()) < width:
+        if p.shape[-1] == topk and int(p.max()) < (width or experts):
             return p.reshape(-1)
-    for p in parts:  # routers that return logits (or probabilities) over all slots
-        if torch.is_tensor(p) and p.is_floating_point() and p.dim() >= 2 and p.shape[-1] in (width, experts):
-            return p.reshape(-1, p.shape[-1]).topk(topk, dim=-1).indices.reshape(-1)
+    for p in parts:  # routers that return logits (or probabilities) over all experts
+        if torch.is_tensor(p) and p.is_floating_point() and p.dim() >= 2 and p.shape[-1] == experts:
+            return p.reshape(-1, experts).topk(topk, dim=-1).indices.reshape(-1)
     return None
 
 
@@ -71,7 +72,7 @@ class Coverage:
 
     def _hook(self, name: str, width: int):
         def record(module, args, output):
-            chosen = _selected(output, width, self.topk, self.experts)
+            chosen = _selected(output, self.experts, self.topk, width)
             if chosen is not None:
                 # The real experts are the first `experts` slots (the expert weights are indexed by them).
                 picks = [int(i) for i in chosen.tolist()]

@@ -137,3 +137,16 @@ def test_router_width_reads_the_routing_linear_not_a_transposed_weight():
     transposed = torch.nn.Module()
     transposed.weight = torch.nn.Parameter(torch.zeros(32, 4))  # (hidden, experts)
     assert experts.router_width(transposed, 4) == 4
+
+
+def test_a_wide_projection_named_like_a_gate_is_not_a_router():
+    """A module named `*_gate` whose weight is wider than the expert count (a gated projection, not a router):
+    its float output must not be read as routing over its width (it would mark experts as reached)."""
+    block = torch.nn.Module()
+    block.up_gate = torch.nn.Linear(8, 16, bias=False)
+    cov = experts.Coverage(block, 4, 2)
+    block.up_gate(torch.randn(5, 8))
+    cov.close()
+    assert cov.used == {}
+    idx = torch.tensor([[0, 5], [1, 3]])  # chosen indices may reach into the zero-computation slots
+    assert experts._selected((torch.rand(2, 2), idx), 4, 2, width=6).tolist() == [0, 5, 1, 3]
