@@ -21,12 +21,16 @@ LOOP = "Iterating over a tensor"
 
 @contextlib.contextmanager
 def recorded():
-    """Record the warnings raised inside the block (the export), then show them as usual."""
+    """Record every warning raised inside the block (the export), then show each distinct one once, as the
+    default filter would have."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield caught
+    shown = set()
     for w in caught:
-        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        if (key := (str(w.message), w.category, w.filename, w.lineno)) not in shown:
+            shown.add(key)
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _forward_lines(cls) -> tuple[str, int, int] | None:
