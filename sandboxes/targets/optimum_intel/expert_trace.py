@@ -46,11 +46,12 @@ def _forward_lines(cls) -> tuple[str, int, int] | None:
 
 
 def expert_layer_classes(model) -> list[type]:
-    """Classes of the experts modules and of the modules that hold them (where older MoE blocks loop)."""
+    """Classes of the experts modules (by name, or a `*Experts` class as GraniteMoe's) and of the modules
+    that hold them (where older MoE blocks loop)."""
     found: dict[type, None] = {}
     modules = dict(model.named_modules())
     for name, module in modules.items():
-        if name.rsplit(".", 1)[-1] in ("experts", "expert"):
+        if name.rsplit(".", 1)[-1] in ("experts", "expert") or type(module).__name__.endswith("Experts"):
             found[type(module)] = None
             if "." in name:
                 found[type(modules[name.rsplit(".", 1)[0]])] = None

@@ -22,8 +22,13 @@ def moe_shape(config) -> tuple[int, int] | None:
 
 def has_experts(model) -> bool:
     """A config may name an expert count the model does not use (doge keeps num_experts with is_moe off):
-    only a model with expert modules is checked."""
-    return any(name.rsplit(".", 1)[-1] in ("experts", "expert") for name, _ in model.named_modules())
+    only a model with expert modules is checked. GraniteMoe's experts are `input_linear`/`output_linear`
+    modules of a `*ParallelExperts` class: the class name counts too."""
+    return any(is_experts_module(name, module) for name, module in model.named_modules())
+
+
+def is_experts_module(name: str, module) -> bool:
+    return name.rsplit(".", 1)[-1] in ("experts", "expert") or type(module).__name__.endswith("Experts")
 
 
 def router_width(module, experts: int) -> int:

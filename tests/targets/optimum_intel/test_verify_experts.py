@@ -150,3 +150,19 @@ def test_a_wide_projection_named_like_a_gate_is_not_a_router():
     assert cov.used == {}
     idx = torch.tensor([[0, 5], [1, 3]])  # chosen indices may reach into the zero-computation slots
     assert experts._selected((torch.rand(2, 2), idx), 4, 2, width=6).tolist() == [0, 5, 1, 3]
+
+
+def test_granite_parallel_experts_are_checked():
+    """GraniteMoe keeps its experts in `input_linear`/`output_linear` (*ParallelExperts): no module is named
+    `experts`, and the check used to be skipped for the whole family."""
+    from transformers import GraniteMoeSharedConfig, GraniteMoeSharedForCausalLM
+
+    torch.manual_seed(0)
+    cfg = GraniteMoeSharedConfig(vocab_size=200, hidden_size=32, intermediate_size=32, shared_intermediate_size=16,
+                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                 num_local_experts=4, num_experts_per_tok=2)
+    granite = GraniteMoeSharedForCausalLM(cfg).eval()
+    assert experts.has_experts(granite) and experts.moe_shape(granite.config) == (4, 2)
+    check = _expert_coverage(granite, SameModel(granite), None, _feeds(), (4, 2), 1e-4)
+    assert check["status"] == "passed", check["detail"]
+    assert check["metrics"]["layers"] == 2 and check["metrics"]["min_used"] == 4
