@@ -83,3 +83,86 @@ def test_a_config_that_names_experts_without_using_them_is_not_checked():
 
 def test_a_moe_model_has_experts(model):
     assert experts.has_experts(model)
+
+
+# LongCat-Flash: a router (mlp.router, a `classifier` linear inside) that scores 4 real experts plus 2
+# zero-computation ("identity") slots and returns (weights, indices) with indices up to 5.
+LONGCAT = dict(vocab_size=200, hidden_size=32, ffn_hidden_size=32, expert_ffn_hidden_size=16, num_layers=2,
+               num_attention_heads=4, num_key_value_heads=4, q_lora_rank=16, kv_lora_rank=16, qk_nope_head_dim=8,
+               qk_rope_head_dim=8, v_head_dim=8, head_dim=8, n_routed_experts=4, zero_expert_num=2, moe_topk=2)
+
+
+@pytest.fixture
+def longcat():
+    from transformers import LongcatFlashConfig, LongcatFlashForCausalLM
+
+    torch.manual_seed(0)
+    return LongcatFlashForCausalLM(LongcatFlashConfig(**LONGCAT)).eval()
+
+
+def _longcat_routes(model, remap: dict[int, int]) -> None:
+    """Rewrite the indices LongCat's routers return (e.g. send real expert 3 to zero slot 4 instead)."""
+    for name, module in model.named_modules():
+        if name.endswith("mlp.router"):
+            original = module.forward
+
+            def forward(hidden, _orig=original):
+                weights, idx = _orig(hidden)
+                for src, dst in remap.items():
+                    idx = torch.where(idx == src, torch.full_like(idx, dst), idx)
+                return weights, idx
+            module.forward = forward
+
+
+def test_longcat_router_with_zero_computation_slots_is_found(longcat):
+    assert experts.moe_shape(longcat.config) == (4, 2) and experts.has_experts(longcat)
+    check = _expert_coverage(longcat, SameModel(longcat), None, _feeds(), (4, 2), 1e-4)
+    assert check["status"] == "passed", check["detail"]
+    # num_layers=2 decoder layers, each with its own MoE block: both routers counted, all 4 real experts each
+    assert check["metrics"]["layers"] == 2 and check["metrics"]["min_used"] == 4
+    assert check["metrics"]["zero_slot_picks"] > 0  # the identity slots were routed to, and not counted as experts
+
+
+def test_longcat_real_expert_left_idle_fails_even_when_zero_slots_are_used(longcat):
+    _longcat_routes(longcat, {3: 4})  # tokens meant for real expert 3 go to a zero-computation slot
+    check = _expert_coverage(longcat, SameModel(longcat), None, _feeds(), (4, 2), 1e-4)
+    assert check["status"] == "failed"
+    assert len(check["metrics"]["idle"]) == 2 and all(idle == [3] for idle in check["metrics"]["idle"].values())
+
+
+def test_router_width_reads_the_routing_linear_not_a_transposed_weight():
+    linear = torch.nn.Module()
+    linear.classifier = torch.nn.Linear(32, 6, bias=False)
+    assert experts.router_width(linear, 4) == 6
+    transposed = torch.nn.Module()
+    transposed.weight = torch.nn.Parameter(torch.zeros(32, 4))  # (hidden, experts)
+    assert experts.router_width(transposed, 4) == 4
+
+
+def test_a_wide_projection_named_like_a_gate_is_not_a_router():
+    """A module named `*_gate` whose weight is wider than the expert count (a gated projection, not a router):
+    its float output must not be read as routing over its width (it would mark experts as reached)."""
+    block = torch.nn.Module()
+    block.up_gate = torch.nn.Linear(8, 16, bias=False)
+    cov = experts.Coverage(block, 4, 2)
+    block.up_gate(torch.randn(5, 8))
+    cov.close()
+    assert cov.used == {}
+    idx = torch.tensor([[0, 5], [1, 3]])  # chosen indices may reach into the zero-computation slots
+    assert experts._selected((torch.rand(2, 2), idx), 4, 2, width=6).tolist() == [0, 5, 1, 3]
+
+
+def test_granite_parallel_experts_are_checked():
+    """GraniteMoe keeps its experts in `input_linear`/`output_linear` (*ParallelExperts): no module is named
+    `experts`, and the check used to be skipped for the whole family."""
+    from transformers import GraniteMoeSharedConfig, GraniteMoeSharedForCausalLM
+
+    torch.manual_seed(0)
+    cfg = GraniteMoeSharedConfig(vocab_size=200, hidden_size=32, intermediate_size=32, shared_intermediate_size=16,
+                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                 num_local_experts=4, num_experts_per_tok=2)
+    granite = GraniteMoeSharedForCausalLM(cfg).eval()
+    assert experts.has_experts(granite) and experts.moe_shape(granite.config) == (4, 2)
+    check = _expert_coverage(granite, SameModel(granite), None, _feeds(), (4, 2), 1e-4)
+    assert check["status"] == "passed", check["detail"]
+    assert check["metrics"]["layers"] == 2 and check["metrics"]["min_used"] == 4
