@@ -118,3 +118,30 @@ def test_write_patch_without_the_list_says_so(tmp_path):
                     ignore=shutil.ignore_patterns("conftest.py", "__pycache__"))
     result = write_patch(tmp_path / "ws", _spec(compare_uncached=True))
     assert any("use_cache=False" in s for s in result.skipped)
+
+
+@pytest.mark.parametrize("probe, expected", [({"compare_uncached": True}, True), ({"compare_uncached": False}, False),
+                                             (None, False)])
+def test_verify_hands_the_measured_probe_to_the_test_edits(monkeypatch, tmp_path, probe, expected):
+    import tools.targets.sandbox_job as sandbox_job
+    from tools.targets.base import Candidate, JobContext
+    from tools.targets.optimum_intel.target import TESTS_DIR, OptimumIntelTarget
+
+    parity = {"checks": [{"name": "export", "status": "passed", "detail": "", "metrics": {"sdpa_ops": 0}},
+                         {"name": "batch_left_padding", "status": "passed", "detail": "",
+                          "metrics": {"torch_cache": probe}}], "timings": {}}
+    monkeypatch.setattr(sandbox_job, "run_job", lambda *a, **k: parity)
+    (tmp_path / TESTS_DIR).mkdir(parents=True)
+    seen = []
+
+    class Written:
+        files: list = []
+
+    def fake_write(self, candidate, analysis, workspace, ctx, facts=None):
+        seen.append(facts)
+        return Written()
+
+    monkeypatch.setattr(OptimumIntelTarget, "_write", fake_write)
+    OptimumIntelTarget(tmp_path).verify(Candidate(id="c", base="llama"), {"lineage": ["llama"]}, tmp_path,
+                                        JobContext(model_type="git", work_dir=tmp_path / "w"), None, run_tests=True)
+    assert bool(seen[0]["compare_uncached"]) is expected
