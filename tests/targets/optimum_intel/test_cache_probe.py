@@ -46,3 +46,12 @@ def test_uncached_comparison_only_where_the_cache_path_departs(model_type, expec
         assert not result["cached_equals_uncached"] and result["uncached_equals_eager"]
     if model_type == "moshi":
         assert result["length"] <= 16 and result["cached_equals_uncached"]
+
+
+def test_a_model_that_cannot_generate_is_not_registered():
+    class Broken:
+        def generate(self, **kw):
+            raise RuntimeError("no generate here")
+
+    result = probe(Broken(), None, torch.ones((1, 6), dtype=torch.long), None, 0)
+    assert result["compare_uncached"] is False and "no generate here" in result["error"]
