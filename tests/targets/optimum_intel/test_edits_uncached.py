@@ -111,6 +111,7 @@ def test_write_patch_joins_only_when_measured(ws):
     result = write_patch(ws, _spec(compare_uncached=True))
     assert [("git" in names) for names in _lists(decoder.read_text())] == [True, True]
     assert "tests/openvino/test_decoder.py" in result.files
+    assert any("use_cache=False" in n and "(measured)" in n for n in result.notes)
 
 
 def test_write_patch_without_the_list_says_so(tmp_path):
