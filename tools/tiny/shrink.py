@@ -291,7 +291,8 @@ def _shrink_layers(t: dict, orig: dict, max_seq: int) -> None:
     for k in ("max_window_layers",):
         if isinstance(t.get(k), int):
             t[k] = min(t[k], n // 2) if orig.get("use_sliding_window") else n
-    for k in ("sliding_window", "attention_window_size", "attention_chunk_size", "window_size"):
+    # doge's keep_window_size: keys beyond it are dropped by its dynamic mask (a top-k a short trace never takes)
+    for k in ("sliding_window", "attention_window_size", "attention_chunk_size", "window_size", "keep_window_size"):
         set_present(t, (k,), lambda v: min(v, max(4, max_seq // 4)))
 
 

@@ -21,6 +21,7 @@ import traceback
 from pathlib import Path
 
 try:  # as the sandbox runs it: /job (this directory) is the script's own path
+    import cache_probe
     import cached
     import expert_trace
     import experts
@@ -28,7 +29,8 @@ try:  # as the sandbox runs it: /job (this directory) is the script's own path
     import precision
     import repo_tests
 except ImportError:  # imported by the project's tests
-    from sandboxes.targets.optimum_intel import cached, expert_trace, experts, inprocess, precision, repo_tests
+    from sandboxes.targets.optimum_intel import (cache_probe, cached, expert_trace, experts, inprocess, precision,
+                                                 repo_tests)
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    "]
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -269,13 +271,17 @@ def parity(spec: dict) -> dict:
     same, reference = a == b, "default"
     if not same and eager.generate(plain, gen) == b:
         same, reference = True, "eager_no_cache"
+    cfg = pt_model.config.get_text_config() if hasattr(pt_model.config, "get_text_config") else pt_model.config
+    probe = None
+    if eager.used or reference != "default":  # what the repository's generation test must compare with
+        probe = cache_probe.probe(pt_model, eager, tok(PROMPTS[0], return_tensors="pt").input_ids,
+                                  getattr(cfg, "sliding_window", None), tok.pad_token_id)
     checks.append(_check("batch_left_padding", "passed" if same else "failed",
                          "batch of 2, left padded, greedy"
                          + (" (equal to the eager, uncached reference only)" if reference != "default" else ""),
-                         equal=same, reference=reference, default_equal=a == b))
+                         equal=same, reference=reference, default_equal=a == b, torch_cache=probe))
 
     # A sequence longer than any window in the config, so sliding attention really slides.
-    cfg = pt_model.config.get_text_config() if hasattr(pt_model.config, "get_text_config") else pt_model.config
     window = getattr(cfg, "sliding_window", None) or 0
     length = max(48, 2 * int(window) + 8)
     gen_ids = torch.Generator().manual_seed(0)

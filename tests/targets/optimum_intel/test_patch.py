@@ -254,6 +254,22 @@ def test_fallback_draws_a_zero_initialised_router(ws, tmp_path):
     assert facts["gates"] and not facts["zero"]
 
 
+def test_fallback_builds_a_model_whose_config_has_no_bos_or_eos(ws, tmp_path):
+    """RoCBert's config (transformers 5) has no bos/eos attribute at all: reading one failed the collection."""
+    config = {"model_type": "roc_bert", "vocab_size": 512, "hidden_size": 16, "intermediate_size": 32,
+              "num_hidden_layers": 1, "num_attention_heads": 2, "pad_token_id": 0, "is_decoder": True,
+              "pronunciation_embed_dim": 8, "pronunciation_vocab_size": 16, "shape_embed_dim": 8,
+              "shape_vocab_size": 16}
+    write_patch(ws, spec("roc_bert", tiny_config=config))
+    facts = run_helper(ws, tmp_path, """
+        path = h.with_local_fallbacks({"roc_bert": "org/tiny-random-roc_bert"})["roc_bert"]
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(path)
+        print(json.dumps({"pad": tok.pad_token_id, "vocab": len(tok)}))
+    """)
+    assert facts["pad"] == 0 and facts["vocab"] <= 512
+
+
 def test_fixture_config_of_a_text_sub_config_without_auto_mapping(tmp_path):
     from tools.targets.optimum_intel.target import tiny_fixture_config
 

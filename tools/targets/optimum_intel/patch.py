@@ -88,6 +88,9 @@ class PatchSpec(BaseModel):
     expected_int8: dict[str, int] | None = None
     # tokenizer models optimum-cli converts: test_exporters_cli's tokenizer test needs it for a task without past
     expected_tokenizers: int | None = None
+    # verification measured that transformers' cached generate() departs from the model's own uncached forward
+    # (sandboxes/targets/optimum_intel/cache_probe.py): the decoder tests compare generation with use_cache=False
+    compare_uncached: bool = False
     # False on the first write, before verification has measured the two counts above: their absence is
     # then expected, not worth a note (the write after the export fills them in)
     measured: bool = True

@@ -187,7 +187,8 @@ class OptimumIntelTarget(BaseTarget):
 
     def _write(self, candidate: Candidate, analysis: dict, workspace: Path, ctx: JobContext,
                facts: dict | None) -> Applied:
-        """`facts`: what verification measured (SDPA and int8 counts), for the test tables."""
+        """`facts`: what verification measured (SDPA and int8 counts, whether transformers' cached generation
+        departs from the model), for the test tables."""
         from tools.targets.optimum_intel.patch import PatchSpec, write_patch
         from tools.targets.optimum_intel.patterns.base import PatternContext, combined_edit
 
@@ -208,6 +209,7 @@ class OptimumIntelTarget(BaseTarget):
             expected_sdpa=(facts or {}).get("sdpa_ops"),
             expected_int8=(facts or {}).get("int8_weights"), measured=facts is not None,
             expected_tokenizers=(facts or {}).get("tokenizer_models"),
+            compare_uncached=bool((facts or {}).get("compare_uncached")),
             class_attrs=edit.class_attrs, imports=edit.imports, patchers=edit.patchers, joins=edit.joins,
             also_registers=edit.also_registers, tasks=edit.tasks, module_blocks=edit.module_blocks,
             code_blocks=edit.code_blocks,
@@ -279,9 +281,11 @@ class OptimumIntelTarget(BaseTarget):
         if not failed and run_tests and (workspace / TESTS_DIR).exists():
             sdpa = next((c.metrics.get("sdpa_ops") for c in checks if c.name == "export"), None)
             int8 = next((c.metrics for c in checks if c.name == "int8_weights"), {})
+            probe = next((c.metrics.get("torch_cache") for c in checks if c.name == "batch_left_padding"), None)
             files = self._write(candidate, analysis, workspace, ctx,
                                 facts={"sdpa_ops": sdpa, "int8_weights": int8.get("per_model"),
-                                       "tokenizer_models": int8.get("tokenizer_models")}).files
+                                       "tokenizer_models": int8.get("tokenizer_models"),
+                                       "compare_uncached": (probe or {}).get("compare_uncached")}).files
             selections = [f for f in sorted(set(files)) if f.startswith(f"{TESTS_DIR}/test_")]
             if not selections:
                 checks.append(Check(name="tests", status="failed", stage="tests",

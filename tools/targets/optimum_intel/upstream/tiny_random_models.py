@@ -48,11 +48,13 @@ def _save_tokenizer(model_config, output_dir):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    eos_id = model_config.eos_token_id
+    # since transformers 5 a config has only the special tokens its model defines (RoCBert: no bos/eos)
+    eos_id = getattr(model_config, "eos_token_id", None)
     eos_id = eos_id[0] if isinstance(eos_id, (list, tuple)) else eos_id
-    token_ids = {"<s>": model_config.bos_token_id, "</s>": eos_id}
-    pad_token = next((t for t, i in token_ids.items() if i is not None and i == model_config.pad_token_id), "<pad>")
-    token_ids.setdefault(pad_token, model_config.pad_token_id)
+    pad_id = getattr(model_config, "pad_token_id", None)
+    token_ids = {"<s>": getattr(model_config, "bos_token_id", None), "</s>": eos_id}
+    pad_token = next((t for t, i in token_ids.items() if i is not None and i == pad_id), "<pad>")
+    token_ids.setdefault(pad_token, pad_id)
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
