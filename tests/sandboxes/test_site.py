@@ -54,6 +54,29 @@ def test_select_plugin_selects_nothing_for_an_absent_type(tmp_path):
     assert "6 deselected" in res.stdout and res.returncode == 5  # pytest: no tests collected/selected
 
 
+GC_TESTS = '''
+import gc
+
+IMPORTED_AT_COLLECTION = [object() for _ in range(1000)]
+
+
+def test_what_collection_made_is_frozen_and_new_garbage_is_still_collected():
+    assert gc.get_freeze_count() >= 1000
+    cycle = []
+    cycle.append(cycle)
+    del cycle
+    assert gc.collect() >= 1
+'''
+
+
+def test_gc_plugin_freezes_what_collection_imported(tmp_path):
+    (tmp_path / "test_gc.py").write_text(GC_TESTS)
+    env = {**os.environ, "PYTHONPATH": str(SITE)}
+    res = subprocess.run([sys.executable, "-m", "pytest", "test_gc.py", "-p", "onboard_gc", "-q", "-p",
+                          "no:cacheprovider"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert res.returncode == 0 and "1 passed" in res.stdout, res.stdout[-2000:]
+
+
 def _pkg(root: Path, files: list[str]) -> None:
     for rel in files:
         path = root / rel

@@ -52,7 +52,8 @@ HERE = Path(__file__).resolve().parent
 def command(files: list[str]) -> list[str]:
     # -x: a model the tests refuse is refused at its first failure, as with one process per file.
     # -p warm_cli: the tests' `optimum-cli` commands run in this (warm) process, see warm_cli.py.
-    return [sys.executable, "-m", "pytest", *files, "-p", "onboard_select", "-p", "warm_cli", "-q",
+    # -p onboard_gc: the imports' objects are frozen before the tests, so each export's gc.collect() is cheap.
+    return [sys.executable, "-m", "pytest", *files, "-p", "onboard_select", "-p", "warm_cli", "-p", "onboard_gc", "-q",
             "-p", "no:cacheprovider", "-x", "--no-header", "-rA"]
 
 
