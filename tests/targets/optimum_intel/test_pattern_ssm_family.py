@@ -119,7 +119,10 @@ def test_mamba2_edit_writes_the_family_config_and_the_runtime_cache_size(ws):  #
     decoder.parent.mkdir(parents=True, exist_ok=True)
     decoder.write_text("import torch\n" + MAMBA_CACHE)
     ctx = mamba2(ws)
-    assert "hybrid_mamba2_cache" in dict(applicable(ctx))
+    found = dict(applicable(ctx))
+    assert "hybrid_mamba2_cache" in found
+    # the family copy carries num_attention_heads: a mapping onto the model's config would be overridden
+    assert "normalized_config_mapping" not in found
     edit = combined_edit(ctx, ["hybrid_mamba2_cache"])
     assert edit.class_attrs["NORMALIZED_CONFIG_CLASS"] == "Mamba2FamilyNormalizedConfig"
     spec = PatchSpec(model_type="mamba2", base_class=ctx.base_class, min_transformers_version="5.5.0",

@@ -334,6 +334,11 @@ def family_spelling(ctx: PatternContext) -> bool:
     return renamed(names) or any(getattr(ctx.config, a, None) is None for a in ("layer_types", "layers_block_type"))
 
 
+def writes_normalized_config(ctx: PatternContext) -> bool:
+    """Whether this pattern applies and normalizes a copy of the config under the family's names."""
+    return _fits(ctx) and family_spelling(ctx)
+
+
 def _edit(ctx: PatternContext) -> PatternEdit:
     name, mixers = patcher_name(ctx), mixer_classes(ctx.model_type)
     floor = resolved_attrs(ctx.workspace, ctx.base_class, ("MIN_TRANSFORMERS_VERSION",)).get("MIN_TRANSFORMERS_VERSION")
