@@ -13,6 +13,12 @@ It applies only when the cache layout the family's export config would build is 
 model is instantiated (meta device, no weights) and each decoder layer's kind (mixer or attention) must
 be what `config.layer_types` says at that index, and every mixer's and attention's state sizes must equal
 what the family's generator reads from the config. Anything else is left to a hand-written patch.
+
+The mixer is compared on what its forward computes without a cache, up to local names
+(patterns/ssm_family.py), and the sizes are read under the config names its __init__ reads them from: a
+model spelling them otherwise than the family (Mamba2: `state_size`, `n_groups`, no `layers_block_type`,
+its cache passed as `cache_params`) gets a copy of its config under the family's names
+(patterns/ssm_source.py) for the family's generator, export config and patcher.
 """
 
 from __future__ import annotations
@@ -344,7 +350,8 @@ def _edit(ctx: PatternContext) -> PatternEdit:
     floor = resolved_attrs(ctx.workspace, ctx.base_class, ("MIN_TRANSFORMERS_VERSION",)).get("MIN_TRANSFORMERS_VERSION")
     kinds, _ = layout(ctx)
     source, attrs, imports, code = patcher_source(name, mixers), {"_MODEL_PATCHER": name}, [(PATCHER_MODULE, name)], []
-    if family_spelling(ctx):
+    spelled_otherwise = family_spelling(ctx)
+    if spelled_otherwise:
         names, _ = config_names(ctx.model_type)
         source = "\n\n".join([patcher_source(name, mixers, ctx.model_type),
                                family_source(ctx.model_type, names, "attention" in kinds),
@@ -363,8 +370,7 @@ def _edit(ctx: PatternContext) -> PatternEdit:
         joins=[REFERENCE],
         note=(f"{name}({REFERENCE_PATCHER}) installs {HELPER} on {', '.join(mixers)}; cache layout read from "
               f"the model: {kinds.count('ssm')} Mamba and {kinds.count('attention')} attention layers"
-              + ("; the family's config names read from a copy of the model's config" if code or
-                 family_spelling(ctx) else "")))
+              + ("; the family's config names read from a copy of the model's config" if spelled_otherwise else "")))
 
 
 HYBRID_MAMBA2 = Pattern("hybrid_mamba2_cache", "export a Mamba2/attention hybrid whose mixer is GraniteMoeHybrid's "
