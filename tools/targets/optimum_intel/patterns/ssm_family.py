@@ -130,11 +130,6 @@ def prefill_shape(func: ast.FunctionDef) -> str:
     return ast.dump(args) + "\n" + "\n".join(ast.dump(s) for s in body)
 
 
-def has_leading_split(func: ast.FunctionDef) -> bool:
-    return any(isinstance(s, ast.Assign) and [getattr(t, "id", None) for t in s.targets] == [D_MLP]
-               for s in ast.walk(func))
-
-
 def config_names(cls: ast.ClassDef) -> dict[str, str]:
     """mixer attribute -> the config key its __init__ reads it from (`self.a = config.b`, or
     `self.a = int(config.b * self.hidden_size)` for the intermediate size)."""
