@@ -138,6 +138,10 @@ def _normalized_gaps(ctx: PatternContext) -> dict[str, str]:
     """NormalizedTextConfig name -> the config key that holds it, for names the config lacks."""
     if ctx.analysis.get("text_config_key") or ctx.base_name("NORMALIZED_CONFIG_CLASS") != "NormalizedTextConfig":
         return {}  # nested text configs and bases with their own mapping are out of this pattern's reach
+    from tools.targets.optimum_intel.patterns.ssm_hybrid import writes_normalized_config
+
+    if writes_normalized_config(ctx):
+        return {}  # the hybrid Mamba2 pattern normalizes a copy of the config that carries these names
     needed = list(STANDARD)
     generator = _pkv_choice(ctx) or _mla_choice(ctx) or ctx.base_name("DUMMY_PKV_GENERATOR_CLASS")
     if PKV_GENERATORS.get(generator or "", {}).get("gqa"):

@@ -13,6 +13,12 @@ It applies only when the cache layout the family's export config would build is 
 model is instantiated (meta device, no weights) and each decoder layer's kind (mixer or attention) must
 be what `config.layer_types` says at that index, and every mixer's and attention's state sizes must equal
 what the family's generator reads from the config. Anything else is left to a hand-written patch.
+
+The mixer is compared on what its forward computes without a cache, up to local names
+(patterns/ssm_family.py), and the sizes are read under the config names its __init__ reads them from: a
+model spelling them otherwise than the family (Mamba2: `state_size`, `n_groups`, no `layers_block_type`,
+its cache passed as `cache_params`) gets a copy of its config under the family's names
+(patterns/ssm_source.py) for the family's generator, export config and patcher.
 """
 
 from __future__ import annotations
@@ -22,11 +28,14 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from tools.targets.optimum_intel.patch import PatcherBlock
+from tools.targets.optimum_intel.patch import CodeBlock, PatcherBlock
 from tools.targets.optimum_intel.patterns.base import Pattern, PatternContext, PatternEdit
 from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, module_defs, resolved_attrs
 from tools.targets.optimum_intel.patterns.moe import PATCHER_MODULE, _modeling, patcher_name
-from tools.targets.optimum_intel.patterns.moe_granite import shape
+from tools.targets.optimum_intel.patterns.ssm_family import family_names, prefill_shape
+from tools.targets.optimum_intel.patterns.ssm_source import (CACHE_ANCHOR, CACHE_INIT, MODELING_DECODER,
+                                                             family_function, family_source, normalized_name,
+                                                             normalized_source, cache_init_source)
 
 REFERENCE = "granitemoehybrid"  # the family whose export this pattern follows
 REFERENCE_MIXER = "GraniteMoeHybridMambaLayer"
@@ -50,17 +59,34 @@ def _classes(tree: ast.Module | None) -> dict[str, ast.ClassDef]:
 def _reference_shape() -> str | None:
     cls = _classes(_modeling(REFERENCE)).get(REFERENCE_MIXER)
     method = _method(cls, "torch_forward") if cls else None
-    return shape(method) if method else None
+    return prefill_shape(method) if method else None
 
 
 @lru_cache(maxsize=256)
 def mixer_classes(model_type: str) -> tuple[str, ...]:
-    """Classes of the model's modeling module whose torch_forward is GraniteMoeHybrid's mixer's."""
+    """Classes of the model's modeling module whose torch_forward computes, without a cache, what
+    GraniteMoeHybrid's mixer's does (patterns/ssm_family.py: the cache branches are the recurrent form's)."""
     ref = _reference_shape()
     if ref is None or model_type == REFERENCE:
         return ()
     return tuple(name for name, cls in _classes(_modeling(model_type)).items()
-                 if (m := _method(cls, "torch_forward")) is not None and shape(m) == ref)
+                 if (m := _method(cls, "torch_forward")) is not None and prefill_shape(m) == ref)
+
+
+@lru_cache(maxsize=256)
+def config_names(model_type: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """((family config name, the model's), ...), problems: where the model's mixers read their sizes."""
+    reference = _classes(_modeling(REFERENCE)).get(REFERENCE_MIXER)
+    classes = _classes(_modeling(model_type))
+    found = {tuple(family_names(reference, classes[m])[0].items()) for m in mixer_classes(model_type)}
+    problems = sorted({p for m in mixer_classes(model_type) for p in family_names(reference, classes[m])[1]})
+    if len(found) > 1:
+        problems.append("the model's mixers read their sizes from different config names")
+    return (next(iter(found)) if len(found) == 1 and not problems else ()), tuple(problems)
+
+
+def renamed(names) -> bool:
+    return any(family != own for family, own in names)
 
 
 def _workspace_has_family(workspace: Path) -> bool:
@@ -79,13 +105,21 @@ def family_bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> l
 
 # -- the cache layout, read from the model itself ---------------------------------------------------------
 
-def _expected(config) -> dict[str, int]:
-    """The state sizes GraniteMoeHybrid's dummy generator derives from a config."""
+def _expected(config, names=()) -> dict[str, int]:
+    """The state sizes GraniteMoeHybrid's dummy generator derives from a config (through `names`, the
+    family's config names -> the model's, when the model spells them otherwise)."""
+    own = dict(names)
+    size = {n: getattr(config, own.get(n, n)) for n in ("mamba_expand", "mamba_n_groups", "mamba_d_state",
+                                                         "mamba_d_conv", "mamba_n_heads", "mamba_d_head")}
+    return {"conv_dim": int(size["mamba_expand"] * config.hidden_size)
+            + 2 * size["mamba_n_groups"] * size["mamba_d_state"],
+            "conv_kernel_size": size["mamba_d_conv"], "num_heads": size["mamba_n_heads"],
+            "head_dim": size["mamba_d_head"], "ssm_state_size": size["mamba_d_state"]}
+
+
+def _expected_attention(config) -> dict[str, int]:
     hidden, heads = config.hidden_size, config.num_attention_heads
-    return {"conv_dim": int(config.mamba_expand * hidden) + 2 * config.mamba_n_groups * config.mamba_d_state,
-            "conv_kernel_size": config.mamba_d_conv, "num_heads": config.mamba_n_heads,
-            "head_dim": config.mamba_d_head, "ssm_state_size": config.mamba_d_state,
-            "attention_head_dim": getattr(config, "head_dim", None) or hidden // heads,
+    return {"attention_head_dim": getattr(config, "head_dim", None) or hidden // heads,
             "num_key_value_heads": config.num_key_value_heads}
 
 
@@ -97,8 +131,10 @@ def _decoder_layers(model, n_layers: int):
     return lists[0] if lists else None
 
 
-def layout_problems(config, mixers: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """(kind of each decoder layer, problems): empty problems when the family's cache fits the model."""
+def layout_problems(config, mixers: tuple[str, ...], names=()) -> tuple[list[str], list[str]]:
+    """(kind of each decoder layer, problems): empty problems when the family's cache fits the model.
+    A config naming no layer kinds (`layer_types`, `layers_block_type`) fits only a model of Mamba layers
+    alone: the family config the patch writes for it says so."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -108,29 +144,45 @@ def layout_problems(config, mixers: tuple[str, ...]) -> tuple[list[str], list[st
     if layers is None:
         return [], [f"no module list of {config.num_hidden_layers} decoder layers"]
     try:
-        want = _expected(config)
+        want = _expected(config, names)
     except (AttributeError, TypeError) as exc:
         return [], [f"the config lacks a size the family's generator reads ({exc})"]
-    kinds, problems = [], []
+    kinds, problems, attention = [], [], []
     for i, layer in enumerate(layers):
         ssm = [m for m in layer.modules() if type(m).__name__ in mixers]
         attn = [m for m in layer.modules() if hasattr(m, "k_proj") and hasattr(m, "head_dim")]
         kind = "ssm" if ssm and not attn else "attention" if attn and not ssm else "other"
         kinds.append(kind)
+        attention += [(i, m) for m in attn]
         for m in ssm:
             if getattr(m, "layer_idx", None) != i:
                 problems.append(f"layer {i}: its mixer's layer_idx is {getattr(m, 'layer_idx', None)}")
             problems += [f"layer {i}: mixer {a} {getattr(m, a, None)} != {want[a]} read from the config"
                          for a in ("conv_dim", "conv_kernel_size", "num_heads", "head_dim", "ssm_state_size")
                          if getattr(m, a, None) != want[a]]
-        for m in attn:
-            kv = m.k_proj.out_features // m.head_dim
-            if (m.head_dim, kv) != (want["attention_head_dim"], want["num_key_value_heads"]):
-                problems.append(f"layer {i}: attention of {kv} key/value heads of {m.head_dim}, the config says "
-                                f"{want['num_key_value_heads']} of {want['attention_head_dim']}")
+            width = getattr(getattr(m, "in_proj", None), "out_features", None)
+            if width != want["conv_dim"] + (getattr(m, "intermediate_size", 0) or 0) + want["num_heads"]:
+                # the recurrent form splits the projection in gate, conv input and dt: nothing else
+                problems.append(f"layer {i}: in_proj gives {width} features, not gate + conv input + dt")
+    if attention:
+        try:
+            want.update(_expected_attention(config))
+        except (AttributeError, TypeError) as exc:
+            return kinds, problems + [f"the config lacks an attention size the family's generator reads ({exc})"]
+    for i, m in attention:
+        kv = m.k_proj.out_features // m.head_dim
+        if (m.head_dim, kv) != (want["attention_head_dim"], want["num_key_value_heads"]):
+            problems.append(f"layer {i}: attention of {kv} key/value heads of {m.head_dim}, the config says "
+                            f"{want['num_key_value_heads']} of {want['attention_head_dim']}")
+    expected = [LABELS.get(k, k) for k in kinds]
+    if not any(getattr(config, a, None) for a in ("layer_types", "layers_block_type")):
+        if set(kinds) != {"ssm"}:
+            problems.append(f"the config names no layer kinds and the model's layers are not all Mamba ({expected})")
+        return kinds, problems
     for attr in ("layer_types", "layers_block_type"):
+        if getattr(config, attr, None) is None:
+            continue  # the family config the patch writes copies the other one
         labels = list(getattr(config, attr, None) or [])
-        expected = [LABELS.get(k, k) for k in kinds]
         if labels != expected:
             problems.append(f"config.{attr} {labels} does not name the layers the model builds ({expected})")
     return kinds, problems
@@ -147,6 +199,10 @@ def _floats(value):
 def _layout(model_type: str, raw_json: str, mixers: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     from transformers import AutoConfig
 
+    names, name_problems = config_names(model_type)
+    if name_problems:
+        return (), name_problems
+
     kwargs = {k: _floats(v) for k, v in json.loads(raw_json).items()
               if k not in ("model_type", "architectures", "transformers_version", "auto_map")}
     try:  # the analysed config itself: a default config would describe another model's layers
@@ -154,7 +210,7 @@ def _layout(model_type: str, raw_json: str, mixers: tuple[str, ...]) -> tuple[tu
     except Exception as exc:  # noqa: BLE001 - transformers' validation errors have no common type
         return (), (f"transformers cannot build the model's config: {str(exc)[:200]}",)
     try:
-        kinds, problems = layout_problems(config, mixers)
+        kinds, problems = layout_problems(config, mixers, names)
     except Exception as exc:  # noqa: BLE001 - a model that cannot be built on the meta device is not this pattern's
         return (), (f"the model could not be instantiated to read its layout: {str(exc)[:200]}",)
     return tuple(kinds), tuple(problems)
@@ -184,9 +240,37 @@ def _applies(ctx: PatternContext) -> str | None:
             f"says, with the state sizes {ctx.base_class}'s generator reads: {HELPER} replaces the mixer")
 
 
-def patcher_source(name: str, mixers: tuple[str, ...]) -> str:
+def patcher_source(name: str, mixers: tuple[str, ...], family: str | None = None) -> str:
+    """The patcher; `family` (the model type) when the model's config and forward spell the family's
+    names otherwise (patterns/ssm_source.py): the family's patcher then reads a copy of the config under
+    the family's names, and the cache goes to the forward under the name it takes."""
     listed = ", ".join(mixers)
     table = "(" + ", ".join(f'"{m}"' for m in mixers) + ("," if len(mixers) == 1 else "") + ")"
+    fn = family_function(family) if family else None
+    init = (
+        f"    def __init__(self, config, model, model_kwargs=None):\n"
+        f"        super().__init__(config, model, model_kwargs)\n"
+    ) if not family else (
+        f"    def __init__(self, config, model, model_kwargs=None):\n"
+        f"        # the family's patcher reads the layer kinds from the export config's model config\n"
+        f"        own = config._config\n"
+        f"        config._config = {fn}(own)\n"
+        f"        try:\n"
+        f"            super().__init__(config, model, model_kwargs)\n"
+        f"        finally:\n"
+        f"            config._config = own\n")
+    cache_name = "" if not family else (
+        f"        # the family's forward passes the cache as past_key_values: pass it as the model's forward takes it\n"
+        f"        parameters = inspect.signature(model_forward).parameters\n"
+        f"        cache_name = \"cache_params\" if \"past_key_values\" not in parameters and \"cache_params\" in parameters else None\n")
+    rename = "" if not family else (
+        f"            if cache_name is not None and \"past_key_values\" in kwargs:\n"
+        f"                kwargs[cache_name] = kwargs.pop(\"past_key_values\")\n")
+    enter = "" if not family else (
+        f"        # the cache wrapper the family's forward builds reads the layer kinds from it too\n"
+        f"        self._ov_own_config = self.real_config._config\n"
+        f"        self.real_config._config = {fn}(self._ov_own_config)\n")
+    leave = "" if not family else "        self.real_config._config = self._ov_own_config\n"
     return (
         f"class {name}({REFERENCE_PATCHER}):\n"
         f"    # {listed} has {REFERENCE_MIXER}'s forward: {HELPER},\n"
@@ -194,10 +278,10 @@ def patcher_source(name: str, mixers: tuple[str, ...]) -> str:
         f"    # The cache is {REFERENCE_PATCHER}'s (config.layer_types names the Mamba and attention layers).\n"
         f"    MIXER_CLASSES = {table}\n"
         f"\n"
-        f"    def __init__(self, config, model, model_kwargs=None):\n"
-        f"        super().__init__(config, model, model_kwargs)\n"
+        f"{init}"
         f"        self._ov_model_forward = model_forward = self.model_orig_forward\n"
         f"        takes_positions = \"position_ids\" in inspect.signature(model_forward).parameters\n"
+        f"{cache_name}"
         f"\n"
         f"        def forward_with_positions(input_ids=None, attention_mask=None, **kwargs):\n"
         f"            # the family's forward passes no position ids: without them the model counts positions\n"
@@ -205,6 +289,7 @@ def patcher_source(name: str, mixers: tuple[str, ...]) -> str:
         f"            if takes_positions and attention_mask is not None and kwargs.get(\"position_ids\") is None:\n"
         f"                positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)\n"
         f"                kwargs[\"position_ids\"] = positions[:, -input_ids.shape[1] :]\n"
+        f"{rename}"
         f"            return model_forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)\n"
         f"\n"
         f"        self.model_orig_forward = forward_with_positions\n"
@@ -212,6 +297,7 @@ def patcher_source(name: str, mixers: tuple[str, ...]) -> str:
         f"    def __enter__(self):\n"
         f"        OVDecoderModelPatcher.__enter__(self)\n"
         f"        setattr(self._model, self.orig_forward_name, self.patched_forward)\n"
+        f"{enter}"
         f"\n"
         f"        def recurrent_forward(mixer):\n"
         f"            def forward(hidden_states, cache_params=None, attention_mask=None, **kwargs):\n"
@@ -240,6 +326,7 @@ def patcher_source(name: str, mixers: tuple[str, ...]) -> str:
         f"    def __exit__(self, exc_type, exc_value, traceback):\n"
         f"        OVDecoderModelPatcher.__exit__(self, exc_type, exc_value, traceback)\n"
         f"        setattr(self._model, self.orig_forward_name, self._ov_model_forward)\n"
+        f"{leave}"
         f"        for module in self._model.modules():\n"
         f'            if hasattr(module, "{SAVED}"):\n'
         f"                module.forward = module.{SAVED}\n"
@@ -247,18 +334,43 @@ def patcher_source(name: str, mixers: tuple[str, ...]) -> str:
     )
 
 
+def family_spelling(ctx: PatternContext) -> bool:
+    """Whether the model spells what the family's export reads otherwise (config names, layer kinds)."""
+    names, _ = config_names(ctx.model_type)
+    return renamed(names) or any(getattr(ctx.config, a, None) is None for a in ("layer_types", "layers_block_type"))
+
+
+def writes_normalized_config(ctx: PatternContext) -> bool:
+    """Whether this pattern applies and normalizes a copy of the config under the family's names."""
+    return _fits(ctx) and family_spelling(ctx)
+
+
 def _edit(ctx: PatternContext) -> PatternEdit:
     name, mixers = patcher_name(ctx), mixer_classes(ctx.model_type)
     floor = resolved_attrs(ctx.workspace, ctx.base_class, ("MIN_TRANSFORMERS_VERSION",)).get("MIN_TRANSFORMERS_VERSION")
     kinds, _ = layout(ctx)
+    source, attrs, imports, code = patcher_source(name, mixers), {"_MODEL_PATCHER": name}, [(PATCHER_MODULE, name)], []
+    spelled_otherwise = family_spelling(ctx)
+    if spelled_otherwise:
+        names, _ = config_names(ctx.model_type)
+        source = "\n\n".join([patcher_source(name, mixers, ctx.model_type),
+                               family_source(ctx.model_type, names, "attention" in kinds),
+                               normalized_source(name, ctx.model_type)])
+        attrs["NORMALIZED_CONFIG_CLASS"] = normalized_name(name)
+        imports.append((PATCHER_MODULE, normalized_name(name)))
+        if getattr(ctx.config, "intermediate_size", None) is None:
+            code.append(CodeBlock(file=MODELING_DECODER, function=CACHE_INIT, after_call=CACHE_ANCHOR,
+                                  source=cache_init_source(ctx.model_type, dict(names)["mamba_expand"]),
+                                  marker=f'config.model_type == "{ctx.model_type}" and getattr(config, "intermediate_size"'))
     return PatternEdit(
-        class_attrs={"_MODEL_PATCHER": name}, imports=[(PATCHER_MODULE, name)],
-        patchers=[PatcherBlock(name=name, after=REFERENCE_PATCHER, source=patcher_source(name, mixers))],
+        class_attrs=attrs, imports=imports, code_blocks=code,
+        patchers=[PatcherBlock(name=name, after=REFERENCE_PATCHER, source=source)],
         # the family's config and patcher are written for the transformers its base names
         min_transformers=floor.value if isinstance(floor, ast.Constant) and isinstance(floor.value, str) else None,
         joins=[REFERENCE],
         note=(f"{name}({REFERENCE_PATCHER}) installs {HELPER} on {', '.join(mixers)}; cache layout read from "
-              f"the model: {kinds.count('ssm')} Mamba and {kinds.count('attention')} attention layers"))
+              f"the model: {kinds.count('ssm')} Mamba and {kinds.count('attention')} attention layers"
+              + ("; the family's config names read from a copy of the model's config" if spelled_otherwise else "")))
 
 
 HYBRID_MAMBA2 = Pattern("hybrid_mamba2_cache", "export a Mamba2/attention hybrid whose mixer is GraniteMoeHybrid's "
