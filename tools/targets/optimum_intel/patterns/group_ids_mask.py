@@ -63,8 +63,8 @@ def patcher_source(name: str, base: str, functions: tuple[str, ...]) -> str:
     listed = ", ".join(f'"{f}"' for f in functions)
     return f'''\
 class {name}({base}):
-    # {", ".join(functions)} fill the token-type group ids (an int32 cumsum: i32 in OpenVINO, int64 in PyTorch)
-    # with an int64 -1 through torch.where, which OpenVINO cannot convert; cast to int64 they convert.
+    # {", ".join(functions)}: the token-type group ids (an int32 cumsum: i32 in OpenVINO, int64 in PyTorch)
+    # are filled with an int64 -1 through torch.where, which OpenVINO cannot convert; cast to int64 they convert.
     def __enter__(self):
         super().__enter__()
         module = inspect.getmodule(type(self._model))
