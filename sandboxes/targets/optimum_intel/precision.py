@@ -55,18 +55,22 @@ def compress(ir_dir: Path, dest: Path, bits: int, use_cache: bool = True) -> dic
 
 
 class Reference:
-    """PyTorch f32, computed once for every row: logits of each feed and each prompt's greedy tokens."""
+    """PyTorch f32, computed once for every row: logits of each feed and each prompt's greedy tokens.
 
-    def __init__(self, pt_model, tok, prompts, feeds: list[dict], gen: dict):
+    uncached: the greedy tokens come from the model's uncached generate(), for a model whose cached one the
+    cache probe measured departing from the model itself (cache_probe.py: git); the gate compared with that."""
+
+    def __init__(self, pt_model, tok, prompts, feeds: list[dict], gen: dict, uncached: bool = False):
         import torch
 
-        self.feeds, self.gen, self.prompts, self.tok = feeds, gen, prompts, tok
+        self.feeds, self.gen, self.prompts, self.tok, self.uncached = feeds, gen, prompts, tok, uncached
+        pt_gen = {**gen, "use_cache": False} if uncached else gen
         with torch.no_grad():
             self.logits = [pt_model(**f).logits for f in feeds]
             self.greedy = []
             for p in prompts:
                 enc = tok(p, return_tensors="pt")
-                self.greedy.append(pt_model.generate(**enc, **gen)[0, enc["input_ids"].shape[1]:].tolist())
+                self.greedy.append(pt_model.generate(**enc, **pt_gen)[0, enc["input_ids"].shape[1]:].tolist())
 
 
 def agreement(ref_logits, ov_logits, mask) -> tuple[int, float, int]:
@@ -183,4 +187,5 @@ def run_matrix(ir_dir: Path, out: Path, ref: Reference, requested: list[str] | N
                 row.update(status="error", reason=" ".join(str(exc).split())[:400])
             timings[f"{d['device']}:{precision}"] = time.monotonic() - t
             rows.append(row)
-    return {"host": host, "rows": rows, "timings": timings}
+    return {"host": host, "rows": rows, "timings": timings,
+            "greedy_reference": "uncached" if ref.uncached else "default"}

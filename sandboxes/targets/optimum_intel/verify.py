@@ -311,7 +311,9 @@ def parity(spec: dict) -> dict:
     report = {"checks": checks, "timings": timings}
     if spec.get("precision_matrix") and gate:  # as users deploy it; the host judges the numbers
         t = time.monotonic()
-        ref = precision.Reference(pt_model, tok, PROMPTS, [batch, long], gen)
+        # the greedy reference the gate matched: uncached when transformers' cached path departs from the model
+        ref = precision.Reference(pt_model, tok, PROMPTS, [batch, long], gen,
+                                  uncached=bool(probe and probe.get("compare_uncached")))
         report["precision"] = precision.run_matrix(ir_dir, out / "precision", ref, spec.get("devices"),
                                                    use_cache=with_past)
         timings["precision_matrix"] = time.monotonic() - t
