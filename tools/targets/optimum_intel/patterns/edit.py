@@ -19,6 +19,11 @@ MODEL_PATCHER = "optimum/exporters/openvino/model_patcher.py"
 INPUT_GENERATORS = "optimum/exporters/openvino/input_generators.py"
 
 
+def function_name(model_type: str, suffix: str) -> str:
+    """A private module-level name for code written for one model type: `_<type>_<suffix>`."""
+    return "_" + "".join(c if c.isalnum() else "_" for c in model_type.lower()) + f"_{suffix}"
+
+
 def insert_import(text: str, module: str, name: str) -> Edit:
     """Make `name` importable from `module` at top level: joined to an existing parenthesised
     `from module import (...)` one name per line in case-insensitive order (as isort leaves upstream's

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from tools.targets.optimum_intel.patch import PatcherBlock
 from tools.targets.optimum_intel.patterns.base import Pattern, PatternContext, PatternEdit
-from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, module_defs
+from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, function_name, module_defs
 from tools.targets.optimum_intel.patterns.moe import (HELPER, PATCHER_MODULE, UPSTREAM_FORWARD, _modeling,
                                                       base_patcher, experts_classes, patcher_name,
                                                       swapping_patcher_source)
@@ -159,7 +159,7 @@ def _applies(ctx: PatternContext) -> str | None:
 
 
 def forward_name(model_type: str) -> str:
-    return "_" + "".join(c if c.isalnum() else "_" for c in model_type.lower()) + "_experts_forward_patched"
+    return function_name(model_type, "experts_forward_patched")
 
 
 def forward_source(name: str, g: GroupedExperts) -> str:

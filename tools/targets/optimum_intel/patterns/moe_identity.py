@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from tools.targets.optimum_intel.patch import PatcherBlock
 from tools.targets.optimum_intel.patterns.base import Pattern, PatternContext, PatternEdit
-from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, module_defs
+from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, function_name, module_defs
 from tools.targets.optimum_intel.patterns.moe import (HELPER, PATCHER_MODULE, _modeling, base_patcher,
                                                       experts_classes, patcher_name, swapping_patcher_source)
 from tools.targets.optimum_intel.patterns.moe_grouped import _gate, _method, _params
@@ -142,7 +142,7 @@ def _applies(ctx: PatternContext) -> str | None:
 
 
 def forward_name(model_type: str) -> str:
-    return "_" + "".join(c if c.isalnum() else "_" for c in model_type.lower()) + "_identity_experts_forward"
+    return function_name(model_type, "identity_experts_forward")
 
 
 def forward_source(name: str, e: IdentityExperts) -> str:
