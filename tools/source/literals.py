@@ -61,7 +61,18 @@ def _literal_in(body: list[ast.stmt], name: str) -> ast.expr | None:
     return None
 
 
-def _find_literal(tree: ast.Module, target: str) -> tuple[ast.expr, str]:
+# A literal is named by what it is assigned to ("NAME", "Class.NAME"), or, for one written inline (an
+# `if x in {...}:`), by where it starts: (line, column) as ast gives them.
+Target = str | tuple[int, int]
+
+
+def _find_literal(tree: ast.Module, target: Target) -> tuple[ast.expr, str]:
+    if not isinstance(target, str):
+        hits = [n for n in ast.walk(tree) if isinstance(n, (ast.List, ast.Tuple, ast.Set, ast.Dict))
+                and (n.lineno, n.col_offset) == tuple(target)]
+        if not hits:
+            raise LookupError(f"no literal starts at line {target[0]}, column {target[1]}")
+        return hits[0], f"the literal at line {target[0]}"
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
     if "." in target:
         cls_name, name = target.split(".", 1)
@@ -90,7 +101,7 @@ def _value_key(element: Any) -> Any:
     return ("v", element)
 
 
-def _parse_literal(text: str, target: str) -> _Literal:
+def _parse_literal(text: str, target: Target) -> _Literal:
     node, label = _find_literal(ast.parse(text), target)
     lines = _lines(text)
     starts = [0]
@@ -140,7 +151,7 @@ def _parse_literal(text: str, target: str) -> _Literal:
     return _Literal(node, label, items, commas, open_at, close_at, [_elem_key(e) for e in elems], comment_before)
 
 
-def literal_keys(text: str, target: str) -> list[Any]:
+def literal_keys(text: str, target: Target) -> list[Any]:
     """The elements (dict: keys) of a literal as Python values; Src(text) where not literal."""
     lit = _parse_literal(text, target)
     return [k[1] if k[0] == "v" else Src(text[s:e]) for (s, e), k in zip(lit.items, lit.keys)]
@@ -151,11 +162,12 @@ def _quote_style(lit: _Literal, text: str) -> str:
     return "'" if firsts.count("'") > firsts.count('"') else '"'
 
 
-def insert_element(text: str, target: str, element: Any, value: Any = None, *, order: str = "auto",
+def insert_element(text: str, target: Target, element: Any, value: Any = None, *, order: str = "auto",
                    after: Any = None) -> Edit:
     """Insert `element` (a dict: key `element` with `value`) into the literal assigned to `target`.
 
-    target: "NAME" (module level, else the single class assigning it) or "Class.NAME".
+    target: "NAME" (module level, else the single class assigning it), "Class.NAME", or (line, column)
+    where an inline literal starts.
     order: "auto" keeps a (nearly) sorted literal sorted, otherwise appends to the end of the
     leading group (before the first comment-introduced section); "sorted"; "end".
     after: an existing element to insert right after (overrides `order`).
@@ -213,13 +225,13 @@ def insert_element(text: str, target: str, element: Any, value: Any = None, *, o
         indent = " " * (lit.items[0][0] - _line_start(text, lit.items[0][0]))
         new = base[:cut] + nl + indent + rendered + ("," if trailing else "") + base[cut:]
     new = _checked(new, f"inserting into {lit.label}")
-    if new_key not in _parse_literal(new, lit.label).keys:
+    if new_key not in _parse_literal(new, lit.label if isinstance(target, str) else target).keys:
         raise EditError(f"inserting into {lit.label} did not take")
     line = new.count("\n", 0, new.find(rendered, lit.open_at)) + 1
     return Edit(True, new, f"inserted {rendered} into {lit.label}", line)
 
 
-def remove_element(text: str, target: str, element: Any) -> Edit:
+def remove_element(text: str, target: Target, element: Any) -> Edit:
     """Remove one element (a dict: the entry with that key) from the literal assigned to `target`."""
     lit = _parse_literal(text, target)
     key = _value_key(element)

@@ -145,3 +145,13 @@ def test_non_finite_floats_render_as_python_that_evaluates_to_them():
     value = eval(source, {"__builtins__": {"float": float}})  # noqa: S307 - our own rendered literal
     assert value == {"time_step_limit": (0.0, float("inf")), "floor": float("-inf")}
     assert "nan" in render(float("nan")) and eval(render(float("nan")), {"float": float}) != 0
+
+
+def test_an_inline_literal_is_named_by_where_it_starts():
+    src = 'def f(x):\n    if x in {"a", "c"}:\n        return 1\n'
+    lit = next(n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Set))
+    edit = insert_element(src, (lit.lineno, lit.col_offset), "b")
+    assert edit.changed and '{"a", "b", "c"}' in edit.text
+    assert literal_keys(edit.text, (lit.lineno, lit.col_offset)) == ["a", "b", "c"]
+    with pytest.raises(LookupError, match="no literal starts at line 1"):
+        insert_element(src, (1, 0), "b")

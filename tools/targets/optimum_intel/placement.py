@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from tools.source.literals import insert_element, literal_keys
+from tools.source.literals import Target, insert_element, literal_keys
 from tools.source.python_edit import Edit, Src
 
 
@@ -38,7 +38,7 @@ def entry_anchor(keys: list[Any], new: Any) -> Any | None:
     return keys[max(below)[1]]  # the greatest name; of equal names (one per task), the last entry
 
 
-def insert_entry(text: str, target: str, element: Any, value: Any = None) -> Edit:
+def insert_entry(text: str, target: Target, element: Any, value: Any = None) -> Edit:
     """insert_element, placed after entry_anchor (see the module doc)."""
     anchor = entry_anchor(literal_keys(text, target), element)
     if anchor is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 
 from tools.source.python_edit import Edit, EditError, _checked
-from tools.targets.optimum_intel.placement import entry_anchor
+from tools.targets.optimum_intel.placement import insert_entry
 
 
 def _turns_off_cache(body: list[ast.stmt]) -> bool:
@@ -49,32 +49,6 @@ def uncached_lists(tree: ast.AST) -> list[ast.expr]:
     return found
 
 
-def _offset(lines: list[str], starts: list[int], lineno: int, col: int) -> int:
-    """ast's (line, UTF-8 byte column) as a character offset."""
-    return starts[lineno - 1] + len(lines[lineno - 1].encode()[:col].decode(errors="ignore"))
-
-
-def _insert(text: str, lit: ast.expr, model_type: str, lines: list[str], starts: list[int]) -> str:
-    names = [e.value for e in lit.elts]
-    anchor = entry_anchor(names, model_type)
-    first = _offset(lines, starts, lit.elts[0].lineno, lit.elts[0].col_offset)
-    quote = text[first] if text[first] in "\"'" else '"'
-    item = f"{quote}{model_type}{quote}"
-    nl = "\r\n" if "\r\n" in text else "\n"
-    multiline = lit.lineno != lit.end_lineno
-    indent = " " * (first - starts[lit.elts[0].lineno - 1])
-    if anchor is None:
-        return text[:first] + item + ("," + nl + indent if multiline else ", ") + text[first:]
-    elt = lit.elts[names.index(anchor)]
-    end = _offset(lines, starts, elt.end_lineno, elt.end_col_offset)
-    if not multiline:
-        return text[:end] + ", " + item + text[end:]
-    after = end + len(text[end:]) - len(text[end:].lstrip(" \t"))
-    if text[after:after + 1] == ",":
-        return text[:after + 1] + nl + indent + item + "," + text[after + 1:]
-    return text[:end] + "," + nl + indent + item + text[end:]  # the last element, no trailing comma
-
-
 def join_uncached_generation(text: str, model_type: str) -> Edit:
     """model_type added to every list whose branch compares generation with use_cache=False."""
     lists = uncached_lists(ast.parse(text))
@@ -83,12 +57,8 @@ def join_uncached_generation(text: str, model_type: str) -> Edit:
     todo = [lit for lit in lists if model_type not in [e.value for e in lit.elts]]
     if not todo:
         return Edit(False, text, f"{model_type} already compared with use_cache=False")
-    lines = text.splitlines(keepends=True)
-    starts = [0]
-    for line in lines:
-        starts.append(starts[-1] + len(line))
     new = text
-    for lit in sorted(todo, key=lambda n: (n.lineno, n.col_offset), reverse=True):  # offsets stay valid
-        new = _insert(new, lit, model_type, lines, starts)
+    for lit in sorted(todo, key=lambda n: (n.lineno, n.col_offset), reverse=True):  # earlier ones stay put
+        new = insert_entry(new, (lit.lineno, lit.col_offset), model_type).text
     what = f"{model_type} compared with use_cache=False in {len(todo)} generation test(s)"
     return Edit(True, _checked(new, what), what, todo[0].lineno)
