@@ -11,7 +11,7 @@ from tools.targets.base import Candidate, JobContext
 
 
 # The candidate's change rides in the checkpoint, so a worker without this one's disk can re-create the
-# worktree (agent.scale.paths). A registration is a few KiB; a change over this is not kept, and a resume
+# worktree (agent.graph.recreate). A registration is a few KiB; a change over this is not kept, and a resume
 # elsewhere then says so instead of verifying something else.
 CARRIED_DIFF_MAX = 256 * 1024
 

@@ -40,7 +40,7 @@ class Job(BaseModel):
 
 
 def config_digest(raw: dict) -> str:
-    """What a config re-resolved on another worker must match (agent.scale.paths)."""
+    """What a config re-resolved on another worker must match (agent.graph.recreate)."""
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
 
 

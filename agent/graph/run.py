@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from tools.errors import EnvironmentProblem, UserError
 from tools.forge.local import Forge, LocalForge
 from tools.repo.workspace import RepoManager
 from tools.targets import get_target
+
+log = logging.getLogger(__name__)
 
 
 class ThreadBusy(UserError):
@@ -154,6 +157,8 @@ def drive(settings: Settings, deps: Deps, thread_id: str, initial: dict | None, 
         if snap.values and not snap.next:
             return localise(dict(snap.values), settings), "finished_before"
         how = "resumed" if snap.next else "started"
+        if snap.next and snap.values.get("job_dir"):
+            _recreate_files(settings, dict(snap.values), thread_id)
         inp = None if snap.next else initial
         # A resume answer only goes to a pending interrupt; a run killed after it passed resumes plainly.
         if resume is not None and any(task.interrupts for task in snap.tasks):
@@ -166,6 +171,19 @@ def drive(settings: Settings, deps: Deps, thread_id: str, initial: dict | None, 
                     on_node(node, update or {})
         final = graph.get_state(config)
         return localise(dict(final.values), settings), ("interrupted" if final.next else how)
+
+
+def _recreate_files(settings: Settings, values: dict, thread_id: str) -> None:
+    """A resume needs the files its checkpoint names: another worker's data dir, or a job dir deleted
+    by hand since, gets them re-created (or one line naming what cannot be)."""
+    from agent.graph.recreate import recreate
+
+    here = localise(values, settings)
+    ws = (here.get("workspace") or {}).get("path")
+    if Path(here["job_dir"]).is_dir() and (not ws or Path(ws).is_dir()):
+        return  # a worktree in place may hold edits newer than the checkpoint's change (an LLM round's)
+    if made := recreate(here, settings):
+        log.info("%s: re-created before resuming: %s", thread_id, ", ".join(made))
 
 
 def job_dir(settings: Settings, thread_id: str) -> Path:

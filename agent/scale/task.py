@@ -44,7 +44,7 @@ def run(job_id: str, worker: str) -> Outcome:
 
 
 class _Rehome:
-    """A resume re-creates here what its checkpoint points to on another worker's disk (agent.scale.paths);
+    """A resume re-creates here what its checkpoint points to on another worker's disk (agent.graph.recreate);
     what cannot be re-created fails the job in one line naming it."""
 
     def __init__(self, runner, settings, worker: str):
@@ -52,7 +52,7 @@ class _Rehome:
 
     def run(self, job, resume, on_stage, on_thread):
         from agent.graph.run import stored_state
-        from agent.scale.paths import recreate
+        from agent.graph.recreate import recreate
 
         state = stored_state(self.settings, job.thread_id) if job.thread_id else None
         if state and state.get("job_dir"):

@@ -24,6 +24,7 @@ from agent.service.workers import RunResult
 from tools.forge.local import branch_name
 from tools.repo.workspace import RepoManager, Workspace, commit_all
 from tests.fakes.scripted_target import ScriptedTarget
+from tests.fakes.tiny import fake_tiny  # noqa: F401  (re-exported for the service tests)
 
 
 class Killed(BaseException):
@@ -118,12 +119,6 @@ class ForgeRunner:
 def scripted_target() -> ScriptedTarget:
     """A target whose only candidate passes: the graph runs in about a second."""
     return ScriptedTarget(bases=("llama",), key="optimum-intel")
-
-
-def fake_tiny(tmp: Path):
-    def build(raw, cache_dir, **kw):
-        return SimpleNamespace(path=tmp / "tiny", num_params=10, config=raw, cached=True, build_seconds=0.0)
-    return build
 
 
 class ScriptedGraphRunner:

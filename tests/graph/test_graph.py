@@ -16,6 +16,7 @@ from agent.graph.deps import Deps
 from agent.graph.request import thread_id_for
 from agent.graph.run import drive
 from tests.fakes.graph_job import local_job
+from tests.fakes.tiny import fake_tiny
 from tools.forge.local import LocalForge
 from tests.fakes.scripted_target import ScriptedTarget as SharedScripted
 
@@ -33,19 +34,12 @@ class ScriptedTarget(SharedScripted):
 def env(tmp_path, monkeypatch):
     import tools.tiny.model
 
-    monkeypatch.setattr(tools.tiny.model, "build_tiny", _fake_tiny(tmp_path))
+    monkeypatch.setattr(tools.tiny.model, "build_tiny", fake_tiny(tmp_path))
     return local_job(tmp_path, "scripted", {"model_type": "newmodel", "architectures": ["NewModelForCausalLM"],
                                             "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
                                             "vocab_size": 1000}, {"registry.py": "REGISTERED = None\n"})
 
 
-
-def _fake_tiny(tmp_path):
-    from types import SimpleNamespace
-
-    def build(raw, cache_dir, **kw):
-        return SimpleNamespace(path=tmp_path / "tiny", num_params=10, config=raw, cached=True, build_seconds=0.0)
-    return build
 
 
 def _deps(settings, repos, target):
@@ -216,3 +210,20 @@ def test_a_push_that_git_refuses_is_one_named_problem_not_an_internal_error(env)
     (remote / "refs" / "heads" / "onboard").write_text("0" * 40 + "\n")
     with pytest.raises(EnvironmentProblem, match=r"publishing onboard/scripted/newmodel failed in git push"):
         drive(settings, _deps(settings, repos, ScriptedTarget(passing={"a"})), initial["thread_id"], initial)
+
+
+def test_a_resume_after_the_job_dir_was_deleted_recreates_it(env):
+    # seen after a full disk: the job dir was removed by hand, and the resume ended in an internal error
+    # ("not a git worktree") instead of re-creating what the checkpoint names, as a resume elsewhere does
+    import shutil
+
+    settings, repos, initial = env
+    target = ScriptedTarget(passing={"a"}, die_on_verify=1)
+    with pytest.raises(Killed):
+        drive(settings, _deps(settings, repos, target), initial["thread_id"], initial)
+    shutil.rmtree(initial["job_dir"])
+    target.die_on_verify = None
+    state, how = drive(settings, _deps(settings, repos, target), initial["thread_id"], None)
+    assert how == "resumed" and state["outcome"] == "pr"
+    assert target.applied == ["alias:a"]  # the change came back from the checkpoint, not from a new edit
+    assert (Path(initial["job_dir"]) / "workspace").is_dir()

@@ -18,6 +18,7 @@ from agent.graph.run import drive
 from tests.fakes.graph_job import local_job
 from tests.fakes.moe_target import LOOP_BODY, MOE_LOOP, VECTORISED_BODY, MoeTarget
 from tests.fakes.openai_server import FakeOpenAI, Say, by_history, call
+from tests.fakes.tiny import fake_tiny
 from tools.forge.local import LocalForge
 
 FIX_STEPS = [
@@ -50,8 +51,7 @@ def env(tmp_path, monkeypatch):
         {"registry.py": "REGISTERED = None\n", "moe.py": MOE_LOOP, "leak.txt": f"token={LEAKED}\n"})
     import tools.tiny.model
 
-    monkeypatch.setattr(tools.tiny.model, "build_tiny", lambda raw, cache_dir, **kw: SimpleNamespace(
-        path=tmp_path / "tiny", num_params=10, config=raw, cached=True, build_seconds=0.0))
+    monkeypatch.setattr(tools.tiny.model, "build_tiny", fake_tiny(tmp_path))
     return SimpleNamespace(settings=settings, repos=repos, initial=initial, tmp=tmp_path, monkeypatch=monkeypatch)
 
 

@@ -27,6 +27,6 @@ def tiny(state: OnboardState, deps: Deps) -> dict:
     return {"tiny": {"path": str(model.path), "num_params": model.num_params,
                      "layers": cfg.get("num_hidden_layers"), "window": cfg.get("sliding_window"),
                      "cached": model.cached, "build_seconds": model.build_seconds,
-                     # what a worker that rebuilds this model elsewhere must match (agent.scale.paths)
+                     # what a worker that rebuilds this model elsewhere must match (agent.graph.recreate)
                      "digest": getattr(model, "digest", None)},
             **timed("tiny", t)}

@@ -1,5 +1,5 @@
 """A checkpoint written on a worker with another data dir: its paths read as this worker's
-(agent.graph.localise), and what they name is re-created here or named in one line (agent.scale.paths)."""
+(agent.graph.localise), and what they name is re-created here or named in one line (agent.graph.recreate)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import git
 import pytest
 
 from agent.graph.localise import localise
-from agent.scale.paths import CannotRecreate, recreate
+from agent.graph.recreate import CannotRecreate, recreate
 from agent.settings import Settings
 from tools.repo.workspace import RepoManager, Workspace, binary_diff, commit_all
 
