@@ -18,7 +18,7 @@ from tools.targets.optimum_intel.patterns.base import PatternContext, applicable
 from tools.targets.optimum_intel.patterns.moe_ungated import UNGATED_EXPERTS, ungated
 from tools.targets.optimum_intel.patterns.ssm_family import config_names, own_value, prefill_shape
 from tools.targets.optimum_intel.patterns.ssm_forms import GRANITE, ZAMBA2, recurrent_source
-from tools.targets.optimum_intel.patterns.ssm_hybrid import (HYBRID_MAMBA2, _modeling, _reference_shape,
+from tools.targets.optimum_intel.patterns.ssm_hybrid import (HYBRID_MAMBA2, _cache_taking, _modeling, _reference_shape,
                                                              config_names as model_names, layout_problems)
 
 TINY_NEMOTRON_H = dict(hidden_size=64, layers_block_type=["mamba", "moe", "attention"], num_attention_heads=4,
@@ -78,7 +78,8 @@ def test_beyond_one_chunk_the_recurrent_form_is_the_models_decode_path():
     mixer, seq = _mixer(2), 21
     x = torch.randn(2, seq, 64)
     fn = _recurrent(recurrent_source("nemotron_mixer", ZAMBA2), "nemotron_mixer")
-    cache = DynamicCache(config=AutoConfig.for_model("nemotron_h", **{**TINY_NEMOTRON_H, "layers_block_type": ["mamba"]}))
+    mamba_only = AutoConfig.for_model("nemotron_h", **{**TINY_NEMOTRON_H, "layers_block_type": ["mamba"]})
+    cache = DynamicCache(config=mamba_only)
     with torch.no_grad():
         got, _, _ = fn(mixer, x, None, None, None, None)
         # one token through the prefill path, then the model's single-token recurrent path for every other
@@ -141,6 +142,23 @@ def test_layers_of_neither_kind_fit_unless_labelled_as_one_or_taking_a_cache():
     assert any("does not name the layers" in p for p in problems)
 
 
+def test_a_layer_of_neither_kind_holding_a_cache_taking_module_is_flagged():
+    class Stateful(torch.nn.Module):
+        def forward(self, hidden_states, cache_params=None):
+            return hidden_states
+
+    class Layer(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, hidden_states, past_key_values=None):  # the layer itself passes the cache on
+            return self.inner(hidden_states)
+
+    assert _cache_taking(Layer(torch.nn.Linear(2, 2))) == []
+    assert _cache_taking(Layer(Stateful())) == ["Stateful"]
+
+
 def _nemotron(ws) -> PatternContext:  # noqa: F811 - the fixture
     raw = AutoConfig.for_model("nemotron_h", **TINY_NEMOTRON_H).to_dict()
     raw["time_step_limit"] = [0.0, 1e9]  # json-safe; the layout reads sizes only
@@ -159,7 +177,7 @@ def test_nemotron_h_gets_the_written_recurrent_form_and_its_experts_routed(ws): 
     assert blocks[helper].after == GRANITE.helper and "torch.clamp(dt, self.time_step_min)" in blocks[helper].source
     patcher = blocks[edit.class_attrs["_MODEL_PATCHER"]].source
     assert f"= {helper}(" in patcher and 'set_experts_implementation("batched_mm")' in patcher
-    assert "fractions.Fraction(config.mamba_num_heads * config.mamba_head_dim, config.hidden_size)" in "".join(
+    assert "Fraction(\n        config.mamba_num_heads * config.mamba_head_dim, config.hidden_size\n" in "".join(
         b.source for b in edit.patchers)
     # alone, the experts pattern writes a patcher of its own over the base's
     alone = combined_edit(_nemotron(ws), [UNGATED_EXPERTS.name])

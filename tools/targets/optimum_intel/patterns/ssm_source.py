@@ -32,8 +32,11 @@ def family_source(model_type: str, names: tuple[tuple[str, str], ...], has_atten
     fn = family_function(model_type)
     table = "".join(f'        ("{family}", "{own}"),\n' for family, own in names if PRODUCT not in own)
     products = "".join(
-        f"    # the mixers' intermediate size is {own.replace(PRODUCT, ' * ')}: the family reads it as a factor of hidden_size\n"
-        f"    family.{family} = fractions.Fraction(config.{own.split(PRODUCT)[0]} * config.{own.split(PRODUCT)[1]}, config.hidden_size)\n"
+        f"    # the mixers' intermediate size is {own.replace(PRODUCT, ' * ')}: the family reads its ratio to\n"
+        f"    # hidden_size, kept exact (int(ratio * hidden_size) gives the size back)\n"
+        f"    family.{family} = fractions.Fraction(\n"
+        f"        {' * '.join('config.' + k for k in own.split(PRODUCT))}, config.hidden_size\n"
+        f"    )\n"
         for family, own in names if PRODUCT in own)
     attention = "" if has_attention else (
         "    # no layer of the model is an attention layer: the family's generator still reads these names\n"
