@@ -16,7 +16,7 @@ from tests.targets.optimum_intel.test_pattern_ssm_hybrid import ws  # noqa: F401
 from tools.hf.config import analyze
 from tools.targets.optimum_intel.patterns.base import PatternContext, applicable, combined_edit
 from tools.targets.optimum_intel.patterns.moe_ungated import UNGATED_EXPERTS, ungated
-from tools.targets.optimum_intel.patterns.ssm_family import config_names, own_value, prefill_shape
+from tools.targets.optimum_intel.patterns.ssm_family import config_names, family_names, own_value, prefill_shape
 from tools.targets.optimum_intel.patterns.ssm_forms import GRANITE, ZAMBA2, recurrent_source
 from tools.targets.optimum_intel.patterns.ssm_hybrid import (HYBRID_MAMBA2, _cache_taking, _modeling, _reference_shape,
                                                              config_names as model_names, layout_problems)
@@ -129,6 +129,14 @@ def test_an_intermediate_size_read_as_a_product_is_the_familys_expand_factor():
     init = ("class M:\n    def __init__(self, config):\n        self.num_heads = config.a * config.b\n"
             "        self.intermediate_size = config.c * config.d\n")
     assert config_names(ast.parse(init).body[0]) == {"num_heads": "a*b", "intermediate_size": "c*d"}
+    reference = next(n for n in _modeling("granitemoehybrid").body
+                     if isinstance(n, ast.ClassDef) and n.name == GRANITE.mixer)
+    nemotron = next(n for n in _modeling("nemotron_h").body
+                    if isinstance(n, ast.ClassDef) and n.name == "NemotronHMamba2Mixer")
+    assert family_names(reference, nemotron)[1] == []
+    near = ast.parse(ast.unparse(nemotron).replace("self.num_heads = config.mamba_num_heads",
+                                                   "self.num_heads = config.mamba_num_heads * config.n_groups")).body[0]
+    assert any("reads num_heads as a product" in p for p in family_names(reference, near)[1])
 
 
 def test_layers_of_neither_kind_fit_unless_labelled_as_one_or_taking_a_cache():
