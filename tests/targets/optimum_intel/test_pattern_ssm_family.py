@@ -14,8 +14,9 @@ from tools.hf.config import analyze
 from tools.targets.optimum_intel.patch import PatchSpec, write_patch
 from tools.targets.optimum_intel.patterns.base import PatternContext, applicable, combined_edit
 from tools.targets.optimum_intel.patterns.ssm_family import config_names, prefill_shape
+from tools.targets.optimum_intel.patterns.ssm_forms import GRANITE, ZAMBA2
 from tools.targets.optimum_intel.patterns.ssm_hybrid import (HYBRID_MAMBA2, config_names as model_names,
-                                                             layout_problems, mixer_classes)
+                                                             layout_problems, mixer_classes, mixer_form, mixer_forms)
 from tools.targets.optimum_intel.patterns.ssm_source import family_source
 
 TINY_MAMBA2 = dict(num_hidden_layers=2, hidden_size=64, num_heads=4, head_dim=32, state_size=16, n_groups=1,
@@ -74,8 +75,11 @@ def test_a_discarded_leading_split_is_the_family_split():
 def test_mamba2_mixer_is_recognised_and_its_names_read_from_its_init():
     assert mixer_classes("mamba2") == ("Mamba2Mixer",)
     assert mixer_classes("bamba") == ("BambaMixer",)
-    # NemotronH masks and clamps dt otherwise, FalconH1 scales its input and projection: not this recurrent form
-    assert mixer_classes("nemotron_h") == () and mixer_classes("falcon_h1") == ()
+    assert mixer_form("mamba2") is GRANITE and mixer_form("bamba") is GRANITE
+    # NemotronH masks and clamps dt otherwise: Zamba2's form, not GraniteMoeHybrid's
+    assert mixer_forms("nemotron_h") == (("NemotronHMamba2Mixer", ZAMBA2),)
+    # FalconH1 scales its input and projection: no known form
+    assert mixer_classes("falcon_h1") == ()
     names, problems = model_names("mamba2")
     assert problems == () and dict(names) == {"mamba_n_heads": "num_heads", "mamba_d_head": "head_dim",
                                               "mamba_d_state": "state_size", "mamba_d_conv": "conv_kernel",

@@ -22,6 +22,7 @@ from tools.targets.optimum_intel.patterns.moe import FLAT_OUTPUT, MOE_BATCHED_MM
 from tools.targets.optimum_intel.patterns.moe_granite import GRANITE_EXPERTS
 from tools.targets.optimum_intel.patterns.moe_grouped import GROUPED_GEMM
 from tools.targets.optimum_intel.patterns.moe_identity import IDENTITY_EXPERTS
+from tools.targets.optimum_intel.patterns.moe_ungated import UNGATED_EXPERTS
 from tools.targets.optimum_intel.patterns.ssm_hybrid import family_bases
 
 GENERIC_DENSE_BASES = ("llama", "qwen2", "mistral", "qwen3", "gemma", "phi3", "olmo2")
@@ -30,7 +31,7 @@ GENERIC_DENSE_BASES = ("llama", "qwen2", "mistral", "qwen3", "gemma", "phi3", "o
 CLOSEST_MIN, CLOSEST_TOP, GENERIC_MIN = 0.6, 2, 0.5
 # patterns that make experts traceable: a base is tried with them first, then as a plain alias
 MOE_PATTERNS = (MOE_BATCHED_MM.name, FLAT_OUTPUT.name, GRANITE_EXPERTS.name, GROUPED_GEMM.name,
-                IDENTITY_EXPERTS.name)
+                IDENTITY_EXPERTS.name, UNGATED_EXPERTS.name)
 
 
 @lru_cache(maxsize=64)

@@ -295,6 +295,7 @@ def registry() -> dict[str, Pattern]:
     from tools.targets.optimum_intel.patterns.moe_granite import GRANITE_EXPERTS
     from tools.targets.optimum_intel.patterns.moe_grouped import GROUPED_GEMM
     from tools.targets.optimum_intel.patterns.moe_identity import IDENTITY_EXPERTS
+    from tools.targets.optimum_intel.patterns.moe_ungated import UNGATED_EXPERTS
     from tools.targets.optimum_intel.patterns.nested_text import NESTED_TEXT_CONFIG
     from tools.targets.optimum_intel.patterns.no_cache import NO_KV_CACHE
     from tools.targets.optimum_intel.patterns.normalized_args import NORMALIZED_ARGS
@@ -303,7 +304,7 @@ def registry() -> dict[str, Pattern]:
     from tools.targets.optimum_intel.patterns.text_submodel import TEXT_SUBMODEL
 
     return {p.name: p for p in (MOE_BATCHED_MM, FLAT_OUTPUT, GRANITE_EXPERTS, GROUPED_GEMM, IDENTITY_EXPERTS,
-                                TEXT_SUBMODEL, NESTED_TEXT_CONFIG, PKV_GENERATOR, MLA_PKV_GENERATOR, NORMALIZED_CONFIG,
+                                UNGATED_EXPERTS, TEXT_SUBMODEL, NESTED_TEXT_CONFIG, PKV_GENERATOR, MLA_PKV_GENERATOR, NORMALIZED_CONFIG,
                                 NORMALIZED_ARGS, ONNX_REMOVAL, HYBRID_MAMBA2, NO_KV_CACHE, PADDING_IDX_POSITIONS,
                                 GROUP_IDS_MASK)}
 

@@ -21,6 +21,7 @@ import copy
 CACHE = "cache_params"
 D_MLP = "d_mlp"
 # mixer attributes the family's generator derives the state sizes from (the recurrent form reads the mixer's)
+PRODUCT = "*"  # joins the two config keys of a size read as their product
 SIZE_ATTRS = ("num_heads", "head_dim", "ssm_state_size", "conv_kernel_size", "n_groups", "intermediate_size")
 
 
@@ -130,9 +131,19 @@ def prefill_shape(func: ast.FunctionDef) -> str:
     return ast.dump(args) + "\n" + "\n".join(ast.dump(s) for s in body)
 
 
+def _config_product(value: ast.expr) -> str | None:
+    """`config.a * config.b` -> "a*b" (a size the mixer reads as a product of two config keys)."""
+    if not (isinstance(value, ast.BinOp) and isinstance(value.op, ast.Mult)):
+        return None
+    keys = [v.attr for v in (value.left, value.right)
+            if isinstance(v, ast.Attribute) and getattr(v.value, "id", None) == "config"]
+    return PRODUCT.join(keys) if len(keys) == 2 else None
+
+
 def config_names(cls: ast.ClassDef) -> dict[str, str]:
     """mixer attribute -> the config key its __init__ reads it from (`self.a = config.b`, or
-    `self.a = int(config.b * self.hidden_size)` for the intermediate size)."""
+    `self.a = int(config.b * self.hidden_size)` for the intermediate size), or "b*c" for
+    `self.a = config.b * config.c` (NemotronH's intermediate size: heads times head size)."""
     init = next((f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
     out = {}
     for stmt in ast.walk(init) if init else []:
@@ -145,6 +156,8 @@ def config_names(cls: ast.ClassDef) -> dict[str, str]:
             value = value.args[0].left  # int(config.expand * self.hidden_size)
         if isinstance(value, ast.Attribute) and getattr(value.value, "id", None) == "config":
             out[stmt.targets[0].attr] = value.attr
+        elif (product := _config_product(value)) is not None:
+            out[stmt.targets[0].attr] = product
     return out
 
 
@@ -157,6 +170,22 @@ def family_names(reference: ast.ClassDef, mixer: ast.ClassDef) -> tuple[dict[str
             problems.append(f"the family's mixer does not read {attr} from its config")
         elif attr not in own:
             problems.append(f"{mixer.name} does not read {attr} from its config")
+        elif PRODUCT in own[attr] and not (attr == "intermediate_size" and PRODUCT not in ref[attr]):
+            # only the intermediate size is read by the family as a factor of hidden_size (`mamba_expand`):
+            # a product of the model's keys gives that factor exactly; any other size is one key there
+            problems.append(f"{mixer.name} reads {attr} as a product of config keys, the family as one key")
         else:
             names[ref[attr]] = own[attr]
     return names, problems
+
+
+def own_value(config, own: str):
+    """The value the family reads, from the model's config key(s) `own`: a product of two
+    keys is the mixers' intermediate size, which the family reads as `mamba_expand` * hidden_size, so the
+    factor is kept as an exact fraction (int(factor * hidden_size) then gives the size back exactly)."""
+    if PRODUCT not in own:
+        return getattr(config, own)
+    from fractions import Fraction
+
+    left, right = own.split(PRODUCT)
+    return Fraction(getattr(config, left) * getattr(config, right), config.hidden_size)

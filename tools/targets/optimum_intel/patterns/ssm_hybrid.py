@@ -5,13 +5,15 @@ optimum-intel exports GraniteMoeHybrid by replacing its Mamba2 mixer with a recu
 conv/recurrent states plus key/value tensors (`GraniteMoeHybridModelPatcher`, `GraniteMoeHybridOpenVINOConfig`,
 whose dummy generator reads the config's `mamba_*` sizes and counts "mamba" and "attention" in
 `config.layer_types`). A model whose mixer has, statement for statement, GraniteMoeHybrid's mixer forward
-can follow that family: this pattern gives it a patcher that installs the recurrent form on every module
+(or Zamba2's, whose recurrent form this pattern writes: patterns/ssm_forms.py) can follow that family: this
+pattern gives it a patcher (patterns/ssm_patcher.py) that installs the recurrent form on every module
 of its mixer classes (wherever they sit in a layer), and joins it to the lists the repository keeps of
 those state-space families (SSM_MODELS, the modeling and test lists that name GraniteMoeHybrid).
 
 It applies only when the cache layout the family's export config would build is the model's own: the
 model is instantiated (meta device, no weights) and each decoder layer's kind (mixer or attention) must
-be what `config.layer_types` says at that index, and every mixer's and attention's state sizes must equal
+be what `config.layer_types` says at that index (a layer of neither kind, MLP or MoE, is labelled as
+neither and holds no module taking a cache), and every mixer's and attention's state sizes must equal
 what the family's generator reads from the config. Anything else is left to a hand-written patch.
 
 The mixer is compared on what its forward computes without a cache, up to local names
@@ -32,19 +34,19 @@ from tools.targets.optimum_intel.patch import CodeBlock, PatcherBlock
 from tools.targets.optimum_intel.patterns.base import Pattern, PatternContext, PatternEdit
 from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, module_defs, resolved_attrs
 from tools.targets.optimum_intel.patterns.moe import PATCHER_MODULE, _modeling, patcher_name
-from tools.targets.optimum_intel.patterns.ssm_family import family_names, prefill_shape
+from tools.targets.optimum_intel.patterns.moe_ungated import IMPLEMENTATION, UNGATED_EXPERTS
+from tools.targets.optimum_intel.patterns.ssm_family import family_names, own_value, prefill_shape
+from tools.targets.optimum_intel.patterns.ssm_forms import FORMS, GRANITE, MixerForm, helper_name, recurrent_source
+from tools.targets.optimum_intel.patterns.ssm_patcher import REFERENCE_PATCHER, patcher_source
 from tools.targets.optimum_intel.patterns.ssm_source import (CACHE_ANCHOR, CACHE_INIT, MODELING_DECODER,
-                                                             family_function, family_source, normalized_name,
+                                                             family_source, normalized_name,
                                                              normalized_source, cache_init_source)
 
 REFERENCE = "granitemoehybrid"  # the family whose export this pattern follows
-REFERENCE_MIXER = "GraniteMoeHybridMambaLayer"
-HELPER = "granite_moe_hybrid_mamba_mixer_forward"  # model_patcher.py: the recurrent form of that mixer
-REFERENCE_PATCHER = "GraniteMoeHybridModelPatcher"
-CELL = "SelectiveSSMRecurrentCell"
+REFERENCE_MIXER = GRANITE.mixer  # the family's mixer: its __init__ names the config keys the family reads
+HELPER = GRANITE.helper  # model_patcher.py: the recurrent form of that mixer
 # what GraniteMoeHybridOpenVINOConfig and its generator count in config.layer_types, per layer kind
 LABELS = {"ssm": "mamba", "attention": "attention"}
-SAVED = "_ov_ssm_orig_forward"
 
 
 def _method(cls: ast.ClassDef, name: str) -> ast.FunctionDef | None:
@@ -55,22 +57,34 @@ def _classes(tree: ast.Module | None) -> dict[str, ast.ClassDef]:
     return {n.name: n for n in (tree.body if tree else []) if isinstance(n, ast.ClassDef)}
 
 
-@lru_cache(maxsize=1)
-def _reference_shape() -> str | None:
-    cls = _classes(_modeling(REFERENCE)).get(REFERENCE_MIXER)
+@lru_cache(maxsize=len(FORMS))
+def _reference_shape(form: MixerForm) -> str | None:
+    cls = _classes(_modeling(form.model_type)).get(form.mixer)
     method = _method(cls, "torch_forward") if cls else None
     return prefill_shape(method) if method else None
 
 
 @lru_cache(maxsize=256)
-def mixer_classes(model_type: str) -> tuple[str, ...]:
-    """Classes of the model's modeling module whose torch_forward computes, without a cache, what
-    GraniteMoeHybrid's mixer's does (patterns/ssm_family.py: the cache branches are the recurrent form's)."""
-    ref = _reference_shape()
-    if ref is None or model_type == REFERENCE:
+def mixer_forms(model_type: str) -> tuple[tuple[str, MixerForm], ...]:
+    """(class, form) for the classes of the model's modeling module whose torch_forward computes, without a
+    cache, what a known form's mixer does (patterns/ssm_family.py: the cache branches are the recurrent
+    form's; patterns/ssm_forms.py: the forms)."""
+    if model_type in {f.model_type for f in FORMS}:
         return ()
-    return tuple(name for name, cls in _classes(_modeling(model_type)).items()
-                 if (m := _method(cls, "torch_forward")) is not None and prefill_shape(m) == ref)
+    shapes = [(f, _reference_shape(f)) for f in FORMS]
+    return tuple((name, form) for name, cls in _classes(_modeling(model_type)).items()
+                 if (m := _method(cls, "torch_forward")) is not None
+                 for form, ref in shapes if ref is not None and prefill_shape(m) == ref)
+
+
+def mixer_classes(model_type: str) -> tuple[str, ...]:
+    return tuple(name for name, _ in mixer_forms(model_type))
+
+
+def mixer_form(model_type: str) -> MixerForm | None:
+    """The one form of the model's mixers (None: no mixer of a known form, or mixers of two forms)."""
+    forms = {form for _, form in mixer_forms(model_type)}
+    return next(iter(forms)) if len(forms) == 1 else None
 
 
 @lru_cache(maxsize=256)
@@ -97,9 +111,11 @@ def _workspace_has_family(workspace: Path) -> bool:
 def family_bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> list[tuple[str, str]]:
     """(base model type, why) for search: the family to follow when the model's mixer is its mixer."""
     found = mixer_classes(analysis["model_type"])
-    if not found or REFERENCE not in registry or not _workspace_has_family(Path(workspace)):
+    if (not found or mixer_form(analysis["model_type"]) is None or REFERENCE not in registry
+            or not _workspace_has_family(Path(workspace))):
         return []
-    return [(REFERENCE, f"{', '.join(found)} has {REFERENCE_MIXER}'s forward: the hybrid cache family "
+    mixer = mixer_form(analysis["model_type"]).mixer
+    return [(REFERENCE, f"{', '.join(found)} has {mixer}'s forward: the hybrid cache family "
                         f"optimum-intel exports {REFERENCE} with")]
 
 
@@ -109,7 +125,7 @@ def _expected(config, names=()) -> dict[str, int]:
     """The state sizes GraniteMoeHybrid's dummy generator derives from a config (through `names`, the
     family's config names -> the model's, when the model spells them otherwise)."""
     own = dict(names)
-    size = {n: getattr(config, own.get(n, n)) for n in ("mamba_expand", "mamba_n_groups", "mamba_d_state",
+    size = {n: own_value(config, own.get(n, n)) for n in ("mamba_expand", "mamba_n_groups", "mamba_d_state",
                                                          "mamba_d_conv", "mamba_n_heads", "mamba_d_head")}
     return {"conv_dim": int(size["mamba_expand"] * config.hidden_size)
             + 2 * size["mamba_n_groups"] * size["mamba_d_state"],
@@ -129,6 +145,15 @@ def _decoder_layers(model, n_layers: int):
 
     lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers]
     return lists[0] if lists else None
+
+
+def _cache_taking(layer) -> list[str]:
+    """Modules inside a decoder layer (not the layer itself) whose forward takes a cache argument."""
+    import inspect
+
+    names = ("past_key_values", "past_key_value", "cache_params", "layer_past")
+    return [type(m).__name__ for m in layer.modules() if m is not layer
+            and any(n in inspect.signature(m.forward).parameters for n in names)]
 
 
 def layout_problems(config, mixers: tuple[str, ...], names=()) -> tuple[list[str], list[str]]:
@@ -153,6 +178,9 @@ def layout_problems(config, mixers: tuple[str, ...], names=()) -> tuple[list[str
         attn = [m for m in layer.modules() if hasattr(m, "k_proj") and hasattr(m, "head_dim")]
         kind = "ssm" if ssm and not attn else "attention" if attn and not ssm else "other"
         kinds.append(kind)
+        if kind == "other" and (cached := _cache_taking(layer)):
+            # the family carries states for Mamba and attention layers only
+            problems.append(f"layer {i}: neither a mixer nor an attention, but {cached} take(s) a cache")
         attention += [(i, m) for m in attn]
         for m in ssm:
             if getattr(m, "layer_idx", None) != i:
@@ -175,6 +203,8 @@ def layout_problems(config, mixers: tuple[str, ...], names=()) -> tuple[list[str
             problems.append(f"layer {i}: attention of {kv} key/value heads of {m.head_dim}, the config says "
                             f"{want['num_key_value_heads']} of {want['attention_head_dim']}")
     expected = [LABELS.get(k, k) for k in kinds]
+    fits = lambda labels: len(labels) == len(kinds) and all(  # noqa: E731
+        label == LABELS[k] if k in LABELS else label not in LABELS.values() for label, k in zip(labels, kinds))
     if not any(getattr(config, a, None) for a in ("layer_types", "layers_block_type")):
         if set(kinds) != {"ssm"}:
             problems.append(f"the config names no layer kinds and the model's layers are not all Mamba ({expected})")
@@ -183,7 +213,7 @@ def layout_problems(config, mixers: tuple[str, ...], names=()) -> tuple[list[str
         if getattr(config, attr, None) is None:
             continue  # the family config the patch writes copies the other one
         labels = list(getattr(config, attr, None) or [])
-        if labels != expected:
+        if not fits(labels):  # a layer of neither kind (MLP, MoE) may be labelled anything but the family's kinds
             problems.append(f"config.{attr} {labels} does not name the layers the model builds ({expected})")
     return kinds, problems
 
@@ -223,7 +253,7 @@ def layout(ctx: PatternContext) -> tuple[tuple[str, ...], tuple[str, ...]]:
 # -- the pattern ----------------------------------------------------------------------------------------
 
 def _fits(ctx: PatternContext) -> bool:
-    if not mixer_classes(ctx.model_type) or not _workspace_has_family(ctx.workspace):
+    if mixer_form(ctx.model_type) is None or not _workspace_has_family(ctx.workspace):
         return False
     if ctx.base_name("_MODEL_PATCHER") != REFERENCE_PATCHER:
         return False  # the edit subclasses the family's config and patcher: only with that base
@@ -235,103 +265,11 @@ def _applies(ctx: PatternContext) -> str | None:
     if not _fits(ctx):
         return None
     kinds, _ = layout(ctx)
-    return (f"{', '.join(mixer_classes(ctx.model_type))} has {REFERENCE_MIXER}'s forward and the model's layers "
+    form = mixer_form(ctx.model_type)
+    return (f"{', '.join(mixer_classes(ctx.model_type))} has {form.mixer}'s forward and the model's layers "
             f"({kinds.count('ssm')} Mamba, {kinds.count('attention')} attention) are what config.layer_types "
-            f"says, with the state sizes {ctx.base_class}'s generator reads: {HELPER} replaces the mixer")
-
-
-def patcher_source(name: str, mixers: tuple[str, ...], family: str | None = None) -> str:
-    """The patcher; `family` (the model type) when the model's config and forward spell the family's
-    names otherwise (patterns/ssm_source.py): the family's patcher then reads a copy of the config under
-    the family's names, and the cache goes to the forward under the name it takes."""
-    listed = ", ".join(mixers)
-    table = "(" + ", ".join(f'"{m}"' for m in mixers) + ("," if len(mixers) == 1 else "") + ")"
-    fn = family_function(family) if family else None
-    init = (
-        f"    def __init__(self, config, model, model_kwargs=None):\n"
-        f"        super().__init__(config, model, model_kwargs)\n"
-    ) if not family else (
-        f"    def __init__(self, config, model, model_kwargs=None):\n"
-        f"        # the family's patcher reads the layer kinds from the export config's model config\n"
-        f"        own = config._config\n"
-        f"        config._config = {fn}(own)\n"
-        f"        try:\n"
-        f"            super().__init__(config, model, model_kwargs)\n"
-        f"        finally:\n"
-        f"            config._config = own\n")
-    cache_name = "" if not family else (
-        f"        # the family's forward passes the cache as past_key_values: pass it as the model's forward takes it\n"
-        f"        parameters = inspect.signature(model_forward).parameters\n"
-        f"        cache_name = \"cache_params\" if \"past_key_values\" not in parameters and \"cache_params\" in parameters else None\n")
-    rename = "" if not family else (
-        f"            if cache_name is not None and \"past_key_values\" in kwargs:\n"
-        f"                kwargs[cache_name] = kwargs.pop(\"past_key_values\")\n")
-    enter = "" if not family else (
-        f"        # the cache wrapper the family's forward builds reads the layer kinds from it too\n"
-        f"        self._ov_own_config = self.real_config._config\n"
-        f"        self.real_config._config = {fn}(self._ov_own_config)\n")
-    leave = "" if not family else "        self.real_config._config = self._ov_own_config\n"
-    return (
-        f"class {name}({REFERENCE_PATCHER}):\n"
-        f"    # {listed} has {REFERENCE_MIXER}'s forward: {HELPER},\n"
-        f"    # the recurrent form optimum-intel converts to an OpenVINO loop, replaces it on every such module.\n"
-        f"    # The cache is {REFERENCE_PATCHER}'s (config.layer_types names the Mamba and attention layers).\n"
-        f"    MIXER_CLASSES = {table}\n"
-        f"\n"
-        f"{init}"
-        f"        self._ov_model_forward = model_forward = self.model_orig_forward\n"
-        f"        takes_positions = \"position_ids\" in inspect.signature(model_forward).parameters\n"
-        f"{cache_name}"
-        f"\n"
-        f"        def forward_with_positions(input_ids=None, attention_mask=None, **kwargs):\n"
-        f"            # the family's forward passes no position ids: without them the model counts positions\n"
-        f"            # from 0 on every call, also when decoding from the cache; count them as generate() does\n"
-        f"            if takes_positions and attention_mask is not None and kwargs.get(\"position_ids\") is None:\n"
-        f"                positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)\n"
-        f"                kwargs[\"position_ids\"] = positions[:, -input_ids.shape[1] :]\n"
-        f"{rename}"
-        f"            return model_forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)\n"
-        f"\n"
-        f"        self.model_orig_forward = forward_with_positions\n"
-        f"\n"
-        f"    def __enter__(self):\n"
-        f"        OVDecoderModelPatcher.__enter__(self)\n"
-        f"        setattr(self._model, self.orig_forward_name, self.patched_forward)\n"
-        f"{enter}"
-        f"\n"
-        f"        def recurrent_forward(mixer):\n"
-        f"            def forward(hidden_states, cache_params=None, attention_mask=None, **kwargs):\n"
-        f"                conv_state = recurrent_state = raw_attention_mask = None\n"
-        f"                if cache_params is not None:\n"
-        f"                    idx = cache_params.mamba_mapping[mixer.layer_idx]\n"
-        f"                    conv_state = cache_params.conv_states[idx]\n"
-        f"                    recurrent_state = cache_params.recurrent_states[idx]\n"
-        f"                    raw_attention_mask = cache_params.raw_attention_mask\n"
-        f"                out, conv_state, recurrent_state = {HELPER}(\n"
-        f"                    mixer, hidden_states, cache_params, conv_state, recurrent_state, raw_attention_mask\n"
-        f"                )\n"
-        f"                if cache_params is not None:\n"
-        f"                    cache_params.conv_states[idx] = conv_state\n"
-        f"                    cache_params.recurrent_states[idx] = recurrent_state\n"
-        f"                return out\n"
-        f"\n"
-        f"            return forward\n"
-        f"\n"
-        f"        for module in self._model.modules():\n"
-        f"            if type(module).__name__ in self.MIXER_CLASSES:\n"
-        f"                module.{SAVED} = module.forward\n"
-        f"                module.selective_ssm_recurrent_cell = {CELL}()\n"
-        f"                module.forward = recurrent_forward(module)\n"
-        f"\n"
-        f"    def __exit__(self, exc_type, exc_value, traceback):\n"
-        f"        OVDecoderModelPatcher.__exit__(self, exc_type, exc_value, traceback)\n"
-        f"        setattr(self._model, self.orig_forward_name, self._ov_model_forward)\n"
-        f"{leave}"
-        f"        for module in self._model.modules():\n"
-        f'            if hasattr(module, "{SAVED}"):\n'
-        f"                module.forward = module.{SAVED}\n"
-        f"                del module.{SAVED}, module.selective_ssm_recurrent_cell\n"
-    )
+            f"says, with the state sizes {ctx.base_class}'s generator reads: "
+            f"{helper_name(form, ctx.model_type)} replaces the mixer")
 
 
 def family_spelling(ctx: PatternContext) -> bool:
@@ -346,14 +284,17 @@ def writes_normalized_config(ctx: PatternContext) -> bool:
 
 
 def _edit(ctx: PatternContext) -> PatternEdit:
-    name, mixers = patcher_name(ctx), mixer_classes(ctx.model_type)
+    name, mixers, form = patcher_name(ctx), mixer_classes(ctx.model_type), mixer_form(ctx.model_type)
     floor = resolved_attrs(ctx.workspace, ctx.base_class, ("MIN_TRANSFORMERS_VERSION",)).get("MIN_TRANSFORMERS_VERSION")
     kinds, _ = layout(ctx)
-    source, attrs, imports, code = patcher_source(name, mixers), {"_MODEL_PATCHER": name}, [(PATCHER_MODULE, name)], []
+    helper = helper_name(form, ctx.model_type)
+    own = dict(form=form, helper=helper, experts=IMPLEMENTATION if UNGATED_EXPERTS.name in ctx.selected else None)
+    source, attrs, imports, code = (patcher_source(name, mixers, **own), {"_MODEL_PATCHER": name},
+                                    [(PATCHER_MODULE, name)], [])
     spelled_otherwise = family_spelling(ctx)
     if spelled_otherwise:
         names, _ = config_names(ctx.model_type)
-        source = "\n\n".join([patcher_source(name, mixers, ctx.model_type),
+        source = "\n\n".join([patcher_source(name, mixers, ctx.model_type, **own),
                                family_source(ctx.model_type, names, "attention" in kinds),
                                normalized_source(name, ctx.model_type)])
         attrs["NORMALIZED_CONFIG_CLASS"] = normalized_name(name)
@@ -362,13 +303,16 @@ def _edit(ctx: PatternContext) -> PatternEdit:
             code.append(CodeBlock(file=MODELING_DECODER, function=CACHE_INIT, after_call=CACHE_ANCHOR,
                                   source=cache_init_source(ctx.model_type, dict(names)["mamba_expand"]),
                                   marker=f'config.model_type == "{ctx.model_type}" and getattr(config, "intermediate_size"'))
+    written = [] if form.helper else [PatcherBlock(name=helper, after=HELPER, source=recurrent_source(helper, form))]
     return PatternEdit(
         class_attrs=attrs, imports=imports, code_blocks=code,
-        patchers=[PatcherBlock(name=name, after=REFERENCE_PATCHER, source=source)],
+        patchers=written + [PatcherBlock(name=name, after=REFERENCE_PATCHER, source=source)],
         # the family's config and patcher are written for the transformers its base names
         min_transformers=floor.value if isinstance(floor, ast.Constant) and isinstance(floor.value, str) else None,
         joins=[REFERENCE],
-        note=(f"{name}({REFERENCE_PATCHER}) installs {HELPER} on {', '.join(mixers)}; cache layout read from "
+        note=(f"{name}({REFERENCE_PATCHER}) installs {helper} on {', '.join(mixers)}"
+              + ("" if form.helper else f" (written: the recurrent form of {form.mixer}'s forward)")
+              + "; cache layout read from "
               f"the model: {kinds.count('ssm')} Mamba and {kinds.count('attention')} attention layers"
               + ("; the family's config names read from a copy of the model's config" if spelled_otherwise else "")))
 

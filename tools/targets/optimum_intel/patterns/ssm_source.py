@@ -12,6 +12,8 @@ intermediate size, the runtime cache class of OVModelWithMambaForCausalLM reads 
 
 from __future__ import annotations
 
+from tools.targets.optimum_intel.patterns.ssm_family import PRODUCT
+
 MODELING_DECODER = "optimum/intel/openvino/modeling_decoder.py"
 CACHE_INIT = "OVCacheWithMambaStates.__init__"
 CACHE_ANCHOR = "device"  # `self.device = torch.device(...)`: before the cache reads config.intermediate_size
@@ -28,7 +30,14 @@ def normalized_name(patcher: str) -> str:
 def family_source(model_type: str, names: tuple[tuple[str, str], ...], has_attention: bool) -> str:
     """The config-copy function and the normalized config reading it (model_patcher.py)."""
     fn = family_function(model_type)
-    table = "".join(f'        ("{family}", "{own}"),\n' for family, own in names)
+    table = "".join(f'        ("{family}", "{own}"),\n' for family, own in names if PRODUCT not in own)
+    products = "".join(
+        f"    # the mixers' intermediate size is {own.replace(PRODUCT, ' * ')}: the family reads its ratio to\n"
+        f"    # hidden_size, kept exact (int(ratio * hidden_size) gives the size back)\n"
+        f"    family.{family} = fractions.Fraction(\n"
+        f"        {' * '.join('config.' + k for k in own.split(PRODUCT))}, config.hidden_size\n"
+        f"    )\n"
+        for family, own in names if PRODUCT in own)
     attention = "" if has_attention else (
         "    # no layer of the model is an attention layer: the family's generator still reads these names\n"
         "    for name in (\"num_attention_heads\", \"num_key_value_heads\"):\n"
@@ -41,10 +50,12 @@ def family_source(model_type: str, names: tuple[tuple[str, str], ...], has_atten
         f"    if getattr(config, \"_ov_family_config\", False):\n"
         f"        return config\n"
         f"    import copy\n"
+        + ("    import fractions\n" if products else "") +
         f"\n"
         f"    family = copy.copy(config)\n"
         f"    for family_name, own_name in (\n{table}    ):\n"
         f"        setattr(family, family_name, getattr(config, own_name))\n"
+        f"{products}"
         f"    kinds = getattr(config, \"layers_block_type\", None) or getattr(config, \"layer_types\", None)\n"
         f"    for name in (\"layer_types\", \"layers_block_type\"):\n"
         f"        if getattr(config, name, None) is None:\n"
@@ -66,10 +77,13 @@ def normalized_source(patcher: str, model_type: str) -> str:
 
 def cache_init_source(model_type: str, expand: str) -> str:
     """OVCacheWithMambaStates reads config.intermediate_size, which the model's config does not name."""
+    size = (" * ".join(f"config.{k}" for k in expand.split(PRODUCT)) if PRODUCT in expand
+            else f"int(config.{expand} * config.hidden_size)")
+    said = expand.replace(PRODUCT, " * ") if PRODUCT in expand else f"{expand} * hidden_size"
     return (
         f"if config.model_type == \"{model_type}\" and getattr(config, \"intermediate_size\", None) is None:\n"
-        f"    # {model_type}'s config names no intermediate size: its mixers' is {expand} * hidden_size\n"
+        f"    # {model_type}'s config names no intermediate size: its mixers' is {said}\n"
         f"    import copy\n"
         f"\n"
         f"    config = copy.copy(config)\n"
-        f"    config.intermediate_size = int(config.{expand} * config.hidden_size)\n")
+        f"    config.intermediate_size = {size}\n")
