@@ -102,6 +102,8 @@ class PatchSpec(BaseModel):
     code_blocks: list[CodeBlock] = Field(default_factory=list)
     # methods of the new config class: each the source of a def, written into the class body
     methods: list[str] = Field(default_factory=list)
+    # the exported cache holds recurrent states but no conv state: the decoder test's conv check exempts it
+    no_conv_state: bool = False
 
 
 class PatchResult(BaseModel):

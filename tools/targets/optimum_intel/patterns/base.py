@@ -71,6 +71,8 @@ class PatternEdit(BaseModel):
     code_blocks: list[CodeBlock] = Field(default_factory=list)
     # methods of the new config class (source of a top-level def, indented into the class body)
     methods: list[str] = Field(default_factory=list)
+    # the exported cache holds recurrent states but no conv state (test_edits_states.py)
+    no_conv_state: bool = False
 
 
 class PatternContext:
@@ -340,6 +342,7 @@ def combined_edit(ctx: PatternContext, names: list[str]) -> PatternEdit:
         out.module_blocks += [b for b in edit.module_blocks if b not in out.module_blocks]
         out.code_blocks += [c for c in edit.code_blocks if c not in out.code_blocks]
         out.methods += [m for m in edit.methods if m not in out.methods]
+        out.no_conv_state = out.no_conv_state or edit.no_conv_state
         if edit.min_transformers and (not out.min_transformers
                                       or Version(edit.min_transformers) > Version(out.min_transformers)):
             out.min_transformers = edit.min_transformers

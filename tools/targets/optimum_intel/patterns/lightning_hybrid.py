@@ -216,7 +216,7 @@ def _edit(ctx: PatternContext) -> PatternEdit:
         imports=[(PATCHER_MODULE, n.patcher), (GENERATORS_MODULE, n.generator)],
         patchers=[PatcherBlock(name=n.patcher, after=FAMILY_PATCHER, source=patcher)],
         module_blocks=[ModuleBlock(file=INPUT_GENERATORS, after=FAMILY_GENERATOR, source=generator_source(n))],
-        methods=[cache_axes_source(n)],
+        methods=[cache_axes_source(n)], no_conv_state=True,
         min_transformers=floor.value if isinstance(floor, ast.Constant) and isinstance(floor.value, str) else None,
         joins=[FAMILY],
         note=(f"{n.patcher} installs {n.forward} on {', '.join(n.lightning)} and carries the cache as "
