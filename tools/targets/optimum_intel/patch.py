@@ -100,6 +100,10 @@ class PatchSpec(BaseModel):
     tasks: list[str] | None = None
     module_blocks: list[ModuleBlock] = Field(default_factory=list)
     code_blocks: list[CodeBlock] = Field(default_factory=list)
+    # methods of the new config class: each the source of a def, written into the class body
+    methods: list[str] = Field(default_factory=list)
+    # the exported cache holds recurrent states but no conv state: the decoder test's conv check exempts it
+    no_conv_state: bool = False
 
 
 class PatchResult(BaseModel):
@@ -217,6 +221,12 @@ def _registration_block(spec: PatchSpec, name: str, tasks: list[str], defined: s
     task_lines = "".join(f'        "{t}",\n' for t in tasks)
     decorators = "".join(f'@register_in_tasks_manager(\n    "{mt}",\n    *[\n{task_lines}    ],\n'
                          f'    library_name="transformers",\n)\n' for mt in [spec.model_type, *spec.also_registers])
+    for method in spec.methods:
+        tree = ast.parse(method)
+        if len(tree.body) != 1 or not isinstance(tree.body[0], ast.FunctionDef):
+            raise ValueError(f"a config class method must be one def, not {method[:60]!r}")
+        body.append("")
+        body.append("\n".join(f"    {line}" if line.strip() else "" for line in method.rstrip().splitlines()))
     return decorators + f'class {name}({spec.base_class}):\n' + "\n".join(body) + "\n"
 
 

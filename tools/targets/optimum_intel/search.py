@@ -18,6 +18,7 @@ from packaging.version import InvalidVersion, Version
 from tools.targets.base import Candidate
 from tools.targets.optimum_intel.patterns.base import PatternContext, applicable
 from tools.targets.optimum_intel.patterns.edit import max_transformers_version
+from tools.targets.optimum_intel.patterns.lightning_hybrid import family_bases as lightning_bases
 from tools.targets.optimum_intel.patterns.moe import FLAT_OUTPUT, MOE_BATCHED_MM
 from tools.targets.optimum_intel.patterns.moe_granite import GRANITE_EXPERTS
 from tools.targets.optimum_intel.patterns.moe_grouped import GROUPED_GEMM
@@ -87,7 +88,7 @@ def bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> list[tup
         else:
             ranked.append((base, cls, why))
 
-    for fam, why in family_bases(analysis, workspace, registry):
+    for fam, why in family_bases(analysis, workspace, registry) + lightning_bases(analysis, workspace, registry):
         add(fam, why)
     for fam in analysis.get("lineage", []):
         add(fam, "transformers builds this model from it (modular lineage)")

@@ -212,7 +212,7 @@ class OptimumIntelTarget(BaseTarget):
             compare_uncached=bool((facts or {}).get("compare_uncached")),
             class_attrs=edit.class_attrs, imports=edit.imports, patchers=edit.patchers, joins=edit.joins,
             also_registers=edit.also_registers, tasks=edit.tasks, module_blocks=edit.module_blocks,
-            code_blocks=edit.code_blocks,
+            code_blocks=edit.code_blocks, methods=edit.methods, no_conv_state=edit.no_conv_state,
         )
         result = write_patch(workspace, spec)
         _commit_shared(workspace)

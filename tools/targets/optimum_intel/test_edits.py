@@ -12,6 +12,7 @@ from tools.targets.optimum_intel import fixture
 from tools.targets.optimum_intel.patch import INT8_TABLE, TESTS, UTILS_TESTS, PatchResult, PatchSpec, _keys, \
     _module_names, _try
 from tools.targets.optimum_intel.placement import insert_entry
+from tools.targets.optimum_intel.test_edits_states import exempt_conv_state_check
 from tools.targets.optimum_intel.test_edits_uncached import join_uncached_generation
 
 
@@ -98,6 +99,8 @@ def register_tests(workspace: Path, spec: PatchSpec, result: PatchResult) -> Non
         if spec.compare_uncached and _try(result, workspace, decoder, join_uncached_generation, mt) is not None:
             result.notes.append(f"{decoder}: generation compared with transformers' use_cache=False: its cached "
                                 f"generate() of {mt} departs from its own uncached forward (measured)")
+        if spec.no_conv_state and _try(result, workspace, decoder, exempt_conv_state_check, mt) is not None:
+            result.notes.append(f"{decoder}: {mt} exempt from the conv state check: its cache has none")
         if "get_supported_model_for_library" not in (workspace / decoder).read_text(encoding="utf-8"):
             result.notes.append(f"{decoder} does not filter by MIN/MAX_TRANSFORMERS_VERSION: entry not version-gated")
         if spec.expected_sdpa is not None:

@@ -69,6 +69,10 @@ class PatternEdit(BaseModel):
     tasks: list[str] | None = None
     module_blocks: list[ModuleBlock] = Field(default_factory=list)
     code_blocks: list[CodeBlock] = Field(default_factory=list)
+    # methods of the new config class (source of a top-level def, indented into the class body)
+    methods: list[str] = Field(default_factory=list)
+    # the exported cache holds recurrent states but no conv state (test_edits_states.py)
+    no_conv_state: bool = False
 
 
 class PatternContext:
@@ -291,6 +295,7 @@ ONNX_REMOVAL = Pattern("onnx_fallback_removal", "take the type off ONNX_SUPPORTE
 def registry() -> dict[str, Pattern]:
     """Every pattern by name, in the order their edits are merged."""
     from tools.targets.optimum_intel.patterns.group_ids_mask import GROUP_IDS_MASK
+    from tools.targets.optimum_intel.patterns.lightning_hybrid import LIGHTNING_HYBRID
     from tools.targets.optimum_intel.patterns.moe import FLAT_OUTPUT, MOE_BATCHED_MM
     from tools.targets.optimum_intel.patterns.moe_granite import GRANITE_EXPERTS
     from tools.targets.optimum_intel.patterns.moe_grouped import GROUPED_GEMM
@@ -306,7 +311,7 @@ def registry() -> dict[str, Pattern]:
     return {p.name: p for p in (MOE_BATCHED_MM, FLAT_OUTPUT, GRANITE_EXPERTS, GROUPED_GEMM, IDENTITY_EXPERTS,
                                 UNGATED_EXPERTS, TEXT_SUBMODEL, NESTED_TEXT_CONFIG, PKV_GENERATOR, MLA_PKV_GENERATOR, NORMALIZED_CONFIG,
                                 NORMALIZED_ARGS, ONNX_REMOVAL, HYBRID_MAMBA2, NO_KV_CACHE, PADDING_IDX_POSITIONS,
-                                GROUP_IDS_MASK)}
+                                GROUP_IDS_MASK, LIGHTNING_HYBRID)}
 
 
 def applicable(ctx: PatternContext) -> list[tuple[str, str]]:
@@ -337,6 +342,8 @@ def combined_edit(ctx: PatternContext, names: list[str]) -> PatternEdit:
         out.tasks = out.tasks or edit.tasks
         out.module_blocks += [b for b in edit.module_blocks if b not in out.module_blocks]
         out.code_blocks += [c for c in edit.code_blocks if c not in out.code_blocks]
+        out.methods += [m for m in edit.methods if m not in out.methods]
+        out.no_conv_state = out.no_conv_state or edit.no_conv_state
         if edit.min_transformers and (not out.min_transformers
                                       or Version(edit.min_transformers) > Version(out.min_transformers)):
             out.min_transformers = edit.min_transformers

@@ -100,6 +100,10 @@ def _applies(ctx: PatternContext) -> str | None:
     unfit = [e.name for e in experts if not (e.fused and e.has_gate)]
     if unfit:
         return None  # the batched route multiplies fused gate/up weights; these experts are laid out otherwise
+    from tools.targets.optimum_intel.patterns.lightning_hybrid import fits as lightning_fits
+
+    if lightning_fits(ctx):
+        return None  # the lightning hybrid cache pattern's patcher routes the experts itself
     names = ", ".join(e.name for e in experts)
     return (f"{names} go through transformers' experts interface, whose default path does not convert to "
             f"OpenVINO: a patcher calling {HELPER} routes them through the batched-matmul implementation")
