@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import ast
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 from tools.targets.optimum_intel.patch import PatcherBlock, config_class_name
 from tools.targets.optimum_intel.patterns.base import Pattern, PatternContext, PatternEdit
@@ -26,17 +28,38 @@ from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, module_defs
 from tools.targets.optimum_intel.patterns.moe import PATCHER_MODULE, _modeling
 from tools.targets.optimum_intel.patterns.ssm_family import prefill_shape
 from tools.targets.optimum_intel.patterns.ssm_hybrid import _decoder_layers, _expected_attention, _floats
-from tools.targets.optimum_intel.patterns.ssm_mamba1_source import (CELL, HELPER, REFERENCE_PATCHER, family_source,
+from tools.targets.optimum_intel.patterns.ssm_mamba1_source import (CELL, HEADED_HELPER, HELPER, REFERENCE_PATCHER,
+                                                                    family_source, headed_helper_source,
                                                                     helper_source, normalized_name,
                                                                     normalized_source, patcher_source)
 
 NAME = "hybrid_mamba1_cache"
 FAMILY = "granitemoehybrid"  # the export whose cache and loop cell this pattern reuses
-REFERENCE = "jamba"  # the mixer whose slow path the written recurrent form reproduces
-REFERENCE_MIXER = "JambaMambaMixer"
 METHOD = "slow_forward"
 CONV = "ov_causal_conv1d"
 MOE = "moe_batched_mm"  # its experts route is folded into this pattern's patcher (one _MODEL_PATCHER)
+MIXER_LABELS, ATTENTION_LABELS = ("mamba", "hybrid"), ("attention", "hybrid")  # the layout check's kinds
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A Mamba-1 mixer whose slow path a written recurrent form reproduces, and its recurrent state's axes."""
+    reference: str  # the model type defining the reference mixer
+    mixer: str
+    helper: str
+    source: Callable[[], str]
+    heads_attr: str | None  # the mixer attribute (read from the config) counting its Mamba heads, if any
+
+    def state_axes(self) -> str:  # the recurrent state's leading axes, from the mixer's own attributes
+        return "mixer.n_mamba_heads, mixer.mamba_head_dim" if self.heads_attr else "mixer.intermediate_size, 1"
+
+
+VARIANTS = (
+    # one head: dt/B/C through inner RMS norms, state (batch, channels, N) carried as (batch, channels, 1, N)
+    Variant("jamba", "JambaMambaMixer", HELPER, helper_source, None),
+    # several heads with their own x_proj/dt_proj weights, state (batch, heads, head size, N)
+    Variant("zamba", "ZambaMambaMixer", HEADED_HELPER, headed_helper_source, "n_mamba_heads"),
+)
 
 
 def _classes(tree: ast.Module | None) -> dict[str, ast.ClassDef]:
@@ -47,21 +70,31 @@ def _method(cls: ast.ClassDef, name: str) -> ast.FunctionDef | None:
     return next((f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == name), None)
 
 
-@lru_cache(maxsize=1)
-def _reference_shape() -> str | None:
-    cls = _classes(_modeling(REFERENCE)).get(REFERENCE_MIXER)
+@lru_cache(maxsize=8)
+def _reference_shape(variant: Variant) -> str | None:
+    cls = _classes(_modeling(variant.reference)).get(variant.mixer)
     method = _method(cls, METHOD) if cls else None
     return prefill_shape(method) if method else None
 
 
 @lru_cache(maxsize=256)
+def _matches(model_type: str) -> tuple[tuple[str, Variant], ...]:
+    out = []
+    for name, cls in _classes(_modeling(model_type)).items():
+        shape = prefill_shape(m) if (m := _method(cls, METHOD)) is not None else None
+        out += [(name, v) for v in VARIANTS if shape is not None and shape == _reference_shape(v)]
+    return tuple(out)
+
+
 def mixer_classes(model_type: str) -> tuple[str, ...]:
-    """Classes whose slow_forward computes, without a cache, what the reference mixer's does."""
-    ref = _reference_shape()
-    if ref is None:
-        return ()
-    return tuple(name for name, cls in _classes(_modeling(model_type)).items()
-                 if (m := _method(cls, METHOD)) is not None and prefill_shape(m) == ref)
+    """Classes whose slow_forward computes, without a cache, what a reference mixer's does."""
+    return tuple(name for name, _ in _matches(model_type))
+
+
+def variant(model_type: str) -> Variant | None:
+    """The one reference the model's mixers follow (None when none, or several)."""
+    found = {v for _, v in _matches(model_type)}
+    return next(iter(found)) if len(found) == 1 else None
 
 
 def _config_read(value: ast.expr) -> str | None:
@@ -69,8 +102,8 @@ def _config_read(value: ast.expr) -> str | None:
 
 
 @lru_cache(maxsize=256)
-def config_names(model_type: str) -> tuple[tuple[str, str, str] | None, tuple[str, ...]]:
-    """((expand, state size, conv kernel) config names the mixers read, problems)."""
+def config_names(model_type: str) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+    """((expand, state size, conv kernel[, heads]) config names the mixers read, problems)."""
     classes, found, problems = _classes(_modeling(model_type)), set(), []
     for name in mixer_classes(model_type):
         init = _method(classes[name], "__init__")
@@ -87,13 +120,15 @@ def config_names(model_type: str) -> tuple[tuple[str, str, str] | None, tuple[st
                 value = value.left  # self.intermediate_size = config.mamba_expand * config.hidden_size
             if (key := _config_read(value)) is not None:
                 reads[stmt.targets[0].attr] = key
-        names = tuple(reads.get(a) for a in ("intermediate_size", "ssm_state_size", "conv_kernel_size"))
+        ref = variant(model_type)
+        attrs = ("intermediate_size", "ssm_state_size", "conv_kernel_size") + ((ref.heads_attr,) if ref and ref.heads_attr else ())
+        names = tuple(reads.get(a) for a in attrs)
         if None in names:
-            problems.append(f"{name} does not read its channel, state and kernel sizes from its config")
+            problems.append(f"{name} does not read its channel, state, kernel (and head) sizes from its config")
         else:
             found.add(names)
-    if len(found) > 1:
-        problems.append("the model's mixers read their sizes from different config names")
+    if len(found) > 1 or (mixer_classes(model_type) and variant(model_type) is None):
+        problems.append("the model's mixers read their sizes from different config names or follow different references")
     return (next(iter(found)) if len(found) == 1 and not problems else None), tuple(problems)
 
 
@@ -108,13 +143,16 @@ def family_bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> l
     found = mixer_classes(analysis["model_type"])
     if not found or FAMILY not in registry or not _workspace_has_family(Path(workspace)):
         return []
-    return [(FAMILY, f"{', '.join(found)} has {REFERENCE_MIXER}'s Mamba-1 slow path: {FAMILY}'s hybrid cache "
-                     f"and loop cell carry it in the recurrent form {HELPER}")]
+    ref = variant(analysis["model_type"])
+    if ref is None:
+        return []
+    return [(FAMILY, f"{', '.join(found)} has {ref.mixer}'s Mamba-1 slow path: {FAMILY}'s hybrid cache "
+                     f"and loop cell carry it in the recurrent form {ref.helper}")]
 
 
 # -- the cache layout, read from the model itself ---------------------------------------------------------
 
-def layout_problems(config, mixers: tuple[str, ...], names: tuple[str, str, str]) -> tuple[list[str], list[str]]:
+def layout_problems(config, mixers: tuple[str, ...], names: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """(kind of each decoder layer, problems): empty problems when the family's cache fits the model."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -122,11 +160,13 @@ def layout_problems(config, mixers: tuple[str, ...], names: tuple[str, str, str]
     labels = getattr(config, "layers_block_type", None)
     if not isinstance(labels, (list, tuple)):
         return [], ["the config names no layers_block_type (the layer kinds the family's cache is built from)"]
-    expand, d_state, d_conv = (getattr(config, n, None) for n in names)
+    expand, d_state, d_conv = (getattr(config, n, None) for n in names[:3])
+    heads = getattr(config, names[3], None) if len(names) > 3 else None
     try:
         channels = int(expand * config.hidden_size)
+        axes = (heads, channels // heads) if len(names) > 3 else (channels,)
     except TypeError:
-        return [], [f"the config lacks {names[0]} or hidden_size"]
+        return [], [f"the config lacks one of {', '.join(names)} or hidden_size"]
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     layers = _decoder_layers(model, config.num_hidden_layers)
@@ -136,7 +176,9 @@ def layout_problems(config, mixers: tuple[str, ...], names: tuple[str, str, str]
     for i, layer in enumerate(layers):
         ssm = [m for m in layer.modules() if type(m).__name__ in mixers]
         attn = [m for m in layer.modules() if hasattr(m, "k_proj") and hasattr(m, "head_dim")]
-        kinds.append("mamba" if ssm and not attn else "attention" if attn and not ssm else "other")
+        kinds.append("hybrid" if ssm and attn else "mamba" if ssm else "attention" if attn else "other")
+        if len(ssm) > 1 or len(attn) > 1:
+            problems.append(f"layer {i}: {len(ssm)} mixers and {len(attn)} attentions (the cache has one of each)")
         attention += [(i, m) for m in attn]
         for m in ssm:
             if getattr(m, "layer_idx", None) != i:
@@ -150,8 +192,10 @@ def layout_problems(config, mixers: tuple[str, ...], names: tuple[str, str, str]
                 problems.append(f"layer {i}: the mixer's conv1d is not depthwise over its {channels} channels")
             if getattr(getattr(m, "in_proj", None), "out_features", None) != 2 * channels:
                 problems.append(f"layer {i}: in_proj does not give the two halves (states, gate) of {channels}")
-            if tuple(getattr(getattr(m, "A_log", None), "shape", ())) != (channels, d_state):
-                problems.append(f"layer {i}: A_log is not one decay per (channel, state)")
+            if tuple(getattr(getattr(m, "A_log", None), "shape", ())) != (*axes, d_state):
+                problems.append(f"layer {i}: A_log is not one decay per ({'head, ' if heads else ''}channel, state)")
+            if len(axes) == 2 and (getattr(m, "n_mamba_heads", None), getattr(m, "mamba_head_dim", None)) != axes:
+                problems.append(f"layer {i}: the mixer's heads are not {axes[0]} of {axes[1]} channels")
     if attention:
         try:
             want = _expected_attention(config)
@@ -199,7 +243,8 @@ def _fits(ctx: PatternContext) -> bool:
     if ctx.base_name("_MODEL_PATCHER") != REFERENCE_PATCHER:
         return False  # the edit subclasses the family's config and patcher: only with that base
     kinds, problems = layout(ctx)
-    return bool(kinds) and not problems and "mamba" in kinds
+    return bool(kinds) and not problems and variant(ctx.model_type) is not None and bool(
+        {"mamba", "hybrid"} & set(kinds))
 
 
 def writes_normalized_config(ctx: PatternContext) -> bool:
@@ -210,11 +255,14 @@ def writes_normalized_config(ctx: PatternContext) -> bool:
 def _applies(ctx: PatternContext) -> str | None:
     if not _fits(ctx):
         return None
-    kinds, _ = layout(ctx)
-    return (f"{', '.join(mixer_classes(ctx.model_type))} has {REFERENCE_MIXER}'s Mamba-1 slow path and the model's "
-            f"layers ({kinds.count('mamba')} Mamba, {kinds.count('attention')} attention) are what "
-            f"config.layers_block_type says, with the sizes the family's generator reads from the config copy: "
-            f"{HELPER} replaces the mixer")
+    kinds, ref = layout(ctx)[0], variant(ctx.model_type)
+    return (f"{', '.join(mixer_classes(ctx.model_type))} has {ref.mixer}'s Mamba-1 slow path and the model's "
+            f"layers ({_counted(kinds)}) are what config.layers_block_type says, with the sizes the family's "
+            f"generator reads from the config copy: {ref.helper} replaces the mixer")
+
+
+def _counted(kinds) -> str:
+    return ", ".join(f"{kinds.count(k)} {k}" for k in ("mamba", "hybrid", "attention") if k in kinds)
 
 
 def patcher_name(ctx: PatternContext) -> str:
@@ -231,9 +279,13 @@ def _edit(ctx: PatternContext) -> PatternEdit:
     names, _ = config_names(ctx.model_type)
     kinds, _ = layout(ctx)
     floor = resolved_attrs(ctx.workspace, ctx.base_class, ("MIN_TRANSFORMERS_VERSION",)).get("MIN_TRANSFORMERS_VERSION")
-    experts = MOE in ctx.selected
-    parts = [] if HELPER in module_defs(ctx.workspace, MODEL_PATCHER) else [helper_source()]
-    parts += [family_source(ctx.model_type, *names), patcher_source(name, mixers, ctx.model_type, experts),
+    experts, ref = MOE in ctx.selected, variant(ctx.model_type)
+    expand, d_state, d_conv = names[:3]
+    channels = f"int(config.{expand} * config.hidden_size)"
+    heads, head_dim = (f"config.{names[3]}", f"{channels} // config.{names[3]}") if ref.heads_attr else (channels, "1")
+    parts = [] if ref.helper in module_defs(ctx.workspace, MODEL_PATCHER) else [ref.source()]
+    parts += [family_source(ctx.model_type, expand, d_state, d_conv, heads, head_dim, MIXER_LABELS, ATTENTION_LABELS),
+              patcher_source(name, mixers, ctx.model_type, experts, ref.helper, ref.state_axes()),
               normalized_source(name, ctx.model_type)]
     return PatternEdit(
         class_attrs={"_MODEL_PATCHER": name, "NORMALIZED_CONFIG_CLASS": normalized_name(name)},
@@ -241,10 +293,9 @@ def _edit(ctx: PatternContext) -> PatternEdit:
         patchers=[PatcherBlock(name=name, after=REFERENCE_PATCHER, source="\n\n".join(parts))],
         min_transformers=floor.value if isinstance(floor, ast.Constant) and isinstance(floor.value, str) else None,
         joins=[FAMILY],
-        note=(f"{name}({REFERENCE_PATCHER}) installs {HELPER} on {', '.join(mixers)} over a copy of the config "
-              f"laid out for Mamba-1 states; cache layout read from the model: {kinds.count('mamba')} Mamba and "
-              f"{kinds.count('attention')} attention layers" + ("; experts through register_ov_batched_mm"
-                                                                 if experts else "")))
+        note=(f"{name}({REFERENCE_PATCHER}) installs {ref.helper} on {', '.join(mixers)} over a copy of the config "
+              f"laid out for Mamba-1 states; cache layout read from the model: {_counted(kinds)} layers"
+              + ("; experts through register_ov_batched_mm" if experts else "")))
 
 
 HYBRID_MAMBA1 = Pattern(NAME, "export a Mamba-1/attention hybrid through optimum-intel's hybrid cache with the "

@@ -22,6 +22,9 @@ REFERENCE_PATCHER = "GraniteMoeHybridModelPatcher"
 SAVED = "_ov_ssm_orig_forward"
 
 
+HEADED_HELPER = "mamba1_heads_recurrent_mixer_forward"
+
+
 def helper_source() -> str:
     """The recurrent form of a Mamba-1 mixer whose slow path has inner dt/B/C RMS norms (the reference's)."""
     return f'''def {HELPER}(self, hidden_states, conv_state, recurrent_state, attention_mask=None):
@@ -73,31 +76,103 @@ def helper_source() -> str:
 '''
 
 
+def headed_helper_source() -> str:
+    """The recurrent form of a multi-head Mamba-1 mixer (the second reference's slow path): interleaved
+    state/gate projection, per-head x_proj/dt_proj weights, state (batch, heads, head size, N)."""
+    return f'''def {HEADED_HELPER}(self, hidden_states, conv_state, recurrent_state, attention_mask=None):
+    # Multi-head Mamba-1 selective scan (the mixer's slow_forward) in the recurrent form optimum-intel converts
+    # to an OpenVINO loop: {CELL} with one head per (mamba head, channel, state), so that the decay
+    # exp(A[h, d, n] * dt[h, d]) is a per-head scalar as in Mamba-2. One code path for prefill and decoding.
+    batch_size, seq_len, _ = hidden_states.shape
+    dtype = hidden_states.dtype
+    projected_states = self.in_proj(hidden_states).transpose(1, 2)
+    hidden_states, gate = projected_states.view(batch_size, -1, 2, seq_len).chunk(2, dim=2)
+    hidden_states = hidden_states.squeeze(2)
+    gate = gate.squeeze(2)
+    mask = None
+    if attention_mask is not None:
+        # the raw 2-d mask: padded positions are zeroed before and after the convolution, as the model does
+        mask = attention_mask[:, -seq_len:].unsqueeze(1).to(hidden_states.dtype)
+        hidden_states = hidden_states * mask
+
+    hidden_states, new_conv_state = ov_causal_conv1d(conv_state, hidden_states, self.conv1d.weight, self.conv1d.bias)
+    hidden_states = self.act(hidden_states).to(dtype)
+    if mask is not None:
+        hidden_states = hidden_states * mask
+
+    mamba_heads, head_dim = self.n_mamba_heads, self.mamba_head_dim
+    x = hidden_states.reshape(batch_size, mamba_heads, head_dim, seq_len)
+    ssm_parameters = (self.x_proj_weight[None] @ x).transpose(-1, -2)  # (batch, mamba heads, seq, R + 2N)
+    time_step, B, C = torch.split(
+        ssm_parameters, [self.time_step_rank, self.ssm_state_size, self.ssm_state_size], dim=-1
+    )
+    discrete_time_step = (self.dt_proj_weight[None] @ time_step.transpose(-1, -2)) + self.dt_proj_bias[None, :, :, None]
+    discrete_time_step = torch.nn.functional.softplus(discrete_time_step).float()  # (batch, mamba heads, head_dim, seq)
+
+    A = -torch.exp(self.A_log.float())  # (mamba heads, head_dim, N)
+    states = A.shape[-1]
+    heads = mamba_heads * head_dim * states
+    dt = discrete_time_step.permute(0, 3, 1, 2).reshape(batch_size, seq_len, -1).repeat_interleave(states, dim=-1)
+    u = x.permute(0, 3, 1, 2).reshape(batch_size, seq_len, -1).float().repeat_interleave(states, dim=-1).unsqueeze(-1)
+    B = B.float().permute(0, 2, 1, 3)[:, :, :, None, :].expand(batch_size, seq_len, mamba_heads, head_dim, states)
+    C = C.float().permute(0, 2, 1, 3)[:, :, :, None, :].expand(batch_size, seq_len, mamba_heads, head_dim, states)
+    B = B.reshape(batch_size, seq_len, heads, 1)
+    C = C.reshape(batch_size, seq_len, heads, 1)
+    state = recurrent_state.float().reshape(batch_size, heads, 1, 1)
+
+    output_cell = self.selective_ssm_recurrent_cell(A.reshape(heads), dt, B, u, C, state)
+    num_elems = batch_size * seq_len * heads
+    y = output_cell[:num_elems].reshape(batch_size, seq_len, mamba_heads, head_dim, states).sum(dim=-1)
+    new_recurrent_state = output_cell[num_elems:].reshape(recurrent_state.shape).to(recurrent_state.dtype)
+
+    scan_output = y.permute(0, 2, 3, 1).to(dtype) + x * self.D[None, :, :, None]
+    scan_output = scan_output * self.act(gate.reshape(batch_size, mamba_heads, head_dim, seq_len))
+    contextualized_states = self.out_proj(scan_output.reshape(batch_size, -1, seq_len).transpose(1, 2))
+    return contextualized_states, new_conv_state, new_recurrent_state
+'''
+
+
 def family_function(model_type: str) -> str:
     return f"{model_type}_mamba1_family_config"
 
 
-def family_source(model_type: str, expand: str, d_state: str, d_conv: str) -> str:
+def family_source(model_type: str, expand: str, d_state: str, d_conv: str, heads: str, head_dim: str,
+                  mixer_labels: tuple[str, ...], attention_labels: tuple[str, ...]) -> str:
     """A copy of the config under the names GraniteMoeHybrid's generator and patcher read, laid out for
-    Mamba-1 states (module doc), with `layer_types`/`layers_block_type` naming "mamba" and "attention"."""
+    Mamba-1 states (module doc). `heads`/`head_dim`: expressions of the recurrent state's two leading axes.
+    The family's cache wrapper maps a layer to its key/value index through `layers_block_type` ("attention"
+    for a layer with attention), its generator and export config count "mamba" and "attention" in
+    `layer_types` (one per layer with a mixer, one per layer with attention): a layer may have both."""
     fn = family_function(model_type)
     return f'''def {fn}(config):
     # {model_type}'s Mamba-1 states in GraniteMoeHybrid's cache layout: no B/C groups in the conv state
-    # (mamba_n_groups 0), one recurrent head per mixer channel of size 1 (mamba_n_heads D, mamba_d_head 1).
-    # The layer kinds are copied as class attributes: the model's config may compute them in properties.
+    # (mamba_n_groups 0), the recurrent state's axes as mamba_n_heads and mamba_d_head. The layer kinds are
+    # class attributes of the copy: the model's config may compute them in properties or alias them.
     if getattr(config, "_ov_family_config", False):
         return config
     import copy
 
-    kinds = list(config.layers_block_type)
+    labels = list(config.layers_block_type)
+    mixer_layers = [i for i, label in enumerate(labels) if label in {mixer_labels!r}]
+    attention_layers = [i for i, label in enumerate(labels) if label in {attention_labels!r}]
+    kinds = {{
+        "layers_block_type": ["attention" if i in attention_layers else "mamba" for i in range(len(labels))],
+        "layer_types": ["mamba"] * len(mixer_layers) + ["attention"] * len(attention_layers),
+        "attribute_map": {{
+            k: v for k, v in type(config).attribute_map.items() if k not in ("layer_types", "layers_block_type")
+        }},
+    }}
     family = copy.copy(config)
-    family.__class__ = type(type(config).__name__, (type(config),), {{"layer_types": kinds, "layers_block_type": kinds}})
+    # class attributes shadow properties, instance ones the attributes the config sets on itself
+    family.__class__ = type(type(config).__name__, (type(config),), kinds)
+    vars(family).update({{k: v for k, v in kinds.items() if k != "attribute_map"}})
     family.mamba_expand = config.{expand}
     family.mamba_d_state = config.{d_state}
     family.mamba_d_conv = config.{d_conv}
     family.mamba_n_groups = 0
-    family.mamba_n_heads = int(config.{expand} * config.hidden_size)
-    family.mamba_d_head = 1
+    family.mamba_n_heads = {heads}
+    family.mamba_d_head = {head_dim}
+    family._ov_mixer_index = {{layer: k for k, layer in enumerate(mixer_layers)}}
     family._ov_family_config = True
     return family
 '''
@@ -117,7 +192,8 @@ def normalized_source(patcher: str, model_type: str) -> str:
         f"        return NormalizedTextConfig({family_function(model_type)}(config), **kwargs)\n")
 
 
-def patcher_source(name: str, mixers: tuple[str, ...], model_type: str, experts: bool) -> str:
+def patcher_source(name: str, mixers: tuple[str, ...], model_type: str, experts: bool, helper: str = HELPER,
+                   state_axes: str = "mixer.intermediate_size, 1") -> str:
     """The patcher: GraniteMoeHybrid's cache over the family config copy, the recurrent form on every module
     of the mixer classes, and (`experts`) the model's experts through register_ov_batched_mm."""
     listed = ", ".join(mixers)
@@ -127,7 +203,7 @@ def patcher_source(name: str, mixers: tuple[str, ...], model_type: str, experts:
            "        register_ov_batched_mm(self)\n") if experts else ""
     return (
         f"class {name}({REFERENCE_PATCHER}):\n"
-        f"    # {listed}: Mamba-1 mixers, replaced by {HELPER} (the recurrent form converted to an\n"
+        f"    # {listed}: Mamba-1 mixers, replaced by {helper} (the recurrent form converted to an\n"
         f"    # OpenVINO loop); the cache is {REFERENCE_PATCHER}'s, over a copy of the config laid out for Mamba-1.\n"
         f"    MIXER_CLASSES = {table}\n"
         f"\n"
@@ -163,14 +239,14 @@ def patcher_source(name: str, mixers: tuple[str, ...], model_type: str, experts:
         f"            def forward(hidden_states, cache_params=None, attention_mask=None, **kwargs):\n"
         f"                batch_size = hidden_states.shape[0]\n"
         f"                conv_state = torch.zeros(batch_size, mixer.intermediate_size, mixer.conv_kernel_size)\n"
-        f"                recurrent_state = torch.zeros(batch_size, mixer.intermediate_size, 1, mixer.ssm_state_size)\n"
+        f"                recurrent_state = torch.zeros(batch_size, {state_axes}, mixer.ssm_state_size)\n"
         f"                raw_attention_mask = None\n"
         f"                if cache_params is not None:\n"
-        f"                    idx = cache_params.mamba_mapping[mixer.layer_idx]\n"
+        f"                    idx = cache_params.config._ov_mixer_index[mixer.layer_idx]\n"
         f"                    conv_state = cache_params.conv_states[idx]\n"
         f"                    recurrent_state = cache_params.recurrent_states[idx]\n"
         f"                    raw_attention_mask = cache_params.raw_attention_mask\n"
-        f"                out, conv_state, recurrent_state = {HELPER}(\n"
+        f"                out, conv_state, recurrent_state = {helper}(\n"
         f"                    mixer, hidden_states, conv_state, recurrent_state, raw_attention_mask\n"
         f"                )\n"
         f"                if cache_params is not None:\n"
