@@ -164,7 +164,7 @@ def family_source(model_type: str, expand: str, d_state: str, d_conv: str, heads
     }}
     family = copy.copy(config)
     # class attributes shadow properties, instance ones the attributes the config sets on itself
-    family.__class__ = type(type(config).__name__, (type(config),), kinds)
+    family.__class__ = type(type(config).__name__, (type(config),), {{"__module__": type(config).__module__, **kinds}})
     vars(family).update({{k: v for k, v in kinds.items() if k != "attribute_map"}})
     family.mamba_expand = config.{expand}
     family.mamba_d_state = config.{d_state}
