@@ -1,13 +1,14 @@
 """Hybrid Mamba-1/attention caches through optimum-intel's GraniteMoeHybrid export.
 
-A model whose Mamba-1 mixer computes, without a cache, what the reference mixer's slow path computes
-(JambaMambaMixer's `slow_forward`: gated in_proj, depthwise causal conv, x_proj into dt/B/C with inner RMS
-norms, dt_proj + softplus, selective scan over a (channels, states) decay matrix) is exported with the
-recurrent form patterns/ssm_mamba1_source.py writes (the scan as GraniteMoeHybrid's loop cell with one head
-per (channel, state) pair) and GraniteMoeHybrid's cache of flat conv/recurrent states and key/value tensors.
+A model whose Mamba-1 mixer computes, without a cache, what a reference mixer's slow path computes
+(VARIANTS: JambaMambaMixer's, with inner dt/B/C RMS norms; ZambaMambaMixer's, with several heads and per-head
+x_proj/dt_proj weights) is exported with the recurrent form patterns/ssm_mamba1_source.py writes for that
+reference (the scan as GraniteMoeHybrid's loop cell with one head per (channel, state) pair) and
+GraniteMoeHybrid's cache of flat conv/recurrent states and key/value tensors. A layer may hold a mixer, an
+attention, or both ("hybrid": Zamba's shared attention block before its mixer).
 
 It applies only when that cache layout is the model's own: the model is instantiated (meta device, no
-weights) and each decoder layer's kind (Mamba mixer or attention) must be what `config.layers_block_type`
+weights) and each decoder layer's kind (mamba, attention or hybrid) must be what `config.layers_block_type`
 says at that index, each mixer's sizes the ones the config copy gives the family's generator (channels
 `expand * hidden_size`, state and kernel sizes), its conv depthwise over those channels, its in_proj the
 two halves the recurrent form splits, and each attention's key/value heads and head size the generator's.
