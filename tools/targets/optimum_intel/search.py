@@ -23,6 +23,7 @@ from tools.targets.optimum_intel.patterns.moe import FLAT_OUTPUT, MOE_BATCHED_MM
 from tools.targets.optimum_intel.patterns.moe_granite import GRANITE_EXPERTS
 from tools.targets.optimum_intel.patterns.moe_grouped import GROUPED_GEMM
 from tools.targets.optimum_intel.patterns.moe_identity import IDENTITY_EXPERTS
+from tools.targets.optimum_intel.patterns import ssm_mamba1
 from tools.targets.optimum_intel.patterns.moe_ungated import UNGATED_EXPERTS
 from tools.targets.optimum_intel.patterns.ssm_hybrid import family_bases
 
@@ -88,7 +89,8 @@ def bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> list[tup
         else:
             ranked.append((base, cls, why))
 
-    for fam, why in family_bases(analysis, workspace, registry) + lightning_bases(analysis, workspace, registry):
+    for fam, why in (family_bases(analysis, workspace, registry) + lightning_bases(analysis, workspace, registry)
+                     + ssm_mamba1.family_bases(analysis, workspace, registry)):
         add(fam, why)
     for fam in analysis.get("lineage", []):
         add(fam, "transformers builds this model from it (modular lineage)")

@@ -142,10 +142,10 @@ def _normalized_gaps(ctx: PatternContext) -> dict[str, str]:
     """NormalizedTextConfig name -> the config key that holds it, for names the config lacks."""
     if ctx.analysis.get("text_config_key") or ctx.base_name("NORMALIZED_CONFIG_CLASS") != "NormalizedTextConfig":
         return {}  # nested text configs and bases with their own mapping are out of this pattern's reach
-    from tools.targets.optimum_intel.patterns.ssm_hybrid import writes_normalized_config
+    from tools.targets.optimum_intel.patterns import ssm_hybrid, ssm_mamba1
 
-    if writes_normalized_config(ctx):
-        return {}  # the hybrid Mamba2 pattern normalizes a copy of the config that carries these names
+    if ssm_hybrid.writes_normalized_config(ctx) or ssm_mamba1.writes_normalized_config(ctx):
+        return {}  # the hybrid Mamba patterns normalize a copy of the config that carries these names
     needed = list(STANDARD)
     generator = _pkv_choice(ctx) or _mla_choice(ctx) or ctx.base_name("DUMMY_PKV_GENERATOR_CLASS")
     if PKV_GENERATORS.get(generator or "", {}).get("gqa"):
@@ -306,12 +306,13 @@ def registry() -> dict[str, Pattern]:
     from tools.targets.optimum_intel.patterns.normalized_args import NORMALIZED_ARGS
     from tools.targets.optimum_intel.patterns.padding_positions import PADDING_IDX_POSITIONS
     from tools.targets.optimum_intel.patterns.ssm_hybrid import HYBRID_MAMBA2
+    from tools.targets.optimum_intel.patterns.ssm_mamba1 import HYBRID_MAMBA1
     from tools.targets.optimum_intel.patterns.text_submodel import TEXT_SUBMODEL
 
     return {p.name: p for p in (MOE_BATCHED_MM, FLAT_OUTPUT, GRANITE_EXPERTS, GROUPED_GEMM, IDENTITY_EXPERTS,
-                                UNGATED_EXPERTS, TEXT_SUBMODEL, NESTED_TEXT_CONFIG, PKV_GENERATOR, MLA_PKV_GENERATOR, NORMALIZED_CONFIG,
-                                NORMALIZED_ARGS, ONNX_REMOVAL, HYBRID_MAMBA2, NO_KV_CACHE, PADDING_IDX_POSITIONS,
-                                GROUP_IDS_MASK, LIGHTNING_HYBRID)}
+                                UNGATED_EXPERTS, TEXT_SUBMODEL, NESTED_TEXT_CONFIG, PKV_GENERATOR, MLA_PKV_GENERATOR,
+                                NORMALIZED_CONFIG, NORMALIZED_ARGS, ONNX_REMOVAL, HYBRID_MAMBA2, HYBRID_MAMBA1,
+                                NO_KV_CACHE, PADDING_IDX_POSITIONS, GROUP_IDS_MASK, LIGHTNING_HYBRID)}
 
 
 def applicable(ctx: PatternContext) -> list[tuple[str, str]]:

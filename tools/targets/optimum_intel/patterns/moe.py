@@ -26,6 +26,7 @@ FALLBACK_PATCHER = "OVDecoderModelPatcher"
 # transformers' experts interface (use_experts_implementation, ALL_EXPERTS_FUNCTIONS) arrived with 5.0; the
 # model's experts may have joined it later, which only the installed version's verification shows
 EXPERTS_INTERFACE_SINCE = "5.0.0"
+HYBRID_MAMBA1 = "hybrid_mamba1_cache"  # patterns/ssm_mamba1.py, which imports this module
 
 
 class ExpertsClass(BaseModel):
@@ -140,8 +141,11 @@ def patcher_source(name: str, base: str, experts: list[str], flat_forward: str |
 
 
 def _edit(ctx: PatternContext) -> PatternEdit:
-    name, base = patcher_name(ctx), base_patcher(ctx)
     experts = [e.name for e in experts_classes(ctx.model_type)]
+    if HYBRID_MAMBA1 in ctx.selected:  # that pattern's patcher calls the helper: a config has one _MODEL_PATCHER
+        return PatternEdit(min_transformers=EXPERTS_INTERFACE_SINCE,
+                           note=f"the {HYBRID_MAMBA1} patcher calls {HELPER} for {', '.join(experts)}")
+    name, base = patcher_name(ctx), base_patcher(ctx)
     flat = FLAT_FORWARD if FLAT_OUTPUT.name in ctx.selected else None
     block = PatcherBlock(name=name, after=base, source=patcher_source(name, base, experts, flat))
     return PatternEdit(class_attrs={"_MODEL_PATCHER": name}, imports=[(PATCHER_MODULE, name)], patchers=[block],
