@@ -180,3 +180,39 @@ def test_edit_writes_the_patcher_registration_and_family_lists(ws):
     assert not any("caps transformers" in n for n in result.notes), result.notes
     utils = (ws / "optimum/exporters/openvino/utils.py").read_text()
     assert '"qwen3_next",\n    "olmo_hybrid",\n' in utils
+
+
+def test_the_written_recurrent_form_decodes_what_the_model_computes_over_the_whole_sequence():
+    """The patcher as written, run in PyTorch (no OpenVINO): prefill then one token at a time through the flat
+    states must give the logits of one uncached forward over the sequence (the export traces exactly this)."""
+    import optimum.exporters.openvino.model_patcher as upstream
+    from optimum.exporters.openvino.model_configs import Qwen3NextOpenVINOConfig
+    from transformers import AutoModelForCausalLM
+
+    from tools.targets.optimum_intel.patterns.gated_delta_source import patcher_source
+
+    namespace = dict(vars(upstream))
+    exec(patcher_source("OlmoHybridModelPatcher", (MIXER,), "linear_attention", "full_attention", "test"), namespace)
+    torch.manual_seed(0)
+    config = AutoConfig.for_model("olmo_hybrid", **TINY, layer_types=["linear_attention", "full_attention",
+                                                                      "linear_attention", "linear_attention"])
+    model = AutoModelForCausalLM.from_config(config).eval()
+    ids = torch.randint(2, 1000, (1, 12))
+    with torch.no_grad():
+        full = model(input_ids=ids, use_cache=False).logits
+    mixer = model.model.layers[0].linear_attn
+    states = []
+    for _ in range(config.layer_types.count("linear_attention")):
+        states += [torch.zeros(1, 2 * mixer.key_dim + mixer.value_dim, config.linear_conv_kernel_dim),
+                   torch.zeros(1, mixer.num_v_heads, mixer.head_k_dim, mixer.head_v_dim)]
+    states += [torch.zeros(1, config.num_key_value_heads, 0, config.hidden_size // config.num_attention_heads)] * 2
+    export_config = Qwen3NextOpenVINOConfig(config, task="text-generation-with-past")
+    with torch.no_grad(), namespace["OlmoHybridModelPatcher"](export_config, model):
+        out = model.forward(input_ids=ids[:, :6], attention_mask=torch.ones(1, 6, dtype=torch.long), cache_params=states)
+        steps = [out["logits"][:, -1]]
+        for t in range(6, 11):
+            out = model.forward(input_ids=ids[:, t:t + 1], attention_mask=torch.ones(1, t + 1, dtype=torch.long),
+                                cache_params=out["present_key_values"])
+            steps.append(out["logits"][:, -1])
+    worst = max(float((s - full[:, 5 + k]).abs().max()) for k, s in enumerate(steps))
+    assert worst < 1e-5, worst
