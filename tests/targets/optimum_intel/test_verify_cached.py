@@ -63,3 +63,17 @@ def test_position_ids_reach_the_export_only_when_it_takes_them():
 
 def test_the_check_is_a_compare_stage_check():
     assert stage_of("cached_decode") == "compare"
+
+
+def test_the_f32_gate_overrides_every_precision_the_export_writes_into_the_ir():
+    """optimum-intel writes runtime options into a text-generation IR (an f16 KV cache among them): the f32 gate
+    must load every such precision as f32, or its cached decoding compares f16 rounding, not the export."""
+    from optimum.exporters.openvino.convert import _set_runtime_options
+
+    from sandboxes.targets.optimum_intel import verify
+
+    export_config = SimpleNamespace()
+    _set_runtime_options({"model": (None, export_config)}, "text-generation-with-past", "transformers", False)
+    precisions = {k for k in export_config.runtime_options if k.endswith("_PRECISION")}
+    assert precisions, export_config.runtime_options
+    assert {k: verify.F32.get(k) for k in precisions} == {k: "f32" for k in precisions}

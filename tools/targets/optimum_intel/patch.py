@@ -194,6 +194,8 @@ def _version_notes(spec: PatchSpec, chain: list[ast.ClassDef], notes: list[str])
     caps = [ast.literal_eval(s.value) for c in chain for s in c.body if isinstance(s, ast.Assign)
             and any(getattr(t, "id", "") == "MAX_TRANSFORMERS_VERSION" for t in s.targets)
             and isinstance(s.value, ast.Constant)]
+    if "MAX_TRANSFORMERS_VERSION" in spec.class_attrs:  # the new class's own value is the nearest
+        caps.insert(0, ast.literal_eval(spec.class_attrs["MAX_TRANSFORMERS_VERSION"].strip()))
     try:
         installed = Version(metadata.version("transformers"))
         # the nearest class decides: `MAX_TRANSFORMERS_VERSION = None` lifts an inherited cap

@@ -18,6 +18,7 @@ from packaging.version import InvalidVersion, Version
 from tools.targets.base import Candidate
 from tools.targets.optimum_intel.patterns.base import PatternContext, applicable
 from tools.targets.optimum_intel.patterns.edit import max_transformers_version
+from tools.targets.optimum_intel.patterns.gated_delta import family_bases as gated_delta_bases
 from tools.targets.optimum_intel.patterns.lightning_hybrid import family_bases as lightning_bases
 from tools.targets.optimum_intel.patterns.moe import FLAT_OUTPUT, MOE_BATCHED_MM
 from tools.targets.optimum_intel.patterns.moe_granite import GRANITE_EXPERTS
@@ -78,12 +79,12 @@ def bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> list[tup
     raw = analysis.get("raw_text_config") or {}
     seen, ranked, late = set(), [], []
 
-    def add(base: str, why: str) -> None:
+    def add(base: str, why: str, lifts_cap: bool = False) -> None:
         cls = registry.get(base)
         if not cls or cls in seen or base == analysis["model_type"]:
             return
         seen.add(cls)
-        cap = _capped(workspace, cls)
+        cap = None if lifts_cap else _capped(workspace, cls)
         if cap:
             late.append((base, cls, f"{why}; tried last: {cls} caps transformers at {cap}"))
         else:
@@ -92,6 +93,8 @@ def bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> list[tup
     for fam, why in (family_bases(analysis, workspace, registry) + lightning_bases(analysis, workspace, registry)
                      + ssm_mamba1.family_bases(analysis, workspace, registry)):
         add(fam, why)
+    for fam, why in gated_delta_bases(analysis, workspace, registry):
+        add(fam, why, lifts_cap=True)  # the gated-delta pattern's class sets MAX_TRANSFORMERS_VERSION = None
     for fam in analysis.get("lineage", []):
         add(fam, "transformers builds this model from it (modular lineage)")
     nested = raw.get("model_type") if analysis.get("text_config_key") else None
