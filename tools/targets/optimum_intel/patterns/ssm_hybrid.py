@@ -32,10 +32,12 @@ from tools.targets.optimum_intel.patch import CodeBlock, PatcherBlock
 from tools.targets.optimum_intel.patterns.base import Pattern, PatternContext, PatternEdit
 from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, module_defs, resolved_attrs
 from tools.targets.optimum_intel.patterns.moe import PATCHER_MODULE, _modeling, patcher_name
-from tools.targets.optimum_intel.patterns.ssm_family import family_names, prefill_shape
+from tools.targets.optimum_intel.patterns.ssm_family import family_names, prefill_shape, variants, width_name
 from tools.targets.optimum_intel.patterns.ssm_source import (CACHE_ANCHOR, CACHE_INIT, MODELING_DECODER,
                                                              family_function, family_source, normalized_name,
-                                                             normalized_source, cache_init_source)
+                                                             normalized_source, cache_init_source,
+                                                             layer_cache_function, layer_cache_source)
+from tools.targets.optimum_intel.patterns.ssm_variant import variant_helper
 
 REFERENCE = "granitemoehybrid"  # the family whose export this pattern follows
 REFERENCE_MIXER = "GraniteMoeHybridMambaLayer"
@@ -43,7 +45,7 @@ HELPER = "granite_moe_hybrid_mamba_mixer_forward"  # model_patcher.py: the recur
 REFERENCE_PATCHER = "GraniteMoeHybridModelPatcher"
 CELL = "SelectiveSSMRecurrentCell"
 # what GraniteMoeHybridOpenVINOConfig and its generator count in config.layer_types, per layer kind
-LABELS = {"ssm": "mamba", "attention": "attention"}
+LABELS = {"ssm": "mamba", "attention": "attention", "hybrid": "hybrid"}
 SAVED = "_ov_ssm_orig_forward"
 
 
@@ -65,12 +67,33 @@ def _reference_shape() -> str | None:
 @lru_cache(maxsize=256)
 def mixer_classes(model_type: str) -> tuple[str, ...]:
     """Classes of the model's modeling module whose torch_forward computes, without a cache, what
-    GraniteMoeHybrid's mixer's does (patterns/ssm_family.py: the cache branches are the recurrent form's)."""
+    GraniteMoeHybrid's mixer's does (patterns/ssm_family.py: the cache branches are the recurrent form's),
+    as written or but for the variant steps patterns/ssm_variant.py puts back in the recurrent form."""
     ref = _reference_shape()
     if ref is None or model_type == REFERENCE:
         return ()
     return tuple(name for name, cls in _classes(_modeling(model_type)).items()
-                 if (m := _method(cls, "torch_forward")) is not None and prefill_shape(m) == ref)
+                 if (m := _method(cls, "torch_forward")) is not None
+                 and ref in (prefill_shape(m), prefill_shape(m, variants=True)))
+
+
+@lru_cache(maxsize=256)
+def mixer_variants(model_type: str) -> tuple[tuple, tuple[str, ...]]:
+    """(the variant steps the model's mixers add to the family's, problems)."""
+    ref, classes = _reference_shape(), _classes(_modeling(model_type))
+    found = {() if prefill_shape(m) == ref else variants(m)
+             for m in (_method(classes[c], "torch_forward") for c in mixer_classes(model_type))}
+    if len(found) > 1:
+        return (), ("the model's mixers differ from the family's in different steps",)
+    return (next(iter(found)) if found else ()), ()
+
+
+@lru_cache(maxsize=256)
+def width(model_type: str) -> str | None:
+    """The config key giving the mixers' intermediate size outright when set (patterns/ssm_family.py)."""
+    classes = _classes(_modeling(model_type))
+    found = {width_name(classes[m]) for m in mixer_classes(model_type)}
+    return next(iter(found)) if len(found) == 1 else None
 
 
 @lru_cache(maxsize=256)
@@ -82,6 +105,9 @@ def config_names(model_type: str) -> tuple[tuple[tuple[str, str], ...], tuple[st
     problems = sorted({p for m in mixer_classes(model_type) for p in family_names(reference, classes[m])[1]})
     if len(found) > 1:
         problems.append("the model's mixers read their sizes from different config names")
+    if len({width_name(classes[m]) for m in mixer_classes(model_type)}) > 1:
+        problems.append("the model's mixers read their intermediate size from different config names")
+    problems += list(mixer_variants(model_type)[1])
     return (next(iter(found)) if len(found) == 1 and not problems else ()), tuple(problems)
 
 
@@ -92,6 +118,22 @@ def renamed(names) -> bool:
 def _workspace_has_family(workspace: Path) -> bool:
     defs = module_defs(workspace, MODEL_PATCHER)
     return isinstance(defs.get(HELPER), ast.FunctionDef) and isinstance(defs.get(REFERENCE_PATCHER), ast.ClassDef)
+
+
+def variant_helper_name(model_type: str) -> str:
+    return f"{model_type.replace('-', '_')}_mamba_mixer_forward"
+
+
+def variant_source(model_type: str, workspace: Path) -> str | None:
+    """The recurrent form for mixers with variant steps ("" for none): the workspace's family helper with
+    the steps put back (patterns/ssm_variant.py); None when it has no place for them."""
+    steps, _ = mixer_variants(model_type)
+    if not steps:
+        return ""
+    helper = module_defs(workspace, MODEL_PATCHER).get(HELPER)
+    if not isinstance(helper, ast.FunctionDef):
+        return None
+    return variant_helper(helper, (Path(workspace) / MODEL_PATCHER).read_text(), variant_helper_name(model_type), steps)
 
 
 def family_bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> list[tuple[str, str]]:
@@ -105,12 +147,15 @@ def family_bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> l
 
 # -- the cache layout, read from the model itself ---------------------------------------------------------
 
-def _expected(config, names=()) -> dict[str, int]:
+def _expected(config, names=(), own_width: str | None = None) -> dict[str, int]:
     """The state sizes GraniteMoeHybrid's dummy generator derives from a config (through `names`, the
-    family's config names -> the model's, when the model spells them otherwise)."""
+    family's config names -> the model's, when the model spells them otherwise, and the family config's
+    expand factor for a width the model's config gives outright: patterns/ssm_source.py)."""
     own = dict(names)
     size = {n: getattr(config, own.get(n, n)) for n in ("mamba_expand", "mamba_n_groups", "mamba_d_state",
                                                          "mamba_d_conv", "mamba_n_heads", "mamba_d_head")}
+    if own_width and getattr(config, own_width, None) is not None:
+        size["mamba_expand"] = getattr(config, own_width) / config.hidden_size
     return {"conv_dim": int(size["mamba_expand"] * config.hidden_size)
             + 2 * size["mamba_n_groups"] * size["mamba_d_state"],
             "conv_kernel_size": size["mamba_d_conv"], "num_heads": size["mamba_n_heads"],
@@ -131,10 +176,12 @@ def _decoder_layers(model, n_layers: int):
     return lists[0] if lists else None
 
 
-def layout_problems(config, mixers: tuple[str, ...], names=()) -> tuple[list[str], list[str]]:
+def layout_problems(config, mixers: tuple[str, ...], names=(), own_width: str | None = None
+                    ) -> tuple[list[str], list[str]]:
     """(kind of each decoder layer, problems): empty problems when the family's cache fits the model.
     A config naming no layer kinds (`layer_types`, `layers_block_type`) fits only a model of Mamba layers
-    alone: the family config the patch writes for it says so."""
+    alone: the family config the patch writes for it says so. A layer holding a mixer and an attention is
+    "hybrid", and fits only a config naming it so (each gets its own cache pair: patterns/ssm_source.py)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -144,14 +191,15 @@ def layout_problems(config, mixers: tuple[str, ...], names=()) -> tuple[list[str
     if layers is None:
         return [], [f"no module list of {config.num_hidden_layers} decoder layers"]
     try:
-        want = _expected(config, names)
+        want = _expected(config, names, own_width)
     except (AttributeError, TypeError) as exc:
         return [], [f"the config lacks a size the family's generator reads ({exc})"]
     kinds, problems, attention = [], [], []
     for i, layer in enumerate(layers):
         ssm = [m for m in layer.modules() if type(m).__name__ in mixers]
         attn = [m for m in layer.modules() if hasattr(m, "k_proj") and hasattr(m, "head_dim")]
-        kind = "ssm" if ssm and not attn else "attention" if attn and not ssm else "other"
+        kind = ("hybrid" if len(ssm) == len(attn) == 1 else "ssm" if ssm and not attn
+                else "attention" if attn and not ssm else "other")
         kinds.append(kind)
         attention += [(i, m) for m in attn]
         for m in ssm:
@@ -210,7 +258,7 @@ def _layout(model_type: str, raw_json: str, mixers: tuple[str, ...]) -> tuple[tu
     except Exception as exc:  # noqa: BLE001 - transformers' validation errors have no common type
         return (), (f"transformers cannot build the model's config: {str(exc)[:200]}",)
     try:
-        kinds, problems = layout_problems(config, mixers, names)
+        kinds, problems = layout_problems(config, mixers, names, width(model_type))
     except Exception as exc:  # noqa: BLE001 - a model that cannot be built on the meta device is not this pattern's
         return (), (f"the model could not be instantiated to read its layout: {str(exc)[:200]}",)
     return tuple(kinds), tuple(problems)
@@ -228,22 +276,31 @@ def _fits(ctx: PatternContext) -> bool:
     if ctx.base_name("_MODEL_PATCHER") != REFERENCE_PATCHER:
         return False  # the edit subclasses the family's config and patcher: only with that base
     kinds, problems = layout(ctx)
-    return bool(kinds) and not problems and "ssm" in kinds
+    if "hybrid" in kinds and not family_spelling(ctx):
+        return False  # hybrid layers are counted in the family config copy the patch writes
+    return (bool(kinds) and not problems and bool({"ssm", "hybrid"} & set(kinds))
+            and variant_source(ctx.model_type, ctx.workspace) is not None)
 
 
 def _applies(ctx: PatternContext) -> str | None:
     if not _fits(ctx):
         return None
     kinds, _ = layout(ctx)
-    return (f"{', '.join(mixer_classes(ctx.model_type))} has {REFERENCE_MIXER}'s forward and the model's layers "
-            f"({kinds.count('ssm')} Mamba, {kinds.count('attention')} attention) are what config.layer_types "
-            f"says, with the state sizes {ctx.base_class}'s generator reads: {HELPER} replaces the mixer")
+    steps, _ = mixer_variants(ctx.model_type)
+    return (f"{', '.join(mixer_classes(ctx.model_type))} has {REFERENCE_MIXER}'s forward"
+            + (f" but for {len(steps)} pointwise steps" if steps else "") + " and the model's layers "
+            f"({kinds.count('ssm')} Mamba, {kinds.count('attention')} attention, {kinds.count('hybrid')} both) are "
+            f"what config.layer_types says, with the state sizes {ctx.base_class}'s generator reads: "
+            f"{variant_helper_name(ctx.model_type) if steps else HELPER} replaces the mixer")
 
 
-def patcher_source(name: str, mixers: tuple[str, ...], family: str | None = None) -> str:
+def patcher_source(name: str, mixers: tuple[str, ...], family: str | None = None, helper: str = HELPER,
+                   hybrid: bool = False) -> str:
     """The patcher; `family` (the model type) when the model's config and forward spell the family's
     names otherwise (patterns/ssm_source.py): the family's patcher then reads a copy of the config under
-    the family's names, and the cache goes to the forward under the name it takes."""
+    the family's names, and the cache goes to the forward under the name it takes. `helper`: the recurrent
+    form installed on the mixers; `hybrid`: layers holding a mixer and an attention each, whose cache
+    pairs the family's forward cannot map (one kind per layer): the model's own modules key them."""
     listed = ", ".join(mixers)
     table = "(" + ", ".join(f'"{m}"' for m in mixers) + ("," if len(mixers) == 1 else "") + ")"
     fn = family_function(family) if family else None
@@ -263,6 +320,11 @@ def patcher_source(name: str, mixers: tuple[str, ...], family: str | None = None
         f"        # the family's forward passes the cache as past_key_values: pass it as the model's forward takes it\n"
         f"        parameters = inspect.signature(model_forward).parameters\n"
         f"        cache_name = \"cache_params\" if \"past_key_values\" not in parameters and \"cache_params\" in parameters else None\n")
+    layer_cache = "" if not (family and hybrid) else (
+        f"        # each decoder layer holds a mixer and an attention: a cache pair for each module, keyed by its layer_idx\n"
+        f"        mixer_layers = [m.layer_idx for m in model.modules() if type(m).__name__ in self.MIXER_CLASSES]\n"
+        f"        attention_layers = [m.layer_idx for m in model.modules() if hasattr(m, \"k_proj\") and hasattr(m, \"head_dim\")]\n"
+        f"        self.patched_forward = self.orig_forward = {layer_cache_function(family)}(self, mixer_layers, attention_layers)\n")
     rename = "" if not family else (
         f"            if cache_name is not None and \"past_key_values\" in kwargs:\n"
         f"                kwargs[cache_name] = kwargs.pop(\"past_key_values\")\n")
@@ -273,7 +335,7 @@ def patcher_source(name: str, mixers: tuple[str, ...], family: str | None = None
     leave = "" if not family else "        self.real_config._config = self._ov_own_config\n"
     return (
         f"class {name}({REFERENCE_PATCHER}):\n"
-        f"    # {listed} has {REFERENCE_MIXER}'s forward: {HELPER},\n"
+        f"    # {listed} has {REFERENCE_MIXER}'s forward: {helper},\n"
         f"    # the recurrent form optimum-intel converts to an OpenVINO loop, replaces it on every such module.\n"
         f"    # The cache is {REFERENCE_PATCHER}'s (config.layer_types names the Mamba and attention layers).\n"
         f"    MIXER_CLASSES = {table}\n"
@@ -293,6 +355,7 @@ def patcher_source(name: str, mixers: tuple[str, ...], family: str | None = None
         f"            return model_forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)\n"
         f"\n"
         f"        self.model_orig_forward = forward_with_positions\n"
+        f"{layer_cache}"
         f"\n"
         f"    def __enter__(self):\n"
         f"        OVDecoderModelPatcher.__enter__(self)\n"
@@ -307,7 +370,7 @@ def patcher_source(name: str, mixers: tuple[str, ...], family: str | None = None
         f"                    conv_state = cache_params.conv_states[idx]\n"
         f"                    recurrent_state = cache_params.recurrent_states[idx]\n"
         f"                    raw_attention_mask = cache_params.raw_attention_mask\n"
-        f"                out, conv_state, recurrent_state = {HELPER}(\n"
+        f"                out, conv_state, recurrent_state = {helper}(\n"
         f"                    mixer, hidden_states, cache_params, conv_state, recurrent_state, raw_attention_mask\n"
         f"                )\n"
         f"                if cache_params is not None:\n"
@@ -337,7 +400,9 @@ def patcher_source(name: str, mixers: tuple[str, ...], family: str | None = None
 def family_spelling(ctx: PatternContext) -> bool:
     """Whether the model spells what the family's export reads otherwise (config names, layer kinds)."""
     names, _ = config_names(ctx.model_type)
-    return renamed(names) or any(getattr(ctx.config, a, None) is None for a in ("layer_types", "layers_block_type"))
+    kinds = [getattr(ctx.config, a, None) for a in ("layer_types", "layers_block_type")]
+    return (renamed(names) or any(k is None for k in kinds) or width(ctx.model_type) is not None
+            or any("hybrid" in (k or ()) for k in kinds))
 
 
 def writes_normalized_config(ctx: PatternContext) -> bool:
@@ -349,12 +414,18 @@ def _edit(ctx: PatternContext) -> PatternEdit:
     name, mixers = patcher_name(ctx), mixer_classes(ctx.model_type)
     floor = resolved_attrs(ctx.workspace, ctx.base_class, ("MIN_TRANSFORMERS_VERSION",)).get("MIN_TRANSFORMERS_VERSION")
     kinds, _ = layout(ctx)
-    source, attrs, imports, code = patcher_source(name, mixers), {"_MODEL_PATCHER": name}, [(PATCHER_MODULE, name)], []
+    helper = variant_source(ctx.model_type, ctx.workspace)
+    helper_name = variant_helper_name(ctx.model_type) if helper else HELPER
+    source = patcher_source(name, mixers, helper=helper_name)
+    attrs, imports, code = {"_MODEL_PATCHER": name}, [(PATCHER_MODULE, name)], []
     spelled_otherwise = family_spelling(ctx)
     if spelled_otherwise:
         names, _ = config_names(ctx.model_type)
-        source = "\n\n".join([patcher_source(name, mixers, ctx.model_type),
-                               family_source(ctx.model_type, names, "attention" in kinds),
+        hybrid = "hybrid" in kinds
+        source = "\n\n".join([patcher_source(name, mixers, ctx.model_type, helper_name, hybrid),
+                               family_source(ctx.model_type, names, bool({"attention", "hybrid"} & set(kinds)),
+                                             width(ctx.model_type), hybrid),
+                               *([layer_cache_source(ctx.model_type)] if hybrid else []),
                                normalized_source(name, ctx.model_type)])
         attrs["NORMALIZED_CONFIG_CLASS"] = normalized_name(name)
         imports.append((PATCHER_MODULE, normalized_name(name)))
@@ -362,14 +433,20 @@ def _edit(ctx: PatternContext) -> PatternEdit:
             code.append(CodeBlock(file=MODELING_DECODER, function=CACHE_INIT, after_call=CACHE_ANCHOR,
                                   source=cache_init_source(ctx.model_type, dict(names)["mamba_expand"]),
                                   marker=f'config.model_type == "{ctx.model_type}" and getattr(config, "intermediate_size"'))
+    if helper:
+        steps, _ = mixer_variants(ctx.model_type)
+        said = "; ".join(f"{v.place} self.{v.module}: self.{v.attr}" for v in steps)
+        source = (f"# {HELPER} with the pointwise steps {', '.join(mixers)} adds around it ({said})\n"
+                  + helper + "\n\n" + source)
     return PatternEdit(
         class_attrs=attrs, imports=imports, code_blocks=code,
         patchers=[PatcherBlock(name=name, after=REFERENCE_PATCHER, source=source)],
         # the family's config and patcher are written for the transformers its base names
         min_transformers=floor.value if isinstance(floor, ast.Constant) and isinstance(floor.value, str) else None,
         joins=[REFERENCE],
-        note=(f"{name}({REFERENCE_PATCHER}) installs {HELPER} on {', '.join(mixers)}; cache layout read from "
-              f"the model: {kinds.count('ssm')} Mamba and {kinds.count('attention')} attention layers"
+        note=(f"{name}({REFERENCE_PATCHER}) installs {helper_name} on {', '.join(mixers)}; cache layout read from "
+              f"the model: {kinds.count('ssm')} Mamba, {kinds.count('attention')} attention and "
+              f"{kinds.count('hybrid')} Mamba+attention layers"
               + ("; the family's config names read from a copy of the model's config" if spelled_otherwise else "")))
 
 
