@@ -14,6 +14,12 @@ model is instantiated (meta device, no weights) and each decoder layer's kind (m
 be what `config.layer_types` says at that index, and every mixer's and attention's state sizes must equal
 what the family's generator reads from the config. Anything else is left to a hand-written patch.
 
+Two written departures from the family are followed: a mixer adding pointwise steps around its projection or
+making its gated norm optional (FalconH1: patterns/ssm_variant.py) gets the family's recurrent form with those
+steps, and decoder layers holding a mixer and an attention each ("hybrid" in config.layer_types) get a cache
+pair per module, keyed by the modules' layer_idx (patterns/ssm_source.py), since the family's forward maps one
+layer to one cache kind.
+
 The mixer is compared on what its forward computes without a cache, up to local names
 (patterns/ssm_family.py), and the sizes are read under the config names its __init__ reads them from: a
 model spelling them otherwise than the family (Mamba2: `state_size`, `n_groups`, no `layers_block_type`,
@@ -37,6 +43,7 @@ from tools.targets.optimum_intel.patterns.ssm_source import (CACHE_ANCHOR, CACHE
                                                              family_function, family_source, normalized_name,
                                                              normalized_source, cache_init_source,
                                                              layer_cache_function, layer_cache_source)
+from tools.targets.optimum_intel.patterns.ssm_layout import layout_problems
 from tools.targets.optimum_intel.patterns.ssm_variant import variant_helper
 
 REFERENCE = "granitemoehybrid"  # the family whose export this pattern follows
@@ -44,8 +51,6 @@ REFERENCE_MIXER = "GraniteMoeHybridMambaLayer"
 HELPER = "granite_moe_hybrid_mamba_mixer_forward"  # model_patcher.py: the recurrent form of that mixer
 REFERENCE_PATCHER = "GraniteMoeHybridModelPatcher"
 CELL = "SelectiveSSMRecurrentCell"
-# what GraniteMoeHybridOpenVINOConfig and its generator count in config.layer_types, per layer kind
-LABELS = {"ssm": "mamba", "attention": "attention", "hybrid": "hybrid"}
 SAVED = "_ov_ssm_orig_forward"
 
 
@@ -145,96 +150,7 @@ def family_bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> l
                         f"optimum-intel exports {REFERENCE} with")]
 
 
-# -- the cache layout, read from the model itself ---------------------------------------------------------
-
-def _expected(config, names=(), own_width: str | None = None) -> dict[str, int]:
-    """The state sizes GraniteMoeHybrid's dummy generator derives from a config (through `names`, the
-    family's config names -> the model's, when the model spells them otherwise, and the family config's
-    expand factor for a width the model's config gives outright: patterns/ssm_source.py)."""
-    own = dict(names)
-    size = {n: getattr(config, own.get(n, n)) for n in ("mamba_expand", "mamba_n_groups", "mamba_d_state",
-                                                         "mamba_d_conv", "mamba_n_heads", "mamba_d_head")}
-    if own_width and getattr(config, own_width, None) is not None:
-        size["mamba_expand"] = getattr(config, own_width) / config.hidden_size
-    return {"conv_dim": int(size["mamba_expand"] * config.hidden_size)
-            + 2 * size["mamba_n_groups"] * size["mamba_d_state"],
-            "conv_kernel_size": size["mamba_d_conv"], "num_heads": size["mamba_n_heads"],
-            "head_dim": size["mamba_d_head"], "ssm_state_size": size["mamba_d_state"]}
-
-
-def _expected_attention(config) -> dict[str, int]:
-    hidden, heads = config.hidden_size, config.num_attention_heads
-    return {"attention_head_dim": getattr(config, "head_dim", None) or hidden // heads,
-            "num_key_value_heads": config.num_key_value_heads}
-
-
-def _decoder_layers(model, n_layers: int):
-    """The module list holding one module per decoder layer."""
-    import torch
-
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers]
-    return lists[0] if lists else None
-
-
-def layout_problems(config, mixers: tuple[str, ...], names=(), own_width: str | None = None
-                    ) -> tuple[list[str], list[str]]:
-    """(kind of each decoder layer, problems): empty problems when the family's cache fits the model.
-    A config naming no layer kinds (`layer_types`, `layers_block_type`) fits only a model of Mamba layers
-    alone: the family config the patch writes for it says so. A layer holding a mixer and an attention is
-    "hybrid", and fits only a config naming it so (each gets its own cache pair: patterns/ssm_source.py)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    layers = _decoder_layers(model, config.num_hidden_layers)
-    if layers is None:
-        return [], [f"no module list of {config.num_hidden_layers} decoder layers"]
-    try:
-        want = _expected(config, names, own_width)
-    except (AttributeError, TypeError) as exc:
-        return [], [f"the config lacks a size the family's generator reads ({exc})"]
-    kinds, problems, attention = [], [], []
-    for i, layer in enumerate(layers):
-        ssm = [m for m in layer.modules() if type(m).__name__ in mixers]
-        attn = [m for m in layer.modules() if hasattr(m, "k_proj") and hasattr(m, "head_dim")]
-        kind = ("hybrid" if len(ssm) == len(attn) == 1 else "ssm" if ssm and not attn
-                else "attention" if attn and not ssm else "other")
-        kinds.append(kind)
-        attention += [(i, m) for m in attn]
-        for m in ssm:
-            if getattr(m, "layer_idx", None) != i:
-                problems.append(f"layer {i}: its mixer's layer_idx is {getattr(m, 'layer_idx', None)}")
-            problems += [f"layer {i}: mixer {a} {getattr(m, a, None)} != {want[a]} read from the config"
-                         for a in ("conv_dim", "conv_kernel_size", "num_heads", "head_dim", "ssm_state_size")
-                         if getattr(m, a, None) != want[a]]
-            width = getattr(getattr(m, "in_proj", None), "out_features", None)
-            if width != want["conv_dim"] + (getattr(m, "intermediate_size", 0) or 0) + want["num_heads"]:
-                # the recurrent form splits the projection in gate, conv input and dt: nothing else
-                problems.append(f"layer {i}: in_proj gives {width} features, not gate + conv input + dt")
-    if attention:
-        try:
-            want.update(_expected_attention(config))
-        except (AttributeError, TypeError) as exc:
-            return kinds, problems + [f"the config lacks an attention size the family's generator reads ({exc})"]
-    for i, m in attention:
-        kv = m.k_proj.out_features // m.head_dim
-        if (m.head_dim, kv) != (want["attention_head_dim"], want["num_key_value_heads"]):
-            problems.append(f"layer {i}: attention of {kv} key/value heads of {m.head_dim}, the config says "
-                            f"{want['num_key_value_heads']} of {want['attention_head_dim']}")
-    expected = [LABELS.get(k, k) for k in kinds]
-    if not any(getattr(config, a, None) for a in ("layer_types", "layers_block_type")):
-        if set(kinds) != {"ssm"}:
-            problems.append(f"the config names no layer kinds and the model's layers are not all Mamba ({expected})")
-        return kinds, problems
-    for attr in ("layer_types", "layers_block_type"):
-        if getattr(config, attr, None) is None:
-            continue  # the family config the patch writes copies the other one
-        labels = list(getattr(config, attr, None) or [])
-        if labels != expected:
-            problems.append(f"config.{attr} {labels} does not name the layers the model builds ({expected})")
-    return kinds, problems
-
+# -- the cache layout, read from the model itself (patterns/ssm_layout.py) --------------------------------
 
 def _floats(value):
     """transformers 5 writes non-finite floats into config.json as {"__float__": "Infinity"}."""
@@ -320,6 +236,9 @@ def patcher_source(name: str, mixers: tuple[str, ...], family: str | None = None
         f"        # the family's forward passes the cache as past_key_values: pass it as the model's forward takes it\n"
         f"        parameters = inspect.signature(model_forward).parameters\n"
         f"        cache_name = \"cache_params\" if \"past_key_values\" not in parameters and \"cache_params\" in parameters else None\n")
+    cache_said = (f"    # The cache is {REFERENCE_PATCHER}'s (config.layer_types names the Mamba and attention layers).\n"
+                  if not (family and hybrid) else
+                  f"    # The cache holds a pair per mixer and per attention ({layer_cache_function(family)}).\n")
     layer_cache = "" if not (family and hybrid) else (
         f"        # each decoder layer holds a mixer and an attention: a cache pair for each module, keyed by its layer_idx\n"
         f"        mixer_layers = [m.layer_idx for m in model.modules() if type(m).__name__ in self.MIXER_CLASSES]\n"
@@ -337,7 +256,7 @@ def patcher_source(name: str, mixers: tuple[str, ...], family: str | None = None
         f"class {name}({REFERENCE_PATCHER}):\n"
         f"    # {listed} has {REFERENCE_MIXER}'s forward: {helper},\n"
         f"    # the recurrent form optimum-intel converts to an OpenVINO loop, replaces it on every such module.\n"
-        f"    # The cache is {REFERENCE_PATCHER}'s (config.layer_types names the Mamba and attention layers).\n"
+        f"{cache_said}"
         f"    MIXER_CLASSES = {table}\n"
         f"\n"
         f"{init}"
