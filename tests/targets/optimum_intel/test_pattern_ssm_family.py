@@ -78,8 +78,9 @@ def test_mamba2_mixer_is_recognised_and_its_names_read_from_its_init():
     assert mixer_form("mamba2") is GRANITE and mixer_form("bamba") is GRANITE
     # NemotronH masks and clamps dt otherwise: Zamba2's form, not GraniteMoeHybrid's
     assert mixer_forms("nemotron_h") == (("NemotronHMamba2Mixer", ZAMBA2),)
-    # FalconH1 scales its input and projection: no known form
-    assert mixer_classes("falcon_h1") == ()
+    # FalconH1 scales its input and projection: GraniteMoeHybrid's form with pointwise variant steps
+    # (tests/targets/optimum_intel/test_pattern_ssm_variant.py)
+    assert mixer_forms("falcon_h1") == (("FalconH1Mixer", GRANITE),)
     names, problems = model_names("mamba2")
     assert problems == () and dict(names) == {"mamba_n_heads": "num_heads", "mamba_d_head": "head_dim",
                                               "mamba_d_state": "state_size", "mamba_d_conv": "conv_kernel",

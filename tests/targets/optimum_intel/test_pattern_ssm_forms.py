@@ -195,3 +195,27 @@ def test_nemotron_h_gets_the_written_recurrent_form_and_its_experts_routed(ws): 
 def test_only_experts_without_a_gate_are_routed_so():
     assert ungated("nemotron_h") == ("NemotronHExperts",)
     assert ungated("mixtral") == () and ungated("llama") == ()
+
+
+def test_variant_steps_are_not_taken_out_of_a_form_whose_recurrent_form_is_written(monkeypatch):
+    # FalconH1's pointwise steps are put back into optimum-intel's own recurrent form (patterns/ssm_variant.py);
+    # the written Zamba2 form has no place for them, so a Zamba2-form mixer with such a step is no known form
+    import copy
+
+    from tools.targets.optimum_intel.patterns import ssm_hybrid
+
+    tree = copy.deepcopy(_modeling("nemotron_h"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "NemotronHMamba2Mixer")
+    method = next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "torch_forward")
+    old = "        projected_states = self.in_proj(input_states)\n    d_mlp"
+    source = ast.unparse(method)
+    assert old in source
+    stepped = ast.parse(source.replace(old, old.replace(
+        "\n    d_mlp", "\n        projected_states = projected_states * self.mup_vector\n    d_mlp"))).body[0]
+    cls.body[cls.body.index(method)] = stepped
+    assert prefill_shape(stepped) != _reference_shape(ZAMBA2)
+    assert prefill_shape(stepped, variants=True) == _reference_shape(ZAMBA2)  # a variant of Zamba2's form...
+    real = ssm_hybrid._modeling
+    monkeypatch.setattr(ssm_hybrid, "_modeling", lambda t: tree if t == "nemotron_h_stepped" else real(t))
+    assert ssm_hybrid.mixer_forms("nemotron_h_stepped") == ()  # ...is not recognised as a mixer of it
+    assert ssm_hybrid.mixer_forms("nemotron_h") == (("NemotronHMamba2Mixer", ZAMBA2),)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import ast
 import copy
 
+from tools.targets.optimum_intel.patterns.ssm_variant import Variant, strip
+
 CACHE = "cache_params"
 D_MLP = "d_mlp"
 # mixer attributes the family's generator derives the state sizes from (the recurrent form reads the mixer's)
@@ -115,11 +117,15 @@ class _Rename(ast.NodeTransformer):
         return node
 
 
-def prefill_shape(func: ast.FunctionDef) -> str:
-    """The forward's computation without a cache, comparable across classes (see the module doc)."""
+def prefill_shape(func: ast.FunctionDef, variants: bool = False) -> str:
+    """The forward's computation without a cache, comparable across classes (see the module doc); with
+    `variants`, without the written variant steps patterns/ssm_variant.py recognises."""
     body = [s for s in func.body
             if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str))]
-    body = _leading_split(_without_cache(body, set()))
+    body = _without_cache(body, set())
+    if variants:
+        body, _ = strip(body)
+    body = _leading_split(body)
     args = copy.deepcopy(func.args)
     for a in args.args + args.kwonlyargs:
         a.annotation = None
@@ -140,6 +146,13 @@ def _config_product(value: ast.expr) -> str | None:
     return PRODUCT.join(keys) if len(keys) == 2 else None
 
 
+def variants(func: ast.FunctionDef) -> tuple[Variant, ...]:
+    """The written variant steps on the forward's cache-free path (patterns/ssm_variant.py)."""
+    body = [s for s in func.body
+            if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str))]
+    return strip(_without_cache(body, set()))[1]
+
+
 def config_names(cls: ast.ClassDef) -> dict[str, str]:
     """mixer attribute -> the config key its __init__ reads it from (`self.a = config.b`, or
     `self.a = int(config.b * self.hidden_size)` for the intermediate size), or "b*c" for
@@ -151,6 +164,8 @@ def config_names(cls: ast.ClassDef) -> dict[str, str]:
                 and getattr(stmt.targets[0].value, "id", None) == "self"):
             continue
         value = stmt.value
+        if isinstance(value, ast.IfExp) and _width(stmt) is not None:
+            value = value.body  # `int(config.expand * self.hidden_size) if config.width is None else config.width`
         if (isinstance(value, ast.Call) and getattr(value.func, "id", None) == "int" and len(value.args) == 1
                 and isinstance(value.args[0], ast.BinOp) and isinstance(value.args[0].op, ast.Mult)):
             value = value.args[0].left  # int(config.expand * self.hidden_size)
@@ -159,6 +174,31 @@ def config_names(cls: ast.ClassDef) -> dict[str, str]:
         elif (product := _config_product(value)) is not None:
             out[stmt.targets[0].attr] = product
     return out
+
+
+def _width(stmt: ast.Assign) -> str | None:
+    """`self.intermediate_size = <the family's> if config.w is None else config.w` -> w."""
+    value = stmt.value
+    if not (isinstance(value, ast.IfExp) and isinstance(value.test, ast.Compare) and len(value.test.ops) == 1
+            and isinstance(value.test.ops[0], ast.Is) and isinstance(value.test.comparators[0], ast.Constant)
+            and value.test.comparators[0].value is None):
+        return None
+    left, other = value.test.left, value.orelse
+    if (isinstance(left, ast.Attribute) and getattr(left.value, "id", None) == "config" and isinstance(other, ast.Attribute)
+            and getattr(other.value, "id", None) == "config" and other.attr == left.attr):
+        return left.attr
+    return None
+
+
+def width_name(cls: ast.ClassDef) -> str | None:
+    """The config key that, when set, gives the mixer's intermediate size outright instead of the family's
+    `expand * hidden_size` (FalconH1: `mamba_d_ssm`)."""
+    init = next((f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
+    for stmt in ast.walk(init) if init else []:
+        if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Attribute)
+                and getattr(stmt.targets[0].value, "id", None) == "self" and stmt.targets[0].attr == "intermediate_size"):
+            return _width(stmt)
+    return None
 
 
 def family_names(reference: ast.ClassDef, mixer: ast.ClassDef) -> tuple[dict[str, str], list[str]]:

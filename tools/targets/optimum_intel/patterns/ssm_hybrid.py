@@ -16,6 +16,12 @@ be what `config.layer_types` says at that index (a layer of neither kind, MLP or
 neither and holds no module taking a cache), and every mixer's and attention's state sizes must equal
 what the family's generator reads from the config. Anything else is left to a hand-written patch.
 
+Two written departures from GraniteMoeHybrid's form are followed: a mixer adding pointwise steps around its
+projection or making its gated norm optional (FalconH1: patterns/ssm_variant.py) gets the family's recurrent
+form with those steps, and decoder layers holding a mixer and an attention each ("hybrid" in
+config.layer_types) get a cache pair per module, keyed by the modules' layer_idx (patterns/ssm_source.py),
+since the family's forward maps one layer to one cache kind.
+
 The mixer is compared on what its forward computes without a cache, up to local names
 (patterns/ssm_family.py), and the sizes are read under the config names its __init__ reads them from: a
 model spelling them otherwise than the family (Mamba2: `state_size`, `n_groups`, no `layers_block_type`,
@@ -35,18 +41,20 @@ from tools.targets.optimum_intel.patterns.base import Pattern, PatternContext, P
 from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, module_defs, resolved_attrs
 from tools.targets.optimum_intel.patterns.moe import PATCHER_MODULE, _modeling, patcher_name
 from tools.targets.optimum_intel.patterns.moe_ungated import IMPLEMENTATION, UNGATED_EXPERTS
-from tools.targets.optimum_intel.patterns.ssm_family import family_names, own_value, prefill_shape
+from tools.targets.optimum_intel.patterns.ssm_family import family_names, prefill_shape, variants, width_name
 from tools.targets.optimum_intel.patterns.ssm_forms import FORMS, GRANITE, MixerForm, helper_name, recurrent_source
 from tools.targets.optimum_intel.patterns.ssm_patcher import REFERENCE_PATCHER, patcher_source
 from tools.targets.optimum_intel.patterns.ssm_source import (CACHE_ANCHOR, CACHE_INIT, MODELING_DECODER,
                                                              family_source, normalized_name,
-                                                             normalized_source, cache_init_source)
+                                                             normalized_source, cache_init_source,
+                                                             layer_cache_source)
+from tools.targets.optimum_intel.patterns.ssm_layout import (  # noqa: F401 - re-exported (tests, lightning_hybrid)
+    _cache_taking, _decoder_layers, layout_problems)
+from tools.targets.optimum_intel.patterns.ssm_variant import variant_helper
 
 REFERENCE = "granitemoehybrid"  # the family whose export this pattern follows
 REFERENCE_MIXER = GRANITE.mixer  # the family's mixer: its __init__ names the config keys the family reads
 HELPER = GRANITE.helper  # model_patcher.py: the recurrent form of that mixer
-# what GraniteMoeHybridOpenVINOConfig and its generator count in config.layer_types, per layer kind
-LABELS = {"ssm": "mamba", "attention": "attention"}
 
 
 def _method(cls: ast.ClassDef, name: str) -> ast.FunctionDef | None:
@@ -68,13 +76,15 @@ def _reference_shape(form: MixerForm) -> str | None:
 def mixer_forms(model_type: str) -> tuple[tuple[str, MixerForm], ...]:
     """(class, form) for the classes of the model's modeling module whose torch_forward computes, without a
     cache, what a known form's mixer does (patterns/ssm_family.py: the cache branches are the recurrent
-    form's; patterns/ssm_forms.py: the forms)."""
+    form's; patterns/ssm_forms.py: the forms), as written or, for a form whose recurrent form optimum-intel
+    writes, but for the variant steps patterns/ssm_variant.py puts back in that recurrent form."""
     if model_type in {f.model_type for f in FORMS}:
         return ()
     shapes = [(f, _reference_shape(f)) for f in FORMS]
     return tuple((name, form) for name, cls in _classes(_modeling(model_type)).items()
                  if (m := _method(cls, "torch_forward")) is not None
-                 for form, ref in shapes if ref is not None and prefill_shape(m) == ref)
+                 for form, ref in shapes if ref is not None
+                 and ref in (prefill_shape(m), prefill_shape(m, variants=True) if form.helper else None))
 
 
 def mixer_classes(model_type: str) -> tuple[str, ...]:
@@ -88,6 +98,25 @@ def mixer_form(model_type: str) -> MixerForm | None:
 
 
 @lru_cache(maxsize=256)
+def mixer_variants(model_type: str) -> tuple[tuple, tuple[str, ...]]:
+    """(the variant steps the model's mixers add to their form's, problems)."""
+    classes = _classes(_modeling(model_type))
+    found = {() if prefill_shape(m) == _reference_shape(form) else variants(m)
+             for name, form in mixer_forms(model_type) for m in (_method(classes[name], "torch_forward"),)}
+    if len(found) > 1:
+        return (), ("the model's mixers differ from the family's in different steps",)
+    return (next(iter(found)) if found else ()), ()
+
+
+@lru_cache(maxsize=256)
+def width(model_type: str) -> str | None:
+    """The config key giving the mixers' intermediate size outright when set (patterns/ssm_family.py)."""
+    classes = _classes(_modeling(model_type))
+    found = {width_name(classes[m]) for m in mixer_classes(model_type)}
+    return next(iter(found)) if len(found) == 1 else None
+
+
+@lru_cache(maxsize=256)
 def config_names(model_type: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
     """((family config name, the model's), ...), problems: where the model's mixers read their sizes."""
     reference = _classes(_modeling(REFERENCE)).get(REFERENCE_MIXER)
@@ -96,6 +125,9 @@ def config_names(model_type: str) -> tuple[tuple[tuple[str, str], ...], tuple[st
     problems = sorted({p for m in mixer_classes(model_type) for p in family_names(reference, classes[m])[1]})
     if len(found) > 1:
         problems.append("the model's mixers read their sizes from different config names")
+    if len({width_name(classes[m]) for m in mixer_classes(model_type)}) > 1:
+        problems.append("the model's mixers read their intermediate size from different config names")
+    problems += list(mixer_variants(model_type)[1])
     return (next(iter(found)) if len(found) == 1 and not problems else ()), tuple(problems)
 
 
@@ -106,6 +138,22 @@ def renamed(names) -> bool:
 def _workspace_has_family(workspace: Path) -> bool:
     defs = module_defs(workspace, MODEL_PATCHER)
     return isinstance(defs.get(HELPER), ast.FunctionDef) and isinstance(defs.get(REFERENCE_PATCHER), ast.ClassDef)
+
+
+def variant_helper_name(model_type: str) -> str:
+    return f"{model_type.replace('-', '_')}_mamba_mixer_forward"
+
+
+def variant_source(model_type: str, workspace: Path) -> str | None:
+    """The recurrent form for mixers with variant steps ("" for none): the workspace's family helper with
+    the steps put back (patterns/ssm_variant.py); None when it has no place for them."""
+    steps, _ = mixer_variants(model_type)
+    if not steps:
+        return ""
+    helper = module_defs(workspace, MODEL_PATCHER).get(HELPER)
+    if not isinstance(helper, ast.FunctionDef):
+        return None
+    return variant_helper(helper, (Path(workspace) / MODEL_PATCHER).read_text(), variant_helper_name(model_type), steps)
 
 
 def family_bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> list[tuple[str, str]]:
@@ -119,104 +167,7 @@ def family_bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> l
                         f"optimum-intel exports {REFERENCE} with")]
 
 
-# -- the cache layout, read from the model itself ---------------------------------------------------------
-
-def _expected(config, names=()) -> dict[str, int]:
-    """The state sizes GraniteMoeHybrid's dummy generator derives from a config (through `names`, the
-    family's config names -> the model's, when the model spells them otherwise)."""
-    own = dict(names)
-    size = {n: own_value(config, own.get(n, n)) for n in ("mamba_expand", "mamba_n_groups", "mamba_d_state",
-                                                         "mamba_d_conv", "mamba_n_heads", "mamba_d_head")}
-    return {"conv_dim": int(size["mamba_expand"] * config.hidden_size)
-            + 2 * size["mamba_n_groups"] * size["mamba_d_state"],
-            "conv_kernel_size": size["mamba_d_conv"], "num_heads": size["mamba_n_heads"],
-            "head_dim": size["mamba_d_head"], "ssm_state_size": size["mamba_d_state"]}
-
-
-def _expected_attention(config) -> dict[str, int]:
-    hidden, heads = config.hidden_size, config.num_attention_heads
-    return {"attention_head_dim": getattr(config, "head_dim", None) or hidden // heads,
-            "num_key_value_heads": config.num_key_value_heads}
-
-
-def _decoder_layers(model, n_layers: int):
-    """The module list holding one module per decoder layer."""
-    import torch
-
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers]
-    return lists[0] if lists else None
-
-
-def _cache_taking(layer) -> list[str]:
-    """Modules inside a decoder layer (not the layer itself) whose forward takes a cache argument."""
-    import inspect
-
-    names = ("past_key_values", "past_key_value", "cache_params", "layer_past")
-    return [type(m).__name__ for m in layer.modules() if m is not layer
-            and any(n in inspect.signature(m.forward).parameters for n in names)]
-
-
-def layout_problems(config, mixers: tuple[str, ...], names=()) -> tuple[list[str], list[str]]:
-    """(kind of each decoder layer, problems): empty problems when the family's cache fits the model.
-    A config naming no layer kinds (`layer_types`, `layers_block_type`) fits only a model of Mamba layers
-    alone: the family config the patch writes for it says so."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    layers = _decoder_layers(model, config.num_hidden_layers)
-    if layers is None:
-        return [], [f"no module list of {config.num_hidden_layers} decoder layers"]
-    try:
-        want = _expected(config, names)
-    except (AttributeError, TypeError) as exc:
-        return [], [f"the config lacks a size the family's generator reads ({exc})"]
-    kinds, problems, attention = [], [], []
-    for i, layer in enumerate(layers):
-        ssm = [m for m in layer.modules() if type(m).__name__ in mixers]
-        attn = [m for m in layer.modules() if hasattr(m, "k_proj") and hasattr(m, "head_dim")]
-        kind = "ssm" if ssm and not attn else "attention" if attn and not ssm else "other"
-        kinds.append(kind)
-        if kind == "other" and (cached := _cache_taking(layer)):
-            # the family carries states for Mamba and attention layers only
-            problems.append(f"layer {i}: neither a mixer nor an attention, but {cached} take(s) a cache")
-        attention += [(i, m) for m in attn]
-        for m in ssm:
-            if getattr(m, "layer_idx", None) != i:
-                problems.append(f"layer {i}: its mixer's layer_idx is {getattr(m, 'layer_idx', None)}")
-            problems += [f"layer {i}: mixer {a} {getattr(m, a, None)} != {want[a]} read from the config"
-                         for a in ("conv_dim", "conv_kernel_size", "num_heads", "head_dim", "ssm_state_size")
-                         if getattr(m, a, None) != want[a]]
-            width = getattr(getattr(m, "in_proj", None), "out_features", None)
-            if width != want["conv_dim"] + (getattr(m, "intermediate_size", 0) or 0) + want["num_heads"]:
-                # the recurrent form splits the projection in gate, conv input and dt: nothing else
-                problems.append(f"layer {i}: in_proj gives {width} features, not gate + conv input + dt")
-    if attention:
-        try:
-            want.update(_expected_attention(config))
-        except (AttributeError, TypeError) as exc:
-            return kinds, problems + [f"the config lacks an attention size the family's generator reads ({exc})"]
-    for i, m in attention:
-        kv = m.k_proj.out_features // m.head_dim
-        if (m.head_dim, kv) != (want["attention_head_dim"], want["num_key_value_heads"]):
-            problems.append(f"layer {i}: attention of {kv} key/value heads of {m.head_dim}, the config says "
-                            f"{want['num_key_value_heads']} of {want['attention_head_dim']}")
-    expected = [LABELS.get(k, k) for k in kinds]
-    fits = lambda labels: len(labels) == len(kinds) and all(  # noqa: E731
-        label == LABELS[k] if k in LABELS else label not in LABELS.values() for label, k in zip(labels, kinds))
-    if not any(getattr(config, a, None) for a in ("layer_types", "layers_block_type")):
-        if set(kinds) != {"ssm"}:
-            problems.append(f"the config names no layer kinds and the model's layers are not all Mamba ({expected})")
-        return kinds, problems
-    for attr in ("layer_types", "layers_block_type"):
-        if getattr(config, attr, None) is None:
-            continue  # the family config the patch writes copies the other one
-        labels = list(getattr(config, attr, None) or [])
-        if not fits(labels):  # a layer of neither kind (MLP, MoE) may be labelled anything but the family's kinds
-            problems.append(f"config.{attr} {labels} does not name the layers the model builds ({expected})")
-    return kinds, problems
-
+# -- the cache layout, read from the model itself (patterns/ssm_layout.py) --------------------------------
 
 def _floats(value):
     """transformers 5 writes non-finite floats into config.json as {"__float__": "Infinity"}."""
@@ -240,7 +191,7 @@ def _layout(model_type: str, raw_json: str, mixers: tuple[str, ...]) -> tuple[tu
     except Exception as exc:  # noqa: BLE001 - transformers' validation errors have no common type
         return (), (f"transformers cannot build the model's config: {str(exc)[:200]}",)
     try:
-        kinds, problems = layout_problems(config, mixers, names)
+        kinds, problems = layout_problems(config, mixers, names, width(model_type))
     except Exception as exc:  # noqa: BLE001 - a model that cannot be built on the meta device is not this pattern's
         return (), (f"the model could not be instantiated to read its layout: {str(exc)[:200]}",)
     return tuple(kinds), tuple(problems)
@@ -258,24 +209,30 @@ def _fits(ctx: PatternContext) -> bool:
     if ctx.base_name("_MODEL_PATCHER") != REFERENCE_PATCHER:
         return False  # the edit subclasses the family's config and patcher: only with that base
     kinds, problems = layout(ctx)
-    return bool(kinds) and not problems and "ssm" in kinds
+    if "hybrid" in kinds and not family_spelling(ctx):
+        return False  # hybrid layers are counted in the family config copy the patch writes
+    return (bool(kinds) and not problems and bool({"ssm", "hybrid"} & set(kinds))
+            and variant_source(ctx.model_type, ctx.workspace) is not None)
 
 
 def _applies(ctx: PatternContext) -> str | None:
     if not _fits(ctx):
         return None
     kinds, _ = layout(ctx)
-    form = mixer_form(ctx.model_type)
-    return (f"{', '.join(mixer_classes(ctx.model_type))} has {form.mixer}'s forward and the model's layers "
-            f"({kinds.count('ssm')} Mamba, {kinds.count('attention')} attention) are what config.layer_types "
-            f"says, with the state sizes {ctx.base_class}'s generator reads: "
-            f"{helper_name(form, ctx.model_type)} replaces the mixer")
+    form, (steps, _) = mixer_form(ctx.model_type), mixer_variants(ctx.model_type)
+    return (f"{', '.join(mixer_classes(ctx.model_type))} has {form.mixer}'s forward"
+            + (f" but for {len(steps)} pointwise steps" if steps else "") + " and the model's layers "
+            f"({kinds.count('ssm')} Mamba, {kinds.count('attention')} attention, {kinds.count('hybrid')} both) are "
+            f"what config.layer_types says, with the state sizes {ctx.base_class}'s generator reads: "
+            f"{variant_helper_name(ctx.model_type) if steps else helper_name(form, ctx.model_type)} replaces the mixer")
 
 
 def family_spelling(ctx: PatternContext) -> bool:
     """Whether the model spells what the family's export reads otherwise (config names, layer kinds)."""
     names, _ = config_names(ctx.model_type)
-    return renamed(names) or any(getattr(ctx.config, a, None) is None for a in ("layer_types", "layers_block_type"))
+    kinds = [getattr(ctx.config, a, None) for a in ("layer_types", "layers_block_type")]
+    return (renamed(names) or any(k is None for k in kinds) or width(ctx.model_type) is not None
+            or any("hybrid" in (k or ()) for k in kinds))
 
 
 def writes_normalized_config(ctx: PatternContext) -> bool:
@@ -287,15 +244,19 @@ def _edit(ctx: PatternContext) -> PatternEdit:
     name, mixers, form = patcher_name(ctx), mixer_classes(ctx.model_type), mixer_form(ctx.model_type)
     floor = resolved_attrs(ctx.workspace, ctx.base_class, ("MIN_TRANSFORMERS_VERSION",)).get("MIN_TRANSFORMERS_VERSION")
     kinds, _ = layout(ctx)
-    helper = helper_name(form, ctx.model_type)
+    steps = variant_source(ctx.model_type, ctx.workspace)
+    helper = variant_helper_name(ctx.model_type) if steps else helper_name(form, ctx.model_type)
     own = dict(form=form, helper=helper, experts=IMPLEMENTATION if UNGATED_EXPERTS.name in ctx.selected else None)
     source, attrs, imports, code = (patcher_source(name, mixers, **own), {"_MODEL_PATCHER": name},
                                     [(PATCHER_MODULE, name)], [])
     spelled_otherwise = family_spelling(ctx)
     if spelled_otherwise:
         names, _ = config_names(ctx.model_type)
-        source = "\n\n".join([patcher_source(name, mixers, ctx.model_type, **own),
-                               family_source(ctx.model_type, names, "attention" in kinds),
+        hybrid = "hybrid" in kinds
+        source = "\n\n".join([patcher_source(name, mixers, ctx.model_type, **own, hybrid=hybrid),
+                               family_source(ctx.model_type, names, bool({"attention", "hybrid"} & set(kinds)),
+                                             width(ctx.model_type), hybrid),
+                               *([layer_cache_source(ctx.model_type)] if hybrid else []),
                                normalized_source(name, ctx.model_type)])
         attrs["NORMALIZED_CONFIG_CLASS"] = normalized_name(name)
         imports.append((PATCHER_MODULE, normalized_name(name)))
@@ -303,6 +264,10 @@ def _edit(ctx: PatternContext) -> PatternEdit:
             code.append(CodeBlock(file=MODELING_DECODER, function=CACHE_INIT, after_call=CACHE_ANCHOR,
                                   source=cache_init_source(ctx.model_type, dict(names)["mamba_expand"]),
                                   marker=f'config.model_type == "{ctx.model_type}" and getattr(config, "intermediate_size"'))
+    if steps:
+        said = "; ".join(f"{v.place} self.{v.module}: self.{v.attr}" for v in mixer_variants(ctx.model_type)[0])
+        source = (f"# {HELPER} with the pointwise steps {', '.join(mixers)} adds around it ({said})\n"
+                  + steps + "\n\n" + source)
     written = [] if form.helper else [PatcherBlock(name=helper, after=HELPER, source=recurrent_source(helper, form))]
     return PatternEdit(
         class_attrs=attrs, imports=imports, code_blocks=code,
@@ -313,7 +278,8 @@ def _edit(ctx: PatternContext) -> PatternEdit:
         note=(f"{name}({REFERENCE_PATCHER}) installs {helper} on {', '.join(mixers)}"
               + ("" if form.helper else f" (written: the recurrent form of {form.mixer}'s forward)")
               + "; cache layout read from "
-              f"the model: {kinds.count('ssm')} Mamba and {kinds.count('attention')} attention layers"
+              f"the model: {kinds.count('ssm')} Mamba, {kinds.count('attention')} attention and "
+              f"{kinds.count('hybrid')} Mamba+attention layers"
               + ("; the family's config names read from a copy of the model's config" if spelled_otherwise else "")))
 
 

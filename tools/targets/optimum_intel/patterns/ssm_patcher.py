@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from tools.targets.optimum_intel.patterns.moe_ungated import enter_source, exit_source
 from tools.targets.optimum_intel.patterns.ssm_forms import GRANITE, MixerForm
-from tools.targets.optimum_intel.patterns.ssm_source import family_function
+from tools.targets.optimum_intel.patterns.ssm_source import family_function, layer_cache_function
 
 REFERENCE_PATCHER = "GraniteMoeHybridModelPatcher"
 HELPER = GRANITE.helper
@@ -21,12 +21,14 @@ SAVED = "_ov_ssm_orig_forward"
 
 
 def patcher_source(name: str, mixers: tuple[str, ...], family: str | None = None, form: MixerForm = GRANITE,
-                   helper: str = HELPER, experts: str | None = None) -> str:
+                   helper: str = HELPER, experts: str | None = None, hybrid: bool = False) -> str:
     """The patcher; `family` (the model type) when the model's config and forward spell the family's
     names otherwise (patterns/ssm_source.py): the family's patcher then reads a copy of the config under
     the family's names, and the cache goes to the forward under the name it takes. `helper` is the
     recurrent form of the mixers (`form`'s); `experts` the experts implementation the model's experts
-    are routed through while exporting (patterns/moe_ungated.py), None: the experts are left alone."""
+    are routed through while exporting (patterns/moe_ungated.py), None: the experts are left alone. `hybrid`:
+    layers holding a mixer and an attention each, whose cache pairs the family's forward cannot map (one kind
+    per layer): the model's own modules key them."""
     listed = ", ".join(mixers)
     table = "(" + ", ".join(f'"{m}"' for m in mixers) + ("," if len(mixers) == 1 else "") + ")"
     fn = family_function(family) if family else None
@@ -46,6 +48,14 @@ def patcher_source(name: str, mixers: tuple[str, ...], family: str | None = None
         f"        # the family's forward passes the cache as past_key_values: pass it as the model's forward takes it\n"
         f"        parameters = inspect.signature(model_forward).parameters\n"
         f"        cache_name = \"cache_params\" if \"past_key_values\" not in parameters and \"cache_params\" in parameters else None\n")
+    cache_said = (f"    # The cache is {REFERENCE_PATCHER}'s (config.layer_types names the Mamba and attention layers).\n"
+                  if not (family and hybrid) else
+                  f"    # The cache holds a pair per mixer and per attention ({layer_cache_function(family)}).\n")
+    layer_cache = "" if not (family and hybrid) else (
+        f"        # each decoder layer holds a mixer and an attention: a cache pair for each module, keyed by its layer_idx\n"
+        f"        mixer_layers = [m.layer_idx for m in model.modules() if type(m).__name__ in self.MIXER_CLASSES]\n"
+        f"        attention_layers = [m.layer_idx for m in model.modules() if hasattr(m, \"k_proj\") and hasattr(m, \"head_dim\")]\n"
+        f"        self.patched_forward = self.orig_forward = {layer_cache_function(family)}(self, mixer_layers, attention_layers)\n")
     rename = "" if not family else (
         f"            if cache_name is not None and \"past_key_values\" in kwargs:\n"
         f"                kwargs[cache_name] = kwargs.pop(\"past_key_values\")\n")
@@ -58,7 +68,7 @@ def patcher_source(name: str, mixers: tuple[str, ...], family: str | None = None
         f"class {name}({REFERENCE_PATCHER}):\n"
         f"    # {listed} has {form.mixer}'s forward: {helper},\n"
         f"    # the recurrent form optimum-intel converts to an OpenVINO loop, replaces it on every such module.\n"
-        f"    # The cache is {REFERENCE_PATCHER}'s (config.layer_types names the Mamba and attention layers).\n"
+        f"{cache_said}"
         f"    MIXER_CLASSES = {table}\n"
         f"\n"
         f"{init}"
@@ -76,6 +86,7 @@ def patcher_source(name: str, mixers: tuple[str, ...], family: str | None = None
         f"            return model_forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)\n"
         f"\n"
         f"        self.model_orig_forward = forward_with_positions\n"
+        f"{layer_cache}"
         f"\n"
         f"    def __enter__(self):\n"
         f"        OVDecoderModelPatcher.__enter__(self)\n"
