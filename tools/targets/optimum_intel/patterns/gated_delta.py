@@ -33,7 +33,8 @@ from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, module_defs
 from tools.targets.optimum_intel.patterns.gated_delta_source import CELL, CONV, RULE, patcher_source
 from tools.targets.optimum_intel.patterns.moe import PATCHER_MODULE, _modeling, patcher_name
 from tools.targets.optimum_intel.patterns.ssm_family import prefill_shape
-from tools.targets.optimum_intel.patterns.ssm_hybrid import _decoder_layers, _floats
+from tools.targets.optimum_intel.patterns.ssm_hybrid import _floats
+from tools.targets.optimum_intel.patterns.ssm_layout import _decoder_layers
 
 REFERENCE = "qwen3_next"  # the family whose cache layout and export config this pattern follows
 REFERENCE_PATCHER = "Qwen3NextModelPatcher"

@@ -36,7 +36,8 @@ from tools.targets.optimum_intel.patterns.lightning_source import (Names, cache_
                                                                    generator_source, patcher_source, wrap_source)
 from tools.targets.optimum_intel.patterns.moe import HELPER, PATCHER_MODULE, _modeling, experts_classes, patcher_name
 from tools.targets.optimum_intel.patterns.ssm_family import _Rename
-from tools.targets.optimum_intel.patterns.ssm_hybrid import _decoder_layers, _floats
+from tools.targets.optimum_intel.patterns.ssm_hybrid import _floats
+from tools.targets.optimum_intel.patterns.ssm_layout import _decoder_layers
 
 FAMILY = "granitemoehybrid"  # the hybrid cache export this pattern's config class extends
 FAMILY_PATCHER = "GraniteMoeHybridModelPatcher"

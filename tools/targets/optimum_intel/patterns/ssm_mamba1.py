@@ -28,7 +28,8 @@ from tools.targets.optimum_intel.patterns.base import Pattern, PatternContext, P
 from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, module_defs, resolved_attrs, top_level_classes
 from tools.targets.optimum_intel.patterns.moe import PATCHER_MODULE, _modeling
 from tools.targets.optimum_intel.patterns.ssm_family import prefill_shape
-from tools.targets.optimum_intel.patterns.ssm_hybrid import _decoder_layers, _expected_attention, _floats
+from tools.targets.optimum_intel.patterns.ssm_hybrid import _floats
+from tools.targets.optimum_intel.patterns.ssm_layout import _decoder_layers, _expected_attention
 from tools.targets.optimum_intel.patterns.ssm_mamba1_source import (CELL, HEADED_HELPER, HELPER, REFERENCE_PATCHER,
                                                                     family_source, headed_helper_source,
                                                                     helper_source, normalized_name,
