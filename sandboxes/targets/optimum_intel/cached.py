@@ -12,11 +12,16 @@ Only the standard library and the verification stack are imported here (this run
 
 from __future__ import annotations
 
+import re
+
 STATE_MARK = "cache_params"  # how optimum-intel names conv/recurrent states in an exported decoder
+# a per-layer cache tensor other than the key and the value (e.g. a sparse-attention indexer's keys)
+_EXTRA_CACHE = re.compile(r"(?:past_key_values|present)\.\d+\.(?!(?:key|value)(?:\b|present|$))\w+")
 
 
 def carries_states(ov_model) -> bool:
-    """Whether the exported model keeps conv/recurrent states (stateful: as variables, else as inputs)."""
+    """Whether the exported model keeps conv/recurrent states, or per-layer cache tensors besides keys and
+    values (stateful: as variables, else as inputs)."""
     names = list(getattr(ov_model, "input_names", {}) or {})
     try:
         names += [s.name for s in ov_model.request.query_state()] if ov_model.request is not None else []
@@ -25,7 +30,7 @@ def carries_states(ov_model) -> bool:
     if not names and getattr(ov_model, "model", None) is not None:
         names = [op.get_variable_id() for op in ov_model.model.get_ops()
                  if op.get_type_name() == "ReadValue" and hasattr(op, "get_variable_id")]
-    return any(STATE_MARK in n for n in names)
+    return any(STATE_MARK in n or _EXTRA_CACHE.search(n) for n in names)
 
 
 def ov_feeds(ov_model, feeds: dict) -> dict:

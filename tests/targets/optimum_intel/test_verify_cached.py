@@ -55,6 +55,20 @@ def test_states_are_recognised_from_inputs_or_stateful_variables():
     assert cached.carries_states(stateful)
 
 
+
+def test_a_per_layer_cache_tensor_besides_keys_and_values_is_a_state_to_decode_through():
+    # a sparse-attention indexer's keys ride with the key/value cache; stateful variable ids join the input
+    # and output names (as OpenVINO's make_stateful names them)
+    def stateful(*names):
+        return SimpleNamespace(input_names={"input_ids": 0, "beam_idx": 1},
+                               request=SimpleNamespace(query_state=lambda: [SimpleNamespace(name=n) for n in names]))
+
+    kv = ["past_key_values.0.keypresent.0.key", "past_key_values.0.valuepresent.0.value"]
+    assert not cached.carries_states(stateful(*kv))
+    assert cached.carries_states(stateful(*kv, "past_key_values.0.indexer_keypresent.0.indexer_key"))
+    assert cached.carries_states(SimpleNamespace(input_names={"past_key_values.1.indexer_key": 0}, request=None))
+    assert not cached.carries_states(SimpleNamespace(input_names={"past_key_values.12.value": 0}, request=None))
+
 def test_position_ids_reach_the_export_only_when_it_takes_them():
     feeds = {"input_ids": 1, "attention_mask": 2, "position_ids": 3}
     assert "position_ids" not in cached.ov_feeds(SimpleNamespace(input_names={"input_ids": 0}), feeds)
