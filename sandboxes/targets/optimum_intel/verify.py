@@ -299,7 +299,7 @@ def parity(spec: dict) -> dict:
                          f"{_against(c['reference'], c['default_worst'])}",
                          max_abs_diff=c["worst"], length=length, window=window, first_divergence=c["first"],
                          reference=c["reference"], default_max_abs_diff=c["default_worst"]))
-    decode = cached.decode_check(task, pt_model, ov_model, ids, tol)
+    decode = cached.decode_check(task, pt_model, ov_model, ids, tol, eager)
     if decode is not None:
         checks.append(decode)
     timings["parity"] = time.monotonic() - t

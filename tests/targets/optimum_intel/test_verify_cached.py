@@ -44,6 +44,22 @@ def test_a_cache_that_drifts_from_the_first_decode_step_fails(tiny):
     assert check["metrics"]["per_step"][0] < 1e-4 and "first step above it: 1" in check["detail"]
 
 
+
+def test_a_default_path_that_departs_from_the_model_is_replaced_by_the_eager_reference_only_if_it_agrees(tiny):
+    # glm_moe_dsa's sdpa path drops the all-ones causal mask (its full forward then sees later tokens): a
+    # decode that follows the model as written passes against the eager reference, and only against it
+    peeking = copy.deepcopy(tiny)
+    peeking.lm_head.register_forward_hook(lambda module, args, output: output + 0.5)
+    as_written = SimpleNamespace(logits=lambda feeds: tiny(**feeds, use_cache=False).logits)
+    check = cached.cached_decode(peeking, tiny, _ids(), tol=1e-4, eager=as_written)
+    assert check["status"] == "passed", check["detail"]
+    assert check["metrics"]["reference"] == "eager_no_cache" and check["metrics"]["default_max_abs_diff"] > 0.4
+    assert "eager, uncached reference" in check["detail"]
+    assert cached.cached_decode(peeking, tiny, _ids(), tol=1e-4)["status"] == "failed"
+    wrong_too = SimpleNamespace(logits=lambda feeds: peeking(**feeds, use_cache=False).logits)
+    check = cached.cached_decode(peeking, tiny, _ids(), tol=1e-4, eager=wrong_too)
+    assert check["status"] == "failed" and check["metrics"]["reference"] == "default"
+
 def test_states_are_recognised_from_inputs_or_stateful_variables():
     stateless = SimpleNamespace(input_names={"input_ids": 0, "cache_params.past.conv.0": 1}, request=None)
     assert cached.carries_states(stateless)
