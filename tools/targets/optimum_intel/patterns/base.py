@@ -290,6 +290,7 @@ ONNX_REMOVAL = Pattern("onnx_fallback_removal", "take the type off ONNX_SUPPORTE
 
 def registry() -> dict[str, Pattern]:
     """Every pattern by name, in the order their edits are merged."""
+    from tools.targets.optimum_intel.patterns.dsa_indexer import DSA_INDEXER_CACHE
     from tools.targets.optimum_intel.patterns.group_ids_mask import GROUP_IDS_MASK
     from tools.targets.optimum_intel.patterns.moe import FLAT_OUTPUT, MOE_BATCHED_MM
     from tools.targets.optimum_intel.patterns.moe_granite import GRANITE_EXPERTS
@@ -302,8 +303,9 @@ def registry() -> dict[str, Pattern]:
     from tools.targets.optimum_intel.patterns.ssm_hybrid import HYBRID_MAMBA2
     from tools.targets.optimum_intel.patterns.text_submodel import TEXT_SUBMODEL
 
-    return {p.name: p for p in (MOE_BATCHED_MM, FLAT_OUTPUT, GRANITE_EXPERTS, GROUPED_GEMM, IDENTITY_EXPERTS,
-                                TEXT_SUBMODEL, NESTED_TEXT_CONFIG, PKV_GENERATOR, MLA_PKV_GENERATOR, NORMALIZED_CONFIG,
+    # the DSA indexer's cache first: its generator and patcher (built on the MoE one) win over theirs
+    return {p.name: p for p in (DSA_INDEXER_CACHE, MOE_BATCHED_MM, FLAT_OUTPUT, GRANITE_EXPERTS, GROUPED_GEMM,
+                                IDENTITY_EXPERTS, TEXT_SUBMODEL, NESTED_TEXT_CONFIG, PKV_GENERATOR, MLA_PKV_GENERATOR, NORMALIZED_CONFIG,
                                 NORMALIZED_ARGS, ONNX_REMOVAL, HYBRID_MAMBA2, NO_KV_CACHE, PADDING_IDX_POSITIONS,
                                 GROUP_IDS_MASK)}
 
