@@ -278,14 +278,19 @@ def parity(spec: dict) -> dict:
     if not same and eager.generate(plain, gen) == b:
         same, reference = True, "eager_no_cache"
     cfg = pt_model.config.get_text_config() if hasattr(pt_model.config, "get_text_config") else pt_model.config
-    probe = None
+    probe, attention, first = None, None, tok(PROMPTS[0], return_tensors="pt").input_ids
+    if eager.model is not None:  # a check matched only the eager reference: is the default attention causal?
+        attention = cache_probe.causality(pt_model, eager, first, tol)
+    noncausal = bool(attention and attention.get("default_noncausal"))
+    reference_model = eager.get() if noncausal else pt_model  # what the repository's tests will load
     if eager.used or reference != "default":  # what the repository's generation test must compare with
-        probe = cache_probe.probe(pt_model, eager, tok(PROMPTS[0], return_tensors="pt").input_ids,
-                                  getattr(cfg, "sliding_window", None), tok.pad_token_id)
+        probe = cache_probe.probe(reference_model, eager, first, getattr(cfg, "sliding_window", None),
+                                  tok.pad_token_id)
     checks.append(_check("batch_left_padding", "passed" if same else "failed",
                          "batch of 2, left padded, greedy"
                          + (" (equal to the eager, uncached reference only)" if reference != "default" else ""),
-                         equal=same, reference=reference, default_equal=a == b, torch_cache=probe))
+                         equal=same, reference=reference, default_equal=a == b, torch_cache=probe,
+                         torch_attention=attention))
 
     # A sequence longer than any window in the config, so sliding attention really slides.
     window = getattr(cfg, "sliding_window", None) or 0
@@ -311,8 +316,9 @@ def parity(spec: dict) -> dict:
     report = {"checks": checks, "timings": timings}
     if spec.get("precision_matrix") and gate:  # as users deploy it; the host judges the numbers
         t = time.monotonic()
-        # the greedy reference the gate matched: uncached when transformers' cached path departs from the model
-        ref = precision.Reference(pt_model, tok, PROMPTS, [batch, long], gen,
+        # the reference the gate matched: eager when transformers' default attention was measured non-causal,
+        # uncached when its cached path departs from the model
+        ref = precision.Reference(reference_model, tok, PROMPTS, [batch, long], gen,
                                   uncached=bool(probe and probe.get("compare_uncached")))
         report["precision"] = precision.run_matrix(ir_dir, out / "precision", ref, spec.get("devices"),
                                                    use_cache=with_past)
