@@ -141,6 +141,12 @@ class _EagerReference:
             return self.get()(**feeds, use_cache=False).logits
 
 
+def _reference_model(pt_model, eager: _EagerReference, attention: dict | None):
+    """The model the repository's tests and the precision matrix compare with: transformers' default, or
+    the eager one when its default attention was measured non-causal (cache_probe.causality)."""
+    return eager.get() if (attention or {}).get("default_noncausal") else pt_model
+
+
 MAX_EXTRA_BATCHES = 8
 
 
@@ -281,8 +287,7 @@ def parity(spec: dict) -> dict:
     probe, attention, first = None, None, tok(PROMPTS[0], return_tensors="pt").input_ids
     if eager.model is not None:  # a check matched only the eager reference: is the default attention causal?
         attention = cache_probe.causality(pt_model, eager, first, tol)
-    noncausal = bool(attention and attention.get("default_noncausal"))
-    reference_model = eager.get() if noncausal else pt_model  # what the repository's tests will load
+    reference_model = _reference_model(pt_model, eager, attention)  # what the repository's tests will load
     if eager.used or reference != "default":  # what the repository's generation test must compare with
         probe = cache_probe.probe(reference_model, eager, first, getattr(cfg, "sliding_window", None),
                                   tok.pad_token_id)
