@@ -327,6 +327,7 @@ def parity(spec: dict) -> dict:
                                   uncached=bool(probe and probe.get("compare_uncached")))
         report["precision"] = precision.run_matrix(ir_dir, out / "precision", ref, spec.get("devices"),
                                                    use_cache=with_past)
+        report["precision"]["reference"] = "default" if reference_model is pt_model else "eager"
         timings["precision_matrix"] = time.monotonic() - t
     return report
 
