@@ -294,6 +294,8 @@ def _shrink_layers(t: dict, orig: dict, max_seq: int) -> None:
     # doge's keep_window_size: keys beyond it are dropped by its dynamic mask (a top-k a short trace never takes)
     for k in ("sliding_window", "attention_window_size", "attention_chunk_size", "window_size", "keep_window_size"):
         set_present(t, (k,), lambda v: min(v, max(4, max_seq // 4)))
+    # a DSA indexer's top-k: at 2048 every key of a tiny model's sequences is selected, the sparse path never runs
+    set_present(t, ("index_topk",), lambda v: min(v, max(4, max_seq // 8)))
 
 
 def _shrink_rope(t: dict, orig: dict) -> None:

@@ -33,7 +33,10 @@ TOPK_KEYS = ("num_experts_per_tok", "num_experts_per_token", "experts_per_token"
              "num_selected_experts", "moe_k")
 SHARED_KEYS = ("n_shared_experts", "num_shared_experts")
 MLA_SIZES = {"q_lora_rank": 32, "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8,
-             "v_head_dim": 16, "o_lora_rank": 32, "index_head_dim": 16, "index_n_heads": 2}
+             "v_head_dim": 16, "o_lora_rank": 32, "index_head_dim": 16,
+             # a DSA indexer sums ReLU'd per-head scores: with 2 heads a quarter of them are exactly 0, and
+             # top-k ties at the cut are broken differently by each runtime (the released models have 32)
+             "index_n_heads": 16}
 SKIP_NESTED = ("vision_config", "audio_config", "quantization_config", "rope_scaling", "rope_parameters",
                "linear_attn_config", "generation_config", "sparse_attention_config")
 MTP_KEYS = ("num_nextn_predict_layers", "mtp_num_hidden_layers", "num_mtp_modules", "num_mtp_layers")

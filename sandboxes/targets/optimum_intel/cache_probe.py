@@ -7,8 +7,12 @@ belongs there only if transformers' cache path itself departs from the model: it
 differs from its own uncached one on a sequence shorter than every window (git adds the cache length to
 positions generate() already counted), while its uncached one is the eager reference OpenVINO matched.
 A difference that only shows beyond a sliding window (moshi: the cache evicts keys its full causal mask
-still shows) or a default attention that is not the model's (doge: sdpa drops the causal mask) is not
-that, and stays a failure of the tests. Standard library only at import: this runs inside the sandbox.
+still shows) is not that, and stays a failure of the tests. Nor is a default attention that is not the
+model's, unless measured non-causal (causality()): changing only a prompt's last token moves earlier
+positions' logits under the default (sdpa) implementation while eager stays causal (doge, glm_moe_dsa:
+sdpa drops the causal mask because the model always passes its own). Then transformers' default path is
+broken, not the export: the repository's tests load their reference with eager attention, and the cache
+probe measures the eager model. Standard library only at import: this runs inside the sandbox.
 """
 
 from __future__ import annotations
@@ -37,3 +41,32 @@ def probe(pt_model, eager, input_ids, window: int | None, pad_token_id) -> dict:
     return {"compare_uncached": cached != uncached and uncached == reference, "length": ids.shape[1] + new,
             "window": window, "cached_equals_uncached": cached == uncached,
             "uncached_equals_eager": uncached == reference}
+
+
+def causality(pt_model, eager, input_ids, tol: float) -> dict:
+    """{"default_noncausal": bool, ...}: whether the default attention lets a position see later tokens.
+
+    Only the prompt's last token is changed; the logits of every earlier position must not move. Fires
+    when they move beyond `tol` under `pt_model` (the default implementation) but not under the eager
+    reference (verify._EagerReference): a model whose eager path is not causal either is simply not causal."""
+    import torch
+
+    ids = input_ids[:, :max(2, PROMPT_TOKENS)]
+    if ids.shape[1] < 2:
+        return {"default_noncausal": False, "error": "a prompt of one token has no earlier position"}
+    other = ids.clone()
+    other[0, -1] = 3 if int(ids[0, -1]) != 3 else 4  # any other real token id
+
+    def shift(logits_of) -> float:
+        feeds = [{"input_ids": x, "attention_mask": torch.ones_like(x)} for x in (ids, other)]
+        a, b = (logits_of(f)[:, :-1] for f in feeds)
+        return float((a - b).abs().max())
+
+    try:
+        with torch.no_grad():
+            default = shift(lambda f: pt_model(**f, use_cache=False).logits)
+        reference = shift(eager.logits)
+    except Exception as exc:  # noqa: BLE001 - unmeasured means not declared broken: the checks then decide
+        return {"default_noncausal": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"default_noncausal": default > tol and reference <= tol, "default_shift": default,
+            "eager_shift": reference, "tolerance": tol, "length": ids.shape[1]}

@@ -58,7 +58,8 @@ class Reference:
     """PyTorch f32, computed once for every row: logits of each feed and each prompt's greedy tokens.
 
     uncached: the greedy tokens come from the model's uncached generate(), for a model whose cached one the
-    cache probe measured departing from the model itself (cache_probe.py: git); the gate compared with that."""
+    cache probe measured departing from the model itself (cache_probe.py: git); the gate compared with that.
+    pt_model is the eager model when the default attention was measured non-causal (cache_probe.causality)."""
 
     def __init__(self, pt_model, tok, prompts, feeds: list[dict], gen: dict, uncached: bool = False):
         import torch

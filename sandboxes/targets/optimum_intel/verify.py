@@ -143,6 +143,12 @@ class _EagerReference:
             return self.get()(**feeds, use_cache=False).logits
 
 
+def _reference_model(pt_model, eager: _EagerReference, attention: dict | None):
+    """The model the repository's tests and the precision matrix compare with: transformers' default, or
+    the eager one when its default attention was measured non-causal (cache_probe.causality)."""
+    return eager.get() if (attention or {}).get("default_noncausal") else pt_model
+
+
 MAX_EXTRA_BATCHES = 8
 
 
@@ -280,14 +286,18 @@ def parity(spec: dict) -> dict:
     if not same and eager.generate(plain, gen) == b:
         same, reference = True, "eager_no_cache"
     cfg = pt_model.config.get_text_config() if hasattr(pt_model.config, "get_text_config") else pt_model.config
-    probe = None
+    probe, attention, first = None, None, tok(PROMPTS[0], return_tensors="pt").input_ids
+    if eager.model is not None:  # a check matched only the eager reference: is the default attention causal?
+        attention = cache_probe.causality(pt_model, eager, first, tol)
+    reference_model = _reference_model(pt_model, eager, attention)  # what the repository's tests will load
     if eager.used or reference != "default":  # what the repository's generation test must compare with
-        probe = cache_probe.probe(pt_model, eager, tok(PROMPTS[0], return_tensors="pt").input_ids,
-                                  getattr(cfg, "sliding_window", None), tok.pad_token_id)
+        probe = cache_probe.probe(reference_model, eager, first, getattr(cfg, "sliding_window", None),
+                                  tok.pad_token_id)
     checks.append(_check("batch_left_padding", "passed" if same else "failed",
                          "batch of 2, left padded, greedy"
                          + (" (equal to the eager, uncached reference only)" if reference != "default" else ""),
-                         equal=same, reference=reference, default_equal=a == b, torch_cache=probe))
+                         equal=same, reference=reference, default_equal=a == b, torch_cache=probe,
+                         torch_attention=attention))
 
     # A sequence longer than any window in the config, so sliding attention really slides.
     window = getattr(cfg, "sliding_window", None) or 0
@@ -301,7 +311,7 @@ def parity(spec: dict) -> dict:
                          f"{_against(c['reference'], c['default_worst'])}",
                          max_abs_diff=c["worst"], length=length, window=window, first_divergence=c["first"],
                          reference=c["reference"], default_max_abs_diff=c["default_worst"]))
-    decode = cached.decode_check(task, pt_model, ov_model, ids, tol)
+    decode = cached.decode_check(task, pt_model, ov_model, ids, tol, eager)
     if decode is not None:
         checks.append(decode)
     timings["parity"] = time.monotonic() - t
@@ -313,11 +323,13 @@ def parity(spec: dict) -> dict:
     report = {"checks": checks, "timings": timings}
     if spec.get("precision_matrix") and gate:  # as users deploy it; the host judges the numbers
         t = time.monotonic()
-        # the greedy reference the gate matched: uncached when transformers' cached path departs from the model
-        ref = precision.Reference(pt_model, tok, PROMPTS, [batch, long], gen,
+        # the reference the gate matched: eager when transformers' default attention was measured non-causal,
+        # uncached when its cached path departs from the model
+        ref = precision.Reference(reference_model, tok, PROMPTS, [batch, long], gen,
                                   uncached=bool(probe and probe.get("compare_uncached")))
         report["precision"] = precision.run_matrix(ir_dir, out / "precision", ref, spec.get("devices"),
                                                    use_cache=with_past)
+        report["precision"]["reference"] = "default" if reference_model is pt_model else "eager"
         timings["precision_matrix"] = time.monotonic() - t
     return report
 

@@ -130,3 +130,13 @@ def test_every_supported_model_of_the_stored_baseline_meets_the_default_bars():
             continue
         [cpu] = judge(measured, DEFAULT_TOLERANCES, [model], stored)
         assert cpu.status == "passed", f"{model}: {cpu.detail}"
+
+
+def test_an_eager_reference_is_said_in_the_check():
+    """When transformers' default attention was measured non-causal the matrix compares with the eager model;
+    the check says so rather than pass as if against the default path."""
+    measured = {**_measured(_row("f32", 1.0, 1.0, 1e-7)), "reference": "eager"}
+    [cpu, *_] = judge(measured, DEFAULT_TOLERANCES, ["llama"], BASELINE)
+    assert "eager attention" in cpu.detail and cpu.metrics["reference"] == "eager"
+    [plain, *_] = judge(_measured(_row("f32", 1.0, 1.0, 1e-7)), DEFAULT_TOLERANCES, ["llama"], BASELINE)
+    assert "eager" not in plain.detail and plain.metrics["reference"] == "default"

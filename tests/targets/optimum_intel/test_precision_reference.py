@@ -32,3 +32,17 @@ def test_greedy_reference_follows_the_cache_probe(uncached, want):
                               {"max_new_tokens": 2}, uncached=uncached)
     assert ref.greedy == [want]
     assert "use_cache" not in ref.gen  # the OpenVINO model generates as deployed, with its own cache setting
+
+
+@pytest.mark.parametrize("attention, eager_used", [({"default_noncausal": True}, True),
+                                                   ({"default_noncausal": False}, False), (None, False)])
+def test_precision_reference_is_the_eager_model_when_the_default_attention_is_not_causal(attention, eager_used):
+    from sandboxes.targets.optimum_intel.verify import _reference_model
+
+    default, eager_model = _Model(), _Model()
+
+    class Eager:
+        def get(self):
+            return eager_model
+
+    assert (_reference_model(default, Eager(), attention) is eager_model) is eager_used

@@ -44,6 +44,22 @@ def test_a_cache_that_drifts_from_the_first_decode_step_fails(tiny):
     assert check["metrics"]["per_step"][0] < 1e-4 and "first step above it: 1" in check["detail"]
 
 
+
+def test_a_default_path_that_departs_from_the_model_is_replaced_by_the_eager_reference_only_if_it_agrees(tiny):
+    # glm_moe_dsa's sdpa path drops the all-ones causal mask (its full forward then sees later tokens): a
+    # decode that follows the model as written passes against the eager reference, and only against it
+    peeking = copy.deepcopy(tiny)
+    peeking.lm_head.register_forward_hook(lambda module, args, output: output + 0.5)
+    as_written = SimpleNamespace(logits=lambda feeds: tiny(**feeds, use_cache=False).logits)
+    check = cached.cached_decode(peeking, tiny, _ids(), tol=1e-4, eager=as_written)
+    assert check["status"] == "passed", check["detail"]
+    assert check["metrics"]["reference"] == "eager_no_cache" and check["metrics"]["default_max_abs_diff"] > 0.4
+    assert "eager, uncached reference" in check["detail"]
+    assert cached.cached_decode(peeking, tiny, _ids(), tol=1e-4)["status"] == "failed"
+    wrong_too = SimpleNamespace(logits=lambda feeds: peeking(**feeds, use_cache=False).logits)
+    check = cached.cached_decode(peeking, tiny, _ids(), tol=1e-4, eager=wrong_too)
+    assert check["status"] == "failed" and check["metrics"]["reference"] == "default"
+
 def test_states_are_recognised_from_inputs_or_stateful_variables():
     stateless = SimpleNamespace(input_names={"input_ids": 0, "cache_params.past.conv.0": 1}, request=None)
     assert cached.carries_states(stateless)
@@ -54,6 +70,20 @@ def test_states_are_recognised_from_inputs_or_stateful_variables():
                                request=SimpleNamespace(query_state=lambda: [SimpleNamespace(name="cache_params.past.ssm.0")]))
     assert cached.carries_states(stateful)
 
+
+
+def test_a_per_layer_cache_tensor_besides_keys_and_values_is_a_state_to_decode_through():
+    # a sparse-attention indexer's keys ride with the key/value cache; stateful variable ids join the input
+    # and output names (as OpenVINO's make_stateful names them)
+    def stateful(*names):
+        return SimpleNamespace(input_names={"input_ids": 0, "beam_idx": 1},
+                               request=SimpleNamespace(query_state=lambda: [SimpleNamespace(name=n) for n in names]))
+
+    kv = ["past_key_values.0.keypresent.0.key", "past_key_values.0.valuepresent.0.value"]
+    assert not cached.carries_states(stateful(*kv))
+    assert cached.carries_states(stateful(*kv, "past_key_values.0.indexer_keypresent.0.indexer_key"))
+    assert cached.carries_states(SimpleNamespace(input_names={"past_key_values.1.indexer_key": 0}, request=None))
+    assert not cached.carries_states(SimpleNamespace(input_names={"past_key_values.12.value": 0}, request=None))
 
 def test_position_ids_reach_the_export_only_when_it_takes_them():
     feeds = {"input_ids": 1, "attention_mask": 2, "position_ids": 3}

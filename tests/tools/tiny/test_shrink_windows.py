@@ -16,3 +16,16 @@ def test_doge_keep_window_is_shrunk_so_its_dynamic_mask_drops_keys():
            "max_position_embeddings": 2048, "keep_window_size": 2048, "sliding_window": None}
     tiny = shrink_config(raw, analyze(raw), max_seq=MAX_SEQ)
     assert tiny["keep_window_size"] < MAX_SEQ // 2
+
+
+def test_dsa_indexer_topk_is_shrunk_and_keeps_enough_heads_to_rank_keys():
+    # glm_moe_dsa's indexer keeps its index_topk best-scored keys: at 2048 no tiny sequence reaches it, and
+    # an export that attends to every key would pass; 2 index heads make exact score ties common
+    raw = {"model_type": "glm_moe_dsa", "architectures": ["GlmMoeDsaForCausalLM"], "vocab_size": 154880,
+           "hidden_size": 6144, "num_hidden_layers": 78, "num_attention_heads": 64, "num_key_value_heads": 64,
+           "q_lora_rank": 2048, "kv_lora_rank": 512, "qk_nope_head_dim": 192, "qk_rope_head_dim": 64,
+           "v_head_dim": 256, "n_routed_experts": 256, "num_experts_per_tok": 8, "moe_intermediate_size": 2048,
+           "index_topk": 2048, "index_head_dim": 128, "index_n_heads": 32, "max_position_embeddings": 202752}
+    tiny = shrink_config(raw, analyze(raw), max_seq=MAX_SEQ)
+    assert tiny["index_topk"] < 48  # the verification's long sequence
+    assert tiny["index_n_heads"] >= 16

@@ -91,6 +91,9 @@ class PatchSpec(BaseModel):
     # verification measured that transformers' cached generate() departs from the model's own uncached forward
     # (sandboxes/targets/optimum_intel/cache_probe.py): the decoder tests compare generation with use_cache=False
     compare_uncached: bool = False
+    # verification measured transformers' default attention non-causal where eager is causal
+    # (cache_probe.causality): the decoder tests load their transformers reference with eager attention
+    eager_reference: bool = False
     # False on the first write, before verification has measured the two counts above: their absence is
     # then expected, not worth a note (the write after the export fills them in)
     measured: bool = True

@@ -159,9 +159,12 @@ def judge(measured: dict, tolerances: dict[str, Tolerance], lineage: list[str],
         detail = "; ".join(failures) if failures else summary
         if flags:
             detail += f"; FLAGGED against {', '.join(family)} ({'; '.join(flags)})"
+        if measured.get("reference") == "eager":  # cache_probe.causality measured the default non-causal
+            detail += "; against transformers' eager attention (its default attention measured non-causal)"
         checks.append(Check(name=f"precision:{device}", status="failed" if failures else "passed", stage="precision",
                             detail=detail, metrics={"rows": rows, "host": host, "family": family,
                                                     "family_chosen_by": chosen, "flags": flags,
+                                                    "reference": measured.get("reference", "default"),
                                                     "baseline": baseline_table(baseline, device),
                                                     "baseline_host": baseline.get("host", {})}))
     return checks

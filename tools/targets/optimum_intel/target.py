@@ -210,6 +210,7 @@ class OptimumIntelTarget(BaseTarget):
             expected_int8=(facts or {}).get("int8_weights"), measured=facts is not None,
             expected_tokenizers=(facts or {}).get("tokenizer_models"),
             compare_uncached=bool((facts or {}).get("compare_uncached")),
+            eager_reference=bool((facts or {}).get("eager_reference")),
             class_attrs=edit.class_attrs, imports=edit.imports, patchers=edit.patchers, joins=edit.joins,
             also_registers=edit.also_registers, tasks=edit.tasks, module_blocks=edit.module_blocks,
             code_blocks=edit.code_blocks, methods=edit.methods, no_conv_state=edit.no_conv_state,
@@ -282,10 +283,13 @@ class OptimumIntelTarget(BaseTarget):
             sdpa = next((c.metrics.get("sdpa_ops") for c in checks if c.name == "export"), None)
             int8 = next((c.metrics for c in checks if c.name == "int8_weights"), {})
             probe = next((c.metrics.get("torch_cache") for c in checks if c.name == "batch_left_padding"), None)
+            attention = next((c.metrics.get("torch_attention") for c in checks if c.name == "batch_left_padding"),
+                             None)
             files = self._write(candidate, analysis, workspace, ctx,
                                 facts={"sdpa_ops": sdpa, "int8_weights": int8.get("per_model"),
                                        "tokenizer_models": int8.get("tokenizer_models"),
-                                       "compare_uncached": (probe or {}).get("compare_uncached")}).files
+                                       "compare_uncached": (probe or {}).get("compare_uncached"),
+                                       "eager_reference": (attention or {}).get("default_noncausal")}).files
             selections = [f for f in sorted(set(files)) if f.startswith(f"{TESTS_DIR}/test_")]
             if not selections:
                 checks.append(Check(name="tests", status="failed", stage="tests",

@@ -12,6 +12,7 @@ from tools.targets.optimum_intel import fixture
 from tools.targets.optimum_intel.patch import INT8_TABLE, TESTS, UTILS_TESTS, PatchResult, PatchSpec, _keys, \
     _module_names, _try
 from tools.targets.optimum_intel.placement import insert_entry
+from tools.targets.optimum_intel.test_edits_eager import eager_reference
 from tools.targets.optimum_intel.test_edits_states import exempt_conv_state_check
 from tools.targets.optimum_intel.test_edits_uncached import join_uncached_generation
 
@@ -96,6 +97,9 @@ def register_tests(workspace: Path, spec: PatchSpec, result: PatchResult) -> Non
             result.notes.append(f"{decoder}: {mt} is in {family}, which the tests add to SUPPORTED_ARCHITECTURES")
         else:
             _try(result, workspace, decoder, insert_entry, target, mt)
+        if spec.eager_reference and _try(result, workspace, decoder, eager_reference, mt) is not None:
+            result.notes.append(f"{decoder}: transformers' reference loaded with eager attention: its default "
+                                f"attention of {mt} is not causal (measured)")
         if spec.compare_uncached and _try(result, workspace, decoder, join_uncached_generation, mt) is not None:
             result.notes.append(f"{decoder}: generation compared with transformers' use_cache=False: its cached "
                                 f"generate() of {mt} departs from its own uncached forward (measured)")

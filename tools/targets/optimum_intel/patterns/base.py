@@ -294,6 +294,7 @@ ONNX_REMOVAL = Pattern("onnx_fallback_removal", "take the type off ONNX_SUPPORTE
 
 def registry() -> dict[str, Pattern]:
     """Every pattern by name, in the order their edits are merged."""
+    from tools.targets.optimum_intel.patterns.dsa_indexer import DSA_INDEXER_CACHE
     from tools.targets.optimum_intel.patterns.gated_delta import GATED_DELTA_HYBRID
     from tools.targets.optimum_intel.patterns.group_ids_mask import GROUP_IDS_MASK
     from tools.targets.optimum_intel.patterns.lightning_hybrid import LIGHTNING_HYBRID
@@ -310,10 +311,11 @@ def registry() -> dict[str, Pattern]:
     from tools.targets.optimum_intel.patterns.ssm_mamba1 import HYBRID_MAMBA1
     from tools.targets.optimum_intel.patterns.text_submodel import TEXT_SUBMODEL
 
-    return {p.name: p for p in (MOE_BATCHED_MM, FLAT_OUTPUT, GRANITE_EXPERTS, GROUPED_GEMM, IDENTITY_EXPERTS,
-                                UNGATED_EXPERTS, TEXT_SUBMODEL, NESTED_TEXT_CONFIG, PKV_GENERATOR, MLA_PKV_GENERATOR,
-                                NORMALIZED_CONFIG, NORMALIZED_ARGS, ONNX_REMOVAL, HYBRID_MAMBA2, HYBRID_MAMBA1,
-                                GATED_DELTA_HYBRID, NO_KV_CACHE, PADDING_IDX_POSITIONS, GROUP_IDS_MASK,
+    # the DSA indexer's cache first: its generator and patcher (built on the MoE one) win over theirs
+    return {p.name: p for p in (DSA_INDEXER_CACHE, MOE_BATCHED_MM, FLAT_OUTPUT, GRANITE_EXPERTS, GROUPED_GEMM,
+                                IDENTITY_EXPERTS, UNGATED_EXPERTS, TEXT_SUBMODEL, NESTED_TEXT_CONFIG, PKV_GENERATOR,
+                                MLA_PKV_GENERATOR, NORMALIZED_CONFIG, NORMALIZED_ARGS, ONNX_REMOVAL, HYBRID_MAMBA2,
+                                HYBRID_MAMBA1, GATED_DELTA_HYBRID, NO_KV_CACHE, PADDING_IDX_POSITIONS, GROUP_IDS_MASK,
                                 LIGHTNING_HYBRID)}
 
 
