@@ -33,8 +33,7 @@ from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, module_defs
 from tools.targets.optimum_intel.patterns.gated_delta_source import CELL, CONV, RULE, patcher_source
 from tools.targets.optimum_intel.patterns.moe import PATCHER_MODULE, _modeling, patcher_name
 from tools.targets.optimum_intel.patterns.ssm_family import prefill_shape
-from tools.targets.optimum_intel.patterns.ssm_hybrid import _floats
-from tools.targets.optimum_intel.patterns.ssm_layout import _decoder_layers
+from tools.targets.optimum_intel.patterns.ssm_layout import _decoder_layers, read_layout
 
 REFERENCE = "qwen3_next"  # the family whose cache layout and export config this pattern follows
 REFERENCE_PATCHER = "Qwen3NextModelPatcher"
@@ -195,19 +194,7 @@ def layout_problems(config, mixers: tuple[str, ...]) -> tuple[list[str], list[st
 
 @lru_cache(maxsize=32)
 def _layout(model_type: str, raw_json: str, mixers: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    from transformers import AutoConfig
-
-    kwargs = {k: _floats(v) for k, v in json.loads(raw_json).items()
-              if k not in ("model_type", "architectures", "transformers_version", "auto_map")}
-    try:  # the analysed config itself: a default config would describe another model's layers
-        config = AutoConfig.for_model(model_type, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - transformers' validation errors have no common type
-        return (), (f"transformers cannot build the model's config: {str(exc)[:200]}",)
-    try:
-        kinds, problems = layout_problems(config, mixers)
-    except Exception as exc:  # noqa: BLE001 - a model that cannot be built on the meta device is not this pattern's
-        return (), (f"the model could not be instantiated to read its layout: {str(exc)[:200]}",)
-    return tuple(kinds), tuple(problems)
+    return read_layout(model_type, raw_json, lambda c: layout_problems(c, mixers), ())
 
 
 def layout(ctx: PatternContext) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -36,8 +36,7 @@ from tools.targets.optimum_intel.patterns.lightning_source import (Names, cache_
                                                                    generator_source, patcher_source, wrap_source)
 from tools.targets.optimum_intel.patterns.moe import HELPER, PATCHER_MODULE, _modeling, experts_classes, patcher_name
 from tools.targets.optimum_intel.patterns.ssm_family import _Rename
-from tools.targets.optimum_intel.patterns.ssm_hybrid import _floats
-from tools.targets.optimum_intel.patterns.ssm_layout import _decoder_layers
+from tools.targets.optimum_intel.patterns.ssm_layout import _decoder_layers, read_layout
 
 FAMILY = "granitemoehybrid"  # the hybrid cache export this pattern's config class extends
 FAMILY_PATCHER = "GraniteMoeHybridModelPatcher"
@@ -149,19 +148,7 @@ def layout_problems(config, classes: tuple[str, ...]) -> tuple[str | None, list[
 
 @lru_cache(maxsize=32)
 def _layout(model_type: str, raw_json: str, classes: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
-    from transformers import AutoConfig
-
-    kwargs = {k: _floats(v) for k, v in json.loads(raw_json).items()
-              if k not in ("model_type", "architectures", "transformers_version", "auto_map")}
-    try:  # the analysed config itself: a default config would describe another model's layers
-        config = AutoConfig.for_model(model_type, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - transformers' validation errors have no common type
-        return None, (f"transformers cannot build the model's config: {str(exc)[:200]}",)
-    try:
-        label, problems = layout_problems(config, classes)
-    except Exception as exc:  # noqa: BLE001 - a model that cannot be built on the meta device is not this pattern's
-        return None, (f"the model could not be instantiated to read its layout: {str(exc)[:200]}",)
-    return label, tuple(problems)
+    return read_layout(model_type, raw_json, lambda c: layout_problems(c, classes), None)
 
 
 def layout(ctx: PatternContext) -> tuple[str | None, tuple[str, ...]]:

@@ -49,7 +49,7 @@ from tools.targets.optimum_intel.patterns.ssm_source import (CACHE_ANCHOR, CACHE
                                                              normalized_source, cache_init_source,
                                                              layer_cache_source)
 from tools.targets.optimum_intel.patterns.ssm_layout import (  # noqa: F401 - re-exported (tests, lightning_hybrid)
-    _cache_taking, _decoder_layers, layout_problems)
+    _cache_taking, _decoder_layers, layout_problems, read_layout)
 from tools.targets.optimum_intel.patterns.ssm_variant import variant_helper
 
 REFERENCE = "granitemoehybrid"  # the family whose export this pattern follows
@@ -169,32 +169,13 @@ def family_bases(analysis: dict, workspace: Path, registry: dict[str, str]) -> l
 
 # -- the cache layout, read from the model itself (patterns/ssm_layout.py) --------------------------------
 
-def _floats(value):
-    """transformers 5 writes non-finite floats into config.json as {"__float__": "Infinity"}."""
-    if isinstance(value, dict):
-        return float(value["__float__"]) if set(value) == {"__float__"} else {k: _floats(v) for k, v in value.items()}
-    return [_floats(v) for v in value] if isinstance(value, list) else value
-
-
 @lru_cache(maxsize=32)
 def _layout(model_type: str, raw_json: str, mixers: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    from transformers import AutoConfig
-
     names, name_problems = config_names(model_type)
     if name_problems:
         return (), name_problems
 
-    kwargs = {k: _floats(v) for k, v in json.loads(raw_json).items()
-              if k not in ("model_type", "architectures", "transformers_version", "auto_map")}
-    try:  # the analysed config itself: a default config would describe another model's layers
-        config = AutoConfig.for_model(model_type, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - transformers' validation errors have no common type
-        return (), (f"transformers cannot build the model's config: {str(exc)[:200]}",)
-    try:
-        kinds, problems = layout_problems(config, mixers, names, width(model_type))
-    except Exception as exc:  # noqa: BLE001 - a model that cannot be built on the meta device is not this pattern's
-        return (), (f"the model could not be instantiated to read its layout: {str(exc)[:200]}",)
-    return tuple(kinds), tuple(problems)
+    return read_layout(model_type, raw_json, lambda c: layout_problems(c, mixers, names, width(model_type)), ())
 
 
 def layout(ctx: PatternContext) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -8,6 +8,8 @@ A layer of neither kind (MLP or MoE) is labelled as neither and holds no module 
 
 from __future__ import annotations
 
+import json
+
 from tools.targets.optimum_intel.patterns.ssm_family import own_value
 
 # what GraniteMoeHybridOpenVINOConfig and its generator count in config.layer_types, per layer kind
@@ -115,3 +117,28 @@ def layout_problems(config, mixers: tuple[str, ...], names=(), own_width: str | 
         if not fits(labels):  # a layer of neither kind (MLP, MoE) may be labelled anything but the family's kinds
             problems.append(f"config.{attr} {labels} does not name the layers the model builds ({expected})")
     return kinds, problems
+
+
+def _floats(value):
+    """transformers 5 writes non-finite floats into config.json as {"__float__": "Infinity"}."""
+    if isinstance(value, dict):
+        return float(value["__float__"]) if set(value) == {"__float__"} else {k: _floats(v) for k, v in value.items()}
+    return [_floats(v) for v in value] if isinstance(value, list) else value
+
+
+def read_layout(model_type: str, raw_json: str, read, empty):
+    """(what `read(config)` finds, problems), `config` built from the analysed config itself (a default config
+    would describe another model's layers); a config or model transformers cannot build is one problem."""
+    from transformers import AutoConfig
+
+    kwargs = {k: _floats(v) for k, v in json.loads(raw_json).items()
+              if k not in ("model_type", "architectures", "transformers_version", "auto_map")}
+    try:
+        config = AutoConfig.for_model(model_type, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - transformers' validation errors have no common type
+        return empty, (f"transformers cannot build the model's config: {str(exc)[:200]}",)
+    try:
+        found, problems = read(config)
+    except Exception as exc:  # noqa: BLE001 - a model that cannot be built on the meta device is not this pattern's
+        return empty, (f"the model could not be instantiated to read its layout: {str(exc)[:200]}",)
+    return (tuple(found) if isinstance(found, list) else found), tuple(problems)

@@ -28,8 +28,7 @@ from tools.targets.optimum_intel.patterns.base import Pattern, PatternContext, P
 from tools.targets.optimum_intel.patterns.edit import MODEL_PATCHER, module_defs, resolved_attrs, top_level_classes
 from tools.targets.optimum_intel.patterns.moe import PATCHER_MODULE, _modeling
 from tools.targets.optimum_intel.patterns.ssm_family import prefill_shape
-from tools.targets.optimum_intel.patterns.ssm_hybrid import _floats
-from tools.targets.optimum_intel.patterns.ssm_layout import _decoder_layers, _expected_attention
+from tools.targets.optimum_intel.patterns.ssm_layout import _decoder_layers, _expected_attention, read_layout
 from tools.targets.optimum_intel.patterns.ssm_mamba1_source import (CELL, HEADED_HELPER, HELPER, REFERENCE_PATCHER,
                                                                     family_source, headed_helper_source,
                                                                     helper_source, normalized_name,
@@ -215,22 +214,10 @@ def layout_problems(config, mixers: tuple[str, ...], names: tuple[str, ...]) -> 
 
 @lru_cache(maxsize=32)
 def _layout(model_type: str, raw_json: str, mixers: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    from transformers import AutoConfig
-
     names, name_problems = config_names(model_type)
     if names is None:
         return (), name_problems or ("no config names for the mixers' sizes",)
-    kwargs = {k: _floats(v) for k, v in json.loads(raw_json).items()
-              if k not in ("model_type", "architectures", "transformers_version", "auto_map")}
-    try:  # the analysed config itself: a default config would describe another model's layers
-        config = AutoConfig.for_model(model_type, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - transformers' validation errors have no common type
-        return (), (f"transformers cannot build the model's config: {str(exc)[:200]}",)
-    try:
-        kinds, problems = layout_problems(config, mixers, names)
-    except Exception as exc:  # noqa: BLE001 - a model that cannot be built on the meta device is not this pattern's
-        return (), (f"the model could not be instantiated to read its layout: {str(exc)[:200]}",)
-    return tuple(kinds), tuple(problems)
+    return read_layout(model_type, raw_json, lambda c: layout_problems(c, mixers, names), ())
 
 
 def layout(ctx: PatternContext) -> tuple[tuple[str, ...], tuple[str, ...]]:
